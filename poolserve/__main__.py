@@ -1,0 +1,3 @@
+from poolserve.cli import app
+
+app()

@@ -1,0 +1,24 @@
+"""The ``poolserve`` command. Each subcommand lives beside the code it drives; heavy imports (torch,
+onnxruntime) happen inside the commands, so ``poolserve serve`` never imports torch."""
+
+from __future__ import annotations
+
+import typer
+
+from poolserve import __version__
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Serve pooling CNNs exported to ONNX.")
+
+
+@app.callback()
+def main() -> None:
+    """Serve pooling CNNs exported to ONNX: train, export, verify, serve."""
+
+
+@app.command()
+def version() -> None:
+    """Print poolserve's version."""
+    typer.echo(__version__)
+
+
+# Subcommands are registered below, one line each, from the package that owns them.

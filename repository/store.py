@@ -1,0 +1,97 @@
+"""Reading and writing model repository entries on disk: ``<root>/<name>/<version>/{model.onnx,manifest.json}``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from repository.manifest import MANIFEST_FILENAME, NAME_PATTERN, Manifest
+
+_NAME = re.compile(NAME_PATTERN)
+_CHUNK = 1 << 20
+
+
+class RepositoryError(Exception):
+    """An entry that cannot be used; the message says which file and why."""
+
+
+@dataclass(frozen=True)
+class EntryLocation:
+    name: str
+    version: int
+    directory: Path
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST_FILENAME
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def discover(root: Path) -> list[EntryLocation]:
+    """Every ``<name>/<version>`` folder under ``root``, newest version last; other files are ignored."""
+    if not root.is_dir():
+        raise RepositoryError(f"model repository {root} is not a directory")
+    found: list[EntryLocation] = []
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)):
+        for version_dir in model_dir.iterdir():
+            if version_dir.is_dir() and version_dir.name.isdigit() and int(version_dir.name) >= 1:
+                found.append(EntryLocation(model_dir.name, int(version_dir.name), version_dir))
+    return sorted(found, key=lambda e: (e.name, e.version))
+
+
+def latest_versions(entries: list[EntryLocation]) -> list[EntryLocation]:
+    latest: dict[str, EntryLocation] = {}
+    for entry in entries:
+        if entry.name not in latest or entry.version > latest[entry.name].version:
+            latest[entry.name] = entry
+    return list(latest.values())
+
+
+def read_manifest(location: EntryLocation) -> Manifest:
+    """Parse and cross-check a manifest against the folder it lives in (name, version)."""
+    try:
+        raw = location.manifest_path.read_bytes()
+    except FileNotFoundError as exc:
+        raise RepositoryError(f"{location.manifest_path}: manifest is missing") from exc
+    try:
+        manifest = Manifest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise RepositoryError(f"{location.manifest_path}: invalid manifest: {exc}") from exc
+    if (manifest.name, manifest.version) != (location.name, location.version):
+        raise RepositoryError(
+            f"{location.manifest_path}: says {manifest.name}/{manifest.version}, "
+            f"but lives in {location.name}/{location.version}"
+        )
+    return manifest
+
+
+def verified_model_path(location: EntryLocation, manifest: Manifest) -> Path:
+    """The model file's path, once its sha256 matches the manifest's."""
+    path = location.directory / manifest.model_file
+    if path.parent != location.directory:
+        raise RepositoryError(f"{location.manifest_path}: model_file must be a plain file name")
+    if not path.is_file():
+        raise RepositoryError(f"{path}: model file is missing")
+    actual = sha256_file(path)
+    if actual != manifest.sha256:
+        raise RepositoryError(f"{path}: sha256 {actual} does not match the manifest's {manifest.sha256}")
+    return path
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> Path:
+    path = directory / MANIFEST_FILENAME
+    text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return path
