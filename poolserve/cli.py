@@ -22,3 +22,6 @@ def version() -> None:
 
 
 # Subcommands are registered below, one line each, from the package that owns them.
+from service.cli import serve  # noqa: E402  (typer only; uvicorn and onnxruntime load inside the command)
+
+app.command()(serve)

@@ -1,0 +1,172 @@
+"""Request parsing: the three ways a client may send images, and boxes beside them, to plain bytes/arrays.
+
+- ``multipart/form-data``: one or more files in field ``images`` (features: plus a ``boxes`` JSON field
+  holding one list of boxes per image);
+- a raw image body (``Content-Type: image/png`` etc.; classification only);
+- ``application/json``: ``{"images": ["<base64>", ...]}`` or, for features,
+  ``{"items": [{"image": "<base64>", "boxes": [[x1, y1, x2, y2], ...]}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import orjson
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from service.errors import InvalidRequest, LimitExceeded, UnsupportedMediaType
+from service.imaging.decode import MEDIA_TYPES
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    max_images: int
+    max_boxes: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class ImagePayload:
+    images: list[bytes]
+    boxes: list[np.ndarray] | None = None  # per image (k_i, 4) float32, original pixel coordinates
+
+
+JSONBody = TypeVar("JSONBody", bound=BaseModel)
+
+
+class ClassifyJSON(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    images: list[str]
+
+
+class RegionItemJSON(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    image: str
+    boxes: list[tuple[float, float, float, float]]
+
+
+class FeaturesJSON(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[RegionItemJSON]
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _b64(text: str, where: str) -> bytes:
+    if text.startswith("data:"):  # tolerate data URLs as browsers produce them
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequest(f"{where} is not valid base64") from None
+
+
+def _json_model(body: bytes, model: type[JSONBody]) -> JSONBody:
+    try:
+        return model.model_validate(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the body is not valid JSON") from None
+    except ValidationError as exc:
+        where = ", ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in exc.errors()[:5])
+        raise InvalidRequest(f"the JSON body does not match the expected shape ({where})") from None
+
+
+async def _multipart_images(request: Request, limits: RequestLimits) -> tuple[list[bytes], str | None]:
+    # ``async with`` closes the spooled upload files, whatever happens while reading them.
+    form_context = request.form(
+        max_files=limits.max_images, max_fields=8, max_part_size=limits.max_body_bytes
+    )
+    try:
+        async with form_context as form:
+            files = form.getlist("images")
+            if not all(isinstance(f, UploadFile) for f in files):
+                raise InvalidRequest("form field 'images' must hold files")
+            blobs = [await f.read() for f in files if isinstance(f, UploadFile)]
+            boxes = form.get("boxes")
+    except HTTPException as exc:  # Starlette's multipart parser reports its own limits and syntax errors so
+        if "too many files" in str(exc.detail).lower():
+            raise LimitExceeded(f"more than {limits.max_images} images per request") from None
+        raise InvalidRequest(f"malformed multipart body: {exc.detail}") from None
+    if boxes is not None and not isinstance(boxes, str):
+        raise InvalidRequest("form field 'boxes' must be text holding JSON")
+    return blobs, boxes
+
+
+def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
+    if not images:
+        raise InvalidRequest("no images in the request")
+    if len(images) > limits.max_images:
+        raise LimitExceeded(f"{len(images)} images; at most {limits.max_images} per request")
+    return images
+
+
+def _boxes_array(raw: object, where: str) -> np.ndarray:
+    shape_ok = isinstance(raw, list) and all(isinstance(b, list | tuple) and len(b) == 4 for b in raw)
+    try:
+        boxes = np.asarray(raw, dtype=np.float64).reshape(-1, 4) if shape_ok else None
+    except (ValueError, TypeError):
+        boxes = None
+    if boxes is None:
+        raise InvalidRequest(f"{where} must be a list of [x1, y1, x2, y2] boxes")
+    if not np.isfinite(boxes).all():
+        raise InvalidRequest(f"{where} holds a non-finite coordinate")
+    if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+        raise InvalidRequest(f"{where} holds a box with x2 < x1 or y2 < y1")
+    return boxes.astype(np.float32)
+
+
+def _check_boxes(boxes: list[np.ndarray], limits: RequestLimits) -> list[np.ndarray]:
+    total = sum(len(b) for b in boxes)
+    if total > limits.max_boxes:
+        raise LimitExceeded(f"{total} boxes; at most {limits.max_boxes} per request")
+    return boxes
+
+
+async def parse_classify(request: Request, limits: RequestLimits) -> ImagePayload:
+    media_type = _media_type(request)
+    if media_type == "multipart/form-data":
+        images, _ = await _multipart_images(request, limits)
+    elif media_type in MEDIA_TYPES:
+        images = [await request.body()]
+    elif media_type == "application/json":
+        parsed = _json_model(await request.body(), ClassifyJSON)
+        images = [_b64(s, f"images[{i}]") for i, s in enumerate(parsed.images)]
+    else:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {media_type!r}; send multipart/form-data, application/json or "
+            f"one of {', '.join(sorted(MEDIA_TYPES))}"
+        )
+    return ImagePayload(_check_images(images, limits))
+
+
+async def parse_features(request: Request, limits: RequestLimits) -> ImagePayload:
+    media_type = _media_type(request)
+    if media_type == "multipart/form-data":
+        images, boxes_text = await _multipart_images(request, limits)
+        if boxes_text is None:
+            raise InvalidRequest("form field 'boxes' is missing: JSON with one list of boxes per image")
+        try:
+            per_image = orjson.loads(boxes_text)
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("form field 'boxes' is not valid JSON") from None
+        if not isinstance(per_image, list) or len(per_image) != len(images):
+            raise InvalidRequest(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
+        boxes = [_boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
+    elif media_type == "application/json":
+        parsed = _json_model(await request.body(), FeaturesJSON)
+        images = [_b64(item.image, f"items[{i}].image") for i, item in enumerate(parsed.items)]
+        boxes = [_boxes_array(item.boxes, f"items[{i}].boxes") for i, item in enumerate(parsed.items)]
+    else:
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
+        )
+    return ImagePayload(_check_images(images, limits), _check_boxes(boxes, limits))

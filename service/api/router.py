@@ -1,0 +1,15 @@
+"""Every route of the HTTP API, in one list; routes themselves live in ``routes/<resource>.py``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from service.api.deps import require_api_key
+from service.api.routes import classify, features, health, metrics, models
+
+api_router = APIRouter()
+api_router.include_router(health.router)
+api_router.include_router(metrics.router)
+api_router.include_router(models.router, dependencies=[Depends(require_api_key)])
+api_router.include_router(classify.router, dependencies=[Depends(require_api_key)])
+api_router.include_router(features.router, dependencies=[Depends(require_api_key)])

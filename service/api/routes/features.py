@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import base64
+import io
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from repository.manifest import Manifest, Task
+from service.api.deps import LimitsDep, RuntimeDep, SettingsDep
+from service.api.payloads import parse_features
+from service.api.responses import OrjsonResponse
+from service.api.routes.classify import checked_top_k, predictions_json
+from service.api.schemas import FeaturesResponse
+from service.imaging.preprocess import decode_and_preprocess, map_boxes
+from service.runtime.inference import RegionOutput
+from service.runtime.postprocess import top_k
+
+router = APIRouter(prefix="/v1/models", tags=["inference"])
+
+NPY_MEDIA_TYPE = "application/x-npy"
+BOX_COUNTS_HEADER = "X-Box-Counts"
+Encoding = Literal["float32", "float16-base64"]
+
+FEATURES_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "boxes": {
+                            "type": "string",
+                            "description": "JSON: one list of [x1,y1,x2,y2] per image",
+                        },
+                    },
+                }
+            },
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "items": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "image": {"type": "string", "format": "byte"},
+                                    "boxes": {
+                                        "type": "array",
+                                        "items": {"type": "array", "items": {"type": "number"}},
+                                    },
+                                },
+                            },
+                        }
+                    },
+                }
+            },
+        },
+    },
+    "responses": {"200": {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
+}
+
+
+def _npy(output: RegionOutput, feature_dim: int) -> Response:
+    counts = [len(f) for f in output.features]
+    stacked = np.concatenate(output.features) if counts else np.zeros((0, feature_dim), np.float32)
+    buffer = io.BytesIO()
+    np.save(buffer, stacked.astype(np.float32, copy=False), allow_pickle=False)
+    headers = {BOX_COUNTS_HEADER: ",".join(map(str, counts))}
+    return Response(buffer.getvalue(), media_type=NPY_MEDIA_TYPE, headers=headers)
+
+
+def _json(
+    manifest: Manifest, boxes: list[np.ndarray], output: RegionOutput, encoding: Encoding, k: int
+) -> dict[str, Any]:
+    results = []
+    for i, (image_boxes, features) in enumerate(zip(boxes, output.features, strict=True)):
+        ranked = top_k(output.probabilities[i], manifest.labels, k) if output.probabilities else None
+        rows = []
+        for j, (box, vector) in enumerate(zip(image_boxes, features, strict=True)):
+            encoded: Any = vector
+            if encoding == "float16-base64":
+                encoded = base64.b64encode(vector.astype("<f2").tobytes()).decode("ascii")
+            row = {"box": box, "features": encoded}
+            if ranked is not None:
+                row["predictions"] = predictions_json(ranked[j])
+            rows.append(row)
+        results.append({"boxes": rows})
+    return {
+        "model": manifest.name,
+        "version": manifest.version,
+        "feature_dim": manifest.feature_dim,
+        "encoding": encoding,
+        "results": results,
+    }
+
+
+@router.post("/{name}/features", response_model=FeaturesResponse, openapi_extra=FEATURES_BODY)
+async def features(
+    name: str,
+    request: Request,
+    runtime: RuntimeDep,
+    settings: SettingsDep,
+    limits: LimitsDep,
+    top_k_: Annotated[
+        int, Query(alias="top_k", ge=1, description="labels per box, for models with scores")
+    ] = 5,
+    encoding: Annotated[Encoding, Query(description="how JSON carries each feature vector")] = "float32",
+) -> Response:
+    """RoI features for boxes given in each image's original pixel coordinates (zero boxes is fine).
+
+    ``Accept: application/x-npy`` returns all features as one (K_total, D) float32 ``.npy`` instead, with
+    each image's box count, in order, in the ``X-Box-Counts`` header.
+    """
+    manifest = runtime.model(name, Task.REGION_FEATURES)
+    k = checked_top_k(top_k_, settings.max_top_k)
+    payload = await parse_features(request, limits)
+    assert payload.boxes is not None
+    images, transforms = await run_in_threadpool(
+        decode_and_preprocess, payload.images, manifest.preprocessing, settings.max_image_pixels
+    )
+    mapped = [map_boxes(b, t) for b, t in zip(payload.boxes, transforms, strict=True)]
+    output = await runtime.features(name, images, mapped)
+    assert manifest.feature_dim is not None
+    if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
+        return _npy(output, manifest.feature_dim)
+    return OrjsonResponse(_json(manifest, payload.boxes, output, encoding, k))

@@ -1,0 +1,79 @@
+"""The app factory: ``uvicorn service.app:create_app --factory``. Settings in, a wired FastAPI app out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import onnxruntime as ort
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from poolserve import __version__
+from service.api import problems
+from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
+from service.api.responses import OrjsonResponse
+from service.api.router import api_router
+from service.metrics import ServiceMetrics
+from service.runtime.inference import Runtime
+from service.runtime.providers import select_providers
+from service.runtime.registry import BatchOverrides, ModelRegistry
+from service.runtime.sessions import SessionConfig
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(settings: Settings, metrics: ServiceMetrics) -> ModelRegistry:
+    selection = select_providers(
+        settings.execution_provider, ort.get_available_providers(), settings.strict_provider
+    )
+    if selection.warning:
+        log.warning(selection.warning)
+    return ModelRegistry(
+        settings.repository,
+        SessionConfig(selection.providers, settings.intra_op_threads, settings.inter_op_threads),
+        BatchOverrides(settings.max_batch_size, settings.max_queue_delay_ms, settings.queue_capacity),
+        observer=metrics,
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Models load in the background: /health/live answers at once, /health/ready once they are in."""
+    registry = build_registry(app.state.settings, app.state.metrics)
+    registry.discover()
+    app.state.runtime = Runtime(registry)
+    loading = asyncio.create_task(registry.load_all(), name="load-models")
+    try:
+        yield
+    finally:
+        loading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loading
+        await registry.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.getLogger("service").setLevel(settings.log_level.upper())
+    app = FastAPI(
+        title="poolserve",
+        version=__version__,
+        summary="Pooling CNNs (classification, RoI region features) served from ONNX.",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
+    problems.install(app)
+    app.include_router(api_router)
+    # Added innermost first: CORS wraps metrics wraps the time limit wraps the body limit.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+    return app

@@ -1,0 +1,85 @@
+"""Pillow image to model input, exactly as the manifest's ``Preprocessing`` says, and boxes mapped alike.
+
+decode -> color mode -> resize -> ``pixel * scale`` -> ``(x - mean) / std`` -> (C, H, W) float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from repository.manifest import Preprocessing
+from service.errors import ServiceError
+from service.imaging.decode import decode_image
+
+_RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+
+
+@dataclass(frozen=True)
+class ResizeTransform:
+    """How original pixel coordinates map into the model input frame: ``x' = x * scale_x``.
+
+    Pillow's resize maps pixel edges onto pixel edges (0 -> 0, width -> new width), so box corners, being
+    continuous edge coordinates, scale by the same per-axis factor.
+    """
+
+    scale_x: float
+    scale_y: float
+
+
+def resized_size(original: tuple[int, int], spec: Preprocessing) -> tuple[int, int]:
+    """The (width, height) the image is resized to before any padding."""
+    width, height = original
+    if spec.resize == "stretch":
+        return spec.width, spec.height
+    # fit-height-pad-width: keep the aspect ratio at spec.height rows; too-wide images are squeezed to fit.
+    scaled = max(1, round(width * spec.height / height))
+    return min(scaled, spec.width), spec.height
+
+
+def preprocess(image: Image.Image, spec: Preprocessing) -> tuple[np.ndarray, ResizeTransform]:
+    """One decoded image to a (C, H, W) float32 tensor, plus the transform its boxes need."""
+    rgb_or_gray = image.convert("L" if spec.color_mode == "L" else "RGB")
+    new_w, new_h = resized_size(rgb_or_gray.size, spec)
+    resized = rgb_or_gray.resize((new_w, new_h), _RESAMPLE[spec.interpolation])
+    pixels = np.asarray(resized, dtype=np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if spec.color_mode == "BGR":
+        pixels = pixels[:, :, ::-1]
+    mean = np.asarray(spec.mean, np.float32)
+    std = np.asarray(spec.std, np.float32)
+    normalized = (pixels * np.float32(spec.scale) - mean) / std
+    tensor = np.full((spec.channels, spec.height, spec.width), spec.pad_value, np.float32)
+    tensor[:, :, :new_w] = normalized.transpose(2, 0, 1)
+    width, height = image.size
+    return tensor, ResizeTransform(new_w / width, new_h / height)
+
+
+def map_boxes(boxes: np.ndarray, transform: ResizeTransform) -> np.ndarray:
+    """(k, 4) x1 y1 x2 y2 in original pixels to the model input frame, float32."""
+    factors = np.asarray(
+        [transform.scale_x, transform.scale_y, transform.scale_x, transform.scale_y], np.float64
+    )
+    return (boxes.astype(np.float64) * factors).astype(np.float32)
+
+
+def decode_and_preprocess(
+    blobs: list[bytes], spec: Preprocessing, max_pixels: int
+) -> tuple[np.ndarray, list[ResizeTransform]]:
+    """Encoded images to one (n, C, H, W) batch; errors name the offending image's position."""
+    tensors, transforms = [], []
+    for i, blob in enumerate(blobs):
+        try:
+            tensor, transform = preprocess(decode_image(blob, max_pixels), spec)
+        except ServiceError as exc:
+            raise type(exc)(f"images[{i}]: {exc.detail}") from None
+        tensors.append(tensor)
+        transforms.append(transform)
+    return np.stack(tensors), transforms

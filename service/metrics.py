@@ -1,0 +1,58 @@
+"""Prometheus metrics, one ``CollectorRegistry`` per app so that apps (and tests) never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class ServiceMetrics:
+    """Also the batchers' ``BatchObserver``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ["method", "route", "model", "status"]
+        self.requests = Counter(
+            "poolserve_http_requests", "HTTP requests by route template", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "poolserve_http_request_duration_seconds",
+            "HTTP request latency by route template",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.inference = Histogram(
+            "poolserve_inference_duration_seconds",
+            "onnxruntime time per batch",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "poolserve_batch_size",
+            "images per batch",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.depth = Gauge(
+            "poolserve_queue_depth", "requests waiting per model", ["model"], registry=self.registry
+        )
+        self.model_ready = Gauge(
+            "poolserve_model_ready", "1 when the model serves, else 0", ["model"], registry=self.registry
+        )
+
+    def observe_request(self, method: str, route: str, model: str, status: int, seconds: float) -> None:
+        labels = (method, route, model, str(status))
+        self.requests.labels(*labels).inc()
+        self.latency.labels(*labels).observe(seconds)
+
+    def batch_ran(self, model: str, size: int, seconds: float) -> None:
+        self.batch_size.labels(model).observe(size)
+        self.inference.labels(model).observe(seconds)
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        self.depth.labels(model).set(depth)

@@ -1,0 +1,156 @@
+"""A per-model dynamic batcher: requests queue up, and one worker thread runs them together.
+
+It knows nothing about HTTP or onnxruntime: a ``BatchHandler`` says how big an item is and how to run a
+list of items as one batch (in the worker thread). Items are whole requests (several images each), so a
+batch holds up to ``max_batch_size`` images, never splitting a request; a request bigger than that runs alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from service.errors import ModelNotReady, QueueFull
+
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
+ItemT_contra = TypeVar("ItemT_contra", contravariant=True)
+ResultT_co = TypeVar("ResultT_co", covariant=True)
+
+
+class BatchHandler(Protocol[ItemT_contra, ResultT_co]):
+    def size(self, item: ItemT_contra) -> int:
+        """How many batch slots (images) the item takes."""
+        ...
+
+    def run(self, items: Sequence[ItemT_contra]) -> Sequence[ResultT_co]:
+        """Run the items as one batch; one result per item, in order. Called in the worker thread."""
+        ...
+
+
+class BatchObserver(Protocol):
+    def batch_ran(self, model: str, size: int, seconds: float) -> None: ...
+
+    def queue_depth(self, model: str, depth: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    max_batch_size: int
+    max_queue_delay_ms: float
+    queue_capacity: int
+
+
+@dataclass
+class _Pending(Generic[ItemT, ResultT]):
+    item: ItemT
+    future: asyncio.Future[ResultT]
+
+
+class DynamicBatcher(Generic[ItemT, ResultT]):
+    def __init__(
+        self,
+        name: str,
+        handler: BatchHandler[ItemT, ResultT],
+        config: BatchConfig,
+        observer: BatchObserver | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._handler = handler
+        self._observer = observer
+        self._queue: asyncio.Queue[_Pending[ItemT, ResultT]] = asyncio.Queue(maxsize=config.queue_capacity)
+        self._carry: _Pending[ItemT, ResultT] | None = None  # did not fit the last batch; goes first next
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() + (self._carry is not None)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._collect_forever(), name=f"batcher-{self.name}"
+        )
+
+    async def submit(self, item: ItemT) -> ResultT:
+        """Queue one item and wait for its result. Cancelling the caller drops the item if not yet run."""
+        if self._task is None or self._task.done():
+            raise ModelNotReady(f"model {self.name!r} is not accepting requests")
+        future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait(_Pending(item, future))
+        except asyncio.QueueFull:
+            raise QueueFull(f"model {self.name!r} has {self.config.queue_capacity} requests queued") from None
+        self._report_depth()
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        leftovers = [self._carry] if self._carry else []
+        while not self._queue.empty():
+            leftovers.append(self._queue.get_nowait())
+        for pending in leftovers:
+            if not pending.future.done():
+                pending.future.set_exception(ModelNotReady(f"model {self.name!r} is shutting down"))
+        self._executor.shutdown(wait=True)
+
+    async def _collect_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect(loop)
+            self._report_depth()
+            live = [p for p in batch if not p.future.done()]  # timed-out callers cancelled theirs
+            if live:
+                await self._run(loop, live)
+
+    async def _collect(self, loop: asyncio.AbstractEventLoop) -> list[_Pending[ItemT, ResultT]]:
+        first = self._carry or await self._queue.get()
+        self._carry = None
+        batch, size = [first], self._handler.size(first.item)
+        deadline = loop.time() + self.config.max_queue_delay_ms / 1000
+        while size < self.config.max_batch_size:
+            try:
+                if self._queue.empty():
+                    nxt = await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time()))
+                else:
+                    nxt = self._queue.get_nowait()  # whatever queued while we ran goes in without waiting
+            except TimeoutError:
+                break
+            nxt_size = self._handler.size(nxt.item)
+            if size + nxt_size > self.config.max_batch_size:
+                self._carry = nxt
+                break
+            batch.append(nxt)
+            size += nxt_size
+        return batch
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[ItemT, ResultT]]) -> None:
+        items = [p.item for p in batch]
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self._handler.run, items)
+        except Exception as exc:  # the batch fails as a whole; every caller gets the error
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            return
+        if self._observer is not None:
+            self._observer.batch_ran(
+                self.name, sum(self._handler.size(i) for i in items), time.perf_counter() - started
+            )
+        for pending, result in zip(batch, results, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    def _report_depth(self) -> None:
+        if self._observer is not None:
+            self._observer.queue_depth(self.name, self.depth)

@@ -1,0 +1,55 @@
+"""The service's one configuration object: environment variables prefixed ``POOLSERVE_`` and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProviderChoice = Literal["auto", "cpu", "cuda"]
+
+
+def default_repository() -> Path:
+    """``model_repository/`` in the working directory if there is one, else the one shipped beside the code.
+
+    The working directory wins so that ``poolserve serve`` run from any checkout serves that checkout's
+    models; the source-tree fallback makes an editable install work from anywhere with zero configuration.
+    """
+    here = Path.cwd() / "model_repository"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "model_repository"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POOLSERVE_", env_file=".env", extra="ignore")
+
+    repository: Path = Field(default_factory=default_repository)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+    # onnxruntime
+    execution_provider: ProviderChoice = "auto"
+    strict_provider: bool = False  # refuse to start instead of falling back to the CPU
+    intra_op_threads: int = Field(default=0, ge=0)  # 0: onnxruntime decides
+    inter_op_threads: int = Field(default=0, ge=0)
+
+    # request limits
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(default=4096 * 4096, ge=1)
+    max_images_per_request: int = Field(default=64, ge=1)
+    max_boxes_per_request: int = Field(default=1024, ge=1)
+    max_top_k: int = Field(default=100, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    # dynamic batching; None keeps each manifest's own batching defaults
+    max_batch_size: int | None = Field(default=None, ge=1)
+    max_queue_delay_ms: float | None = Field(default=None, ge=0)
+    queue_capacity: int = Field(default=256, ge=1)  # queued requests per model before 503
+
+    # HTTP
+    cors_origins: list[str] = Field(default_factory=list)
+    api_key: str | None = None  # when set, /v1 requires header X-API-Key

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from service.errors import ModelNotReady, QueueFull
+from service.runtime.batcher import BatchConfig, DynamicBatcher
+
+
+class Recorder:
+    """Items are lists of numbers (size = length); results are their sums. Records every batch."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.batches: list[list[list[int]]] = []
+        self.gate = gate
+
+    def size(self, item: list[int]) -> int:
+        return len(item)
+
+    def run(self, items: Sequence[list[int]]) -> list[int]:
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.batches.append(list(items))
+        if any(-1 in i for i in items):
+            raise ValueError("boom")
+        return [sum(i) for i in items]
+
+
+def config(max_batch_size: int = 4, delay_ms: float = 50, capacity: int = 16) -> BatchConfig:
+    return BatchConfig(max_batch_size=max_batch_size, max_queue_delay_ms=delay_ms, queue_capacity=capacity)
+
+
+async def started(handler: Recorder, cfg: BatchConfig) -> DynamicBatcher[list[int], int]:
+    batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", handler, cfg)
+    batcher.start()
+    return batcher
+
+
+def test_concurrent_items_share_batches_up_to_max_size_and_results_scatter() -> None:
+    async def scenario() -> tuple[list[int], Recorder]:
+        handler = Recorder()
+        batcher = await started(handler, config(max_batch_size=4, delay_ms=200))
+        items = [[1], [2, 3], [4], [5, 6], [7]]
+        results = await asyncio.gather(*(batcher.submit(i) for i in items))
+        await batcher.close()
+        return list(results), handler
+
+    results, handler = asyncio.run(scenario())
+    assert results == [1, 5, 4, 11, 7]
+    # Requests are never split; a batch holds at most 4 slots; order is kept.
+    assert handler.batches == [[[1], [2, 3], [4]], [[5, 6], [7]]]
+
+
+def test_an_item_larger_than_the_batch_runs_alone() -> None:
+    async def scenario() -> Recorder:
+        handler = Recorder()
+        batcher = await started(handler, config(max_batch_size=2, delay_ms=100))
+        await asyncio.gather(batcher.submit([1, 1, 1]), batcher.submit([2]))
+        await batcher.close()
+        return handler
+
+    assert asyncio.run(scenario()).batches == [[[1, 1, 1]], [[2]]]
+
+
+def test_full_queue_raises_queue_full() -> None:
+    async def scenario() -> None:
+        gate = threading.Event()
+        batcher = await started(Recorder(gate), config(max_batch_size=1, delay_ms=0, capacity=2))
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.05)  # the worker now holds the first item, blocked on the gate
+        queued = [asyncio.ensure_future(batcher.submit([i])) for i in (2, 3)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFull):
+            await batcher.submit([4])
+        gate.set()
+        assert await first == 1
+        assert await asyncio.gather(*queued) == [2, 3]
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on() -> None:
+    async def scenario() -> None:
+        batcher = await started(Recorder(), config(max_batch_size=8, delay_ms=20))
+        results = await asyncio.gather(batcher.submit([-1]), batcher.submit([2]), return_exceptions=True)
+        assert all(isinstance(r, ValueError) for r in results)
+        assert await batcher.submit([3]) == 3
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+def test_cancelled_items_are_skipped_and_closed_batchers_refuse() -> None:
+    async def scenario() -> Recorder:
+        gate = threading.Event()
+        handler = Recorder(gate)
+        batcher = await started(handler, config(max_batch_size=1, delay_ms=0))
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.05)
+        abandoned = asyncio.ensure_future(batcher.submit([2]))
+        await asyncio.sleep(0)
+        abandoned.cancel()
+        gate.set()
+        assert await first == 1
+        assert await batcher.submit([3]) == 3
+        await batcher.close()
+        with pytest.raises(ModelNotReady):
+            await batcher.submit([4])
+        return handler
+
+    assert asyncio.run(scenario()).batches == [[[1]], [[3]]]

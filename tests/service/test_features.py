@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import Any
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+from models.canvas import Canvas, compose_canvases
+from models.mnist import held_out_split
+from repository.manifest import Manifest
+from service.imaging.preprocess import decode_and_preprocess
+from tests.service.conftest import REGION_MODELS
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def canvases() -> list[Canvas]:
+    return compose_canvases(held_out_split().test, count=3, seed=7)
+
+
+def direct_features(
+    session: ort.InferenceSession, manifest: Manifest, blob: bytes, boxes: np.ndarray
+) -> np.ndarray:
+    """ORT on one preprocessed image, boxes mapped by hand: the slow, obvious reference."""
+    images, (transform,) = decode_and_preprocess([blob], manifest.preprocessing, max_pixels=1 << 24)
+    io_ = manifest.io
+    assert io_.boxes and io_.box_batch_indices and io_.features
+    scale = np.array([transform.scale_x, transform.scale_y] * 2, np.float32)
+    feeds = {
+        io_.image.name: images,
+        io_.boxes.name: (boxes * scale).astype(np.float32).reshape(-1, 4),
+        io_.box_batch_indices.name: np.zeros(len(boxes), np.int64),
+    }
+    (features,) = session.run([io_.features.name], feeds)
+    return np.asarray(features)
+
+
+def multipart(blobs: list[bytes], boxes: list[np.ndarray]) -> dict[str, Any]:
+    return {
+        "files": [("images", (f"{i}.png", b, "image/png")) for i, b in enumerate(blobs)],
+        "data": {"boxes": json.dumps([b.tolist() for b in boxes])},
+    }
+
+
+def json_items(blobs: list[bytes], boxes: list[np.ndarray]) -> dict[str, Any]:
+    items = [
+        {"image": base64.b64encode(b).decode(), "boxes": bx.tolist()}
+        for b, bx in zip(blobs, boxes, strict=True)
+    ]
+    return {"json": {"items": items}}
+
+
+@pytest.mark.parametrize("model", REGION_MODELS)
+@pytest.mark.parametrize("form", [multipart, json_items])
+def test_features_equal_direct_ort_with_mixed_box_counts(
+    client: httpx.Client, manifests, reference_sessions, canvases, model: str, form
+) -> None:
+    blobs = [png(c.image) for c in canvases]
+    boxes = [canvases[0].boxes, np.zeros((0, 4), np.float32), canvases[2].boxes[:2]]
+    response = client.post(f"/v1/models/{model}/features", params={"top_k": 2}, **form(blobs, boxes))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    manifest = manifests[model]
+    assert (body["model"], body["feature_dim"], body["encoding"]) == (model, manifest.feature_dim, "float32")
+    assert [len(r["boxes"]) for r in body["results"]] == [len(b) for b in boxes]
+    for blob, sent, result in zip(blobs, boxes, body["results"], strict=True):
+        if not len(sent):
+            continue
+        expected = direct_features(reference_sessions[model], manifest, blob, sent)
+        got = np.array([row["features"] for row in result["boxes"]], np.float32)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        assert [row["box"] for row in result["boxes"]] == sent.tolist()
+        assert all(len(row["predictions"]) == 2 for row in result["boxes"])
+
+
+@pytest.mark.parametrize("model", REGION_MODELS)
+def test_boxes_on_a_resized_copy_map_into_the_model_frame(client: httpx.Client, canvases, model: str) -> None:
+    canvas = canvases[0]
+    size = canvas.image.shape[1] * 2, canvas.image.shape[0] * 2
+    upscaled = np.asarray(Image.fromarray(canvas.image).resize(size, Image.Resampling.BILINEAR))
+    original = client.post(f"/v1/models/{model}/features", **multipart([png(canvas.image)], [canvas.boxes]))
+    doubled = client.post(f"/v1/models/{model}/features", **multipart([png(upscaled)], [canvas.boxes * 2]))
+    unmapped = client.post(f"/v1/models/{model}/features", **multipart([png(upscaled)], [canvas.boxes]))
+
+    def vectors(response: httpx.Response) -> np.ndarray:
+        assert response.status_code == 200, response.text
+        return np.array([row["features"] for row in response.json()["results"][0]["boxes"]])
+
+    def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+    # The resize round trip blurs a little; wrongly mapped boxes pool a different region altogether.
+    similar = cosine(vectors(original), vectors(doubled))
+    assert similar.min() > 0.97
+    assert (similar > cosine(vectors(original), vectors(unmapped))).all()
+
+
+@pytest.mark.parametrize("model", REGION_MODELS)
+def test_npy_and_float16_encodings_carry_the_same_features(
+    client: httpx.Client, canvases, model: str
+) -> None:
+    blobs = [png(c.image) for c in canvases]
+    boxes = [c.boxes for c in canvases]
+    reference = client.post(f"/v1/models/{model}/features", **multipart(blobs, boxes)).json()
+    expected = np.array([row["features"] for r in reference["results"] for row in r["boxes"]], np.float32)
+
+    npy = client.post(
+        f"/v1/models/{model}/features", headers={"accept": "application/x-npy"}, **multipart(blobs, boxes)
+    )
+    assert npy.status_code == 200 and npy.headers["content-type"] == "application/x-npy"
+    assert npy.headers["x-box-counts"] == ",".join(str(len(b)) for b in boxes)
+    array = np.load(io.BytesIO(npy.content), allow_pickle=False)
+    assert array.dtype == np.float32
+    np.testing.assert_array_equal(array, expected)
+
+    half = client.post(
+        f"/v1/models/{model}/features", params={"encoding": "float16-base64"}, **multipart(blobs, boxes)
+    ).json()
+    assert half["encoding"] == "float16-base64"
+    decoded = np.array(
+        [
+            np.frombuffer(base64.b64decode(row["features"]), "<f2")
+            for r in half["results"]
+            for row in r["boxes"]
+        ]
+    )
+    np.testing.assert_allclose(decoded, expected, rtol=1e-3, atol=1e-3)
+
+
+def test_zero_boxes_everywhere_is_valid(client: httpx.Client, canvases) -> None:
+    blobs = [png(c.image) for c in canvases[:2]]
+    empty = [np.zeros((0, 4), np.float32)] * 2
+    response = client.post("/v1/models/digits-roialign/features", **multipart(blobs, empty))
+    assert response.status_code == 200, response.text
+    assert [r["boxes"] for r in response.json()["results"]] == [[], []]
+    npy = client.post(
+        "/v1/models/digits-roialign/features",
+        headers={"accept": "application/x-npy"},
+        **multipart(blobs, empty),
+    )
+    assert np.load(io.BytesIO(npy.content)).shape[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("boxes", "status"),
+    [
+        ("[[[10, 10, 5, 20]]]", 400),  # x2 < x1
+        ("[[], []]", 400),  # two lists for one image
+        ("[[[1, 2, 3]]]", 400),
+        ("not json", 400),
+        (json.dumps([[[0, 0, 1, 1]] * 2000]), 422),  # over max_boxes_per_request
+    ],
+)
+def test_bad_boxes_are_problems(client: httpx.Client, canvases, boxes: str, status: int) -> None:
+    files = [("images", ("a.png", png(canvases[0].image), "image/png"))]
+    response = client.post("/v1/models/digits-roialign/features", files=files, data={"boxes": boxes})
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
