@@ -56,9 +56,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.close()
 
 
+def configure_logging(level: str) -> None:
+    """Give the ``service`` loggers a handler unless the host process configured one (uvicorn only sets up
+    its own loggers, so without this a failed model would be reported by ``logging.lastResort`` alone)."""
+    logger = logging.getLogger("service")
+    logger.setLevel(level.upper())
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    logging.getLogger("service").setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level)
     app = FastAPI(
         title="poolserve",
         version=__version__,

@@ -12,32 +12,32 @@ from service.api.payloads import RequestLimits
 from service.errors import Unauthorized
 from service.metrics import ServiceMetrics
 from service.runtime.inference import Runtime
-from service.runtime.registry import ModelRegistry
+from service.runtime.registry import ModelEntry, ModelRegistry
 from service.settings import Settings
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    return get_runtime(request).registry
+async def get_registry(request: Request) -> ModelRegistry:
+    return (await get_runtime(request)).registry
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     metrics: ServiceMetrics = request.app.state.metrics
     return metrics
 
 
-def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> RequestLimits:
+async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> RequestLimits:
     return RequestLimits(
         max_images=settings.max_images_per_request,
         max_boxes=settings.max_boxes_per_request,
@@ -45,7 +45,7 @@ def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> RequestL
     )
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Security(_api_key_header)],
 ) -> None:
@@ -56,8 +56,21 @@ def require_api_key(
         raise Unauthorized("missing or wrong X-API-Key header")
 
 
+async def known_model(
+    name: str, request: Request, registry: Annotated[ModelRegistry, Depends(get_registry)]
+) -> ModelEntry:
+    """The model named in the path (404 if the repository lacks it), tagged for the metrics middleware.
+
+    Only names the repository knows become metric labels, so random URLs cannot grow the label set.
+    """
+    entry = registry.get(name)
+    request.state.model = entry.name
+    return entry
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
+ModelEntryDep = Annotated[ModelEntry, Depends(known_model)]

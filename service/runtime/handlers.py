@@ -40,15 +40,25 @@ class ClassificationHandler:
         assert manifest.io.scores is not None
         self._session = session
         self._input = manifest.io.image.name
+        self._dtype = np.dtype(manifest.io.image.dtype)
         self._output = manifest.io.scores.name
+        # Imported graphs may fix the batch axis (often to 1); those run the batch in slices of that size.
+        first = manifest.io.image.shape[0] if manifest.io.image.shape else None
+        self._fixed_batch = first if isinstance(first, int) and first > 0 else None
 
     def size(self, item: np.ndarray) -> int:
         return int(item.shape[0])
 
     def run(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
-        batch = np.concatenate(items) if len(items) > 1 else items[0]
-        (scores,) = self._session.run([self._output], {self._input: batch})
-        return _split(np.asarray(scores), [self.size(i) for i in items])
+        batch = (np.concatenate(items) if len(items) > 1 else items[0]).astype(self._dtype, copy=False)
+        step = self._fixed_batch or len(batch)
+        scores = np.concatenate(
+            [
+                self._session.run([self._output], {self._input: batch[i : i + step]})[0]
+                for i in range(0, len(batch), step)
+            ]
+        )
+        return _split(scores, [self.size(i) for i in items])
 
 
 class RegionHandler:

@@ -19,12 +19,14 @@ from service.runtime.registry import ModelEntry, ModelRegistry
 
 @dataclass(frozen=True)
 class ClassificationOutput:
+    scores: np.ndarray  # (n, classes), the model's own output, for protocols that return raw tensors
     probabilities: np.ndarray  # (n, classes) float32
 
 
 @dataclass(frozen=True)
 class RegionOutput:
     features: list[np.ndarray]  # per image, (k_i, D) float32
+    scores: list[np.ndarray] | None  # per image, (k_i, classes), the model's own output
     probabilities: list[np.ndarray] | None  # per image, (k_i, classes); None for models without scores
 
 
@@ -44,7 +46,7 @@ class Runtime:
         """``images``: (n, C, H, W) float32, preprocessed per the manifest."""
         manifest = self.model(name, Task.CLASSIFICATION)
         scores = await self._submit(name, images)
-        return ClassificationOutput(self._probabilities(manifest, scores))
+        return ClassificationOutput(scores, self._probabilities(manifest, scores))
 
     async def features(self, name: str, images: np.ndarray, boxes: list[np.ndarray]) -> RegionOutput:
         """``images``: (n, C, H, W); ``boxes``: per image (k_i, 4) x1 y1 x2 y2 in the model input frame."""
@@ -53,7 +55,7 @@ class Runtime:
         probabilities = None
         if result.scores is not None:
             probabilities = [self._probabilities(manifest, s) for s in result.scores]
-        return RegionOutput(result.features, probabilities)
+        return RegionOutput(result.features, result.scores, probabilities)
 
     def _entry(self, name: str) -> ModelEntry:
         return self.registry.ready(name)

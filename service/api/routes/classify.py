@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from repository.manifest import Task
-from service.api.deps import LimitsDep, RuntimeDep, SettingsDep
+from service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
 from service.api.payloads import parse_classify
 from service.api.responses import OrjsonResponse
 from service.api.schemas import ClassifyResponse
@@ -51,7 +51,7 @@ def predictions_json(ranked: list[Prediction]) -> list[dict[str, Any]]:
 
 @router.post("/{name}/classify", response_model=ClassifyResponse, openapi_extra=CLASSIFY_BODY)
 async def classify(
-    name: str,
+    entry: ModelEntryDep,
     request: Request,
     runtime: RuntimeDep,
     settings: SettingsDep,
@@ -59,7 +59,8 @@ async def classify(
     top_k_: Annotated[int, Query(alias="top_k", ge=1, description="classes per image, best first")] = 5,
 ) -> OrjsonResponse:
     """Classify one or more images: multipart ``images`` files, a raw image body, or JSON base64."""
-    manifest = runtime.model(name, Task.CLASSIFICATION)  # unknown model: 404 before reading the body
+    name = entry.name
+    manifest = runtime.model(name, Task.CLASSIFICATION)  # unusable model: refused before reading the body
     k = checked_top_k(top_k_, settings.max_top_k)
     payload = await parse_classify(request, limits)
     images, _ = await run_in_threadpool(

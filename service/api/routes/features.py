@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from repository.manifest import Manifest, Task
-from service.api.deps import LimitsDep, RuntimeDep, SettingsDep
+from service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
 from service.api.payloads import parse_features
 from service.api.responses import OrjsonResponse
 from service.api.routes.classify import checked_top_k, predictions_json
@@ -103,7 +103,7 @@ def _json(
 
 @router.post("/{name}/features", response_model=FeaturesResponse, openapi_extra=FEATURES_BODY)
 async def features(
-    name: str,
+    entry: ModelEntryDep,
     request: Request,
     runtime: RuntimeDep,
     settings: SettingsDep,
@@ -118,6 +118,7 @@ async def features(
     ``Accept: application/x-npy`` returns all features as one (K_total, D) float32 ``.npy`` instead, with
     each image's box count, in order, in the ``X-Box-Counts`` header.
     """
+    name = entry.name
     manifest = runtime.model(name, Task.REGION_FEATURES)
     k = checked_top_k(top_k_, settings.max_top_k)
     payload = await parse_features(request, limits)

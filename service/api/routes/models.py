@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import RegistryDep
+from service.api.deps import ModelEntryDep, RegistryDep
 from service.api.schemas import ModelInfo, ModelList
 from service.runtime.registry import ModelEntry
 
@@ -49,5 +49,5 @@ async def list_models(registry: RegistryDep) -> ModelList:
 
 
 @router.get("/{name}", response_model=ModelInfo)
-async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
-    return model_info(registry.get(name))
+async def get_model(entry: ModelEntryDep) -> ModelInfo:
+    return model_info(entry)
