@@ -25,3 +25,7 @@ def version() -> None:
 from service.cli import serve  # noqa: E402  (typer only; uvicorn and onnxruntime load inside the command)
 
 app.command()(serve)
+
+from export.import_command import import_command  # noqa: E402  (onnx and onnxruntime load inside the command)
+
+app.command("import")(import_command)

@@ -1,0 +1,144 @@
+"""``poolserve import`` on a real third-party ONNX file (PaddleOCR's text-line orientation classifier, from
+the rapidocr-onnxruntime wheel) and on small hand-built graphs that must be refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
+
+from export.importer import ImportSpec, ModelImportError, import_model
+from export.inspection import InspectionError, inspect_file
+from export.wheels import read_member
+from poolserve.cli import app
+from repository.store import discover, read_manifest, verified_model_path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PPOCR_SPEC = REPO_ROOT / "export" / "specs" / "ppocr-textline-orientation.toml"
+WHEEL_CACHE = REPO_ROOT / ".cache" / "wheels"
+GRAY = {"color_mode": "L", "mean": [0.5], "std": [0.5]}
+RGB = {"color_mode": "RGB", "mean": [0.5] * 3, "std": [0.5] * 3}
+
+
+@pytest.fixture(scope="module")
+def ppocr_spec() -> ImportSpec:
+    return ImportSpec.from_file(PPOCR_SPEC)
+
+
+@pytest.fixture(scope="module")
+def ppocr_onnx(ppocr_spec: ImportSpec, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    assert ppocr_spec.wheel is not None
+    path = tmp_path_factory.mktemp("ppocr") / "cls.onnx"
+    path.write_bytes(read_member(ppocr_spec.wheel, WHEEL_CACHE).data)
+    return path
+
+
+def _tiny_classifier(path: Path, softmax: bool) -> Path:
+    """x (N, 3, 48, W) -> Conv to 2 channels -> GlobalAveragePool -> Flatten [-> Softmax]."""
+    weights = np.random.default_rng(0).standard_normal((2, 3, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"]),
+        helper.make_node("GlobalAveragePool", ["c"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["logits" if softmax else "scores"]),
+    ]
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["scores"], axis=1))
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 48, "w"])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 2])],
+        [numpy_helper.from_array(weights, "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_inspection_reads_the_paddle_graph(ppocr_onnx: Path):
+    _, summary = inspect_file(ppocr_onnx)
+    assert summary.opset == 11
+    assert summary.producer.startswith("PaddlePaddle")
+    # Paddle writes -1 and "?" for dynamic axes; they get role names.
+    assert [(t.name, t.shape) for t in summary.inputs] == [("x", ["batch", 3, "height", "width"])]
+    assert [t.shape for t in summary.outputs] == [["batch", 2]]
+    assert summary.pooling_ops == {"GlobalAveragePool": 10, "MaxPool": 1}
+    assert summary.softmax_outputs == [summary.outputs[0].name]
+
+
+def test_import_writes_a_verified_entry(ppocr_spec: ImportSpec, tmp_path: Path):
+    manifest = import_model(ppocr_spec, tmp_path, wheel_cache=WHEEL_CACHE)
+    (location,) = discover(tmp_path)
+    assert read_manifest(location) == manifest
+    model = verified_model_path(location, manifest)
+    assert model.read_bytes() == read_member(ppocr_spec.wheel, WHEEL_CACHE).data  # type: ignore[arg-type]
+    assert manifest.provenance.source == "imported"
+    assert manifest.provenance.license.startswith("Apache-2.0")
+    assert "rapidocr-onnxruntime==1.4.4" in manifest.provenance.weights_origin
+    assert manifest.provenance.opset == 11 and manifest.provenance.torch_version is None
+    assert manifest.io.scores_are_probabilities  # found the Softmax behind Paddle's Identity
+    assert manifest.verification.max_abs_error <= manifest.verification.tolerance
+    assert manifest.verification.batch_sizes == [1, 2]
+    assert manifest.preprocessing.resize == "fit-height-pad-width"
+    with pytest.raises(ModelImportError, match="already holds"):
+        import_model(ppocr_spec, tmp_path, wheel_cache=WHEEL_CACHE)
+
+
+def _spec(ppocr_spec: ImportSpec, **changes: object) -> ImportSpec:
+    return ImportSpec.model_validate({**ppocr_spec.model_dump(), "wheel": None, **changes})
+
+
+def test_softmax_is_detected_or_refused(ppocr_spec: ImportSpec, tmp_path: Path):
+    with_softmax = _tiny_classifier(tmp_path / "soft.onnx", softmax=True)
+    without = _tiny_classifier(tmp_path / "plain.onnx", softmax=False)
+    repo = tmp_path / "repo"
+    assert import_model(_spec(ppocr_spec, name="soft"), repo, with_softmax).io.scores_are_probabilities
+    assert not import_model(_spec(ppocr_spec, name="plain"), repo, without).io.scores_are_probabilities
+    with pytest.raises(ModelImportError, match="not distributions"):
+        import_model(_spec(ppocr_spec, name="liar", scores_are_probabilities=True), repo, without)
+    assert sorted(e.name for e in discover(repo)) == ["plain", "soft"]  # nothing left by the refusal
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"labels": ["a", "b", "c"]}, "has shape"),
+        ({"preprocessing": {**GRAY, "height": 48, "width": 192}}, "axis 1"),
+        ({"preprocessing": {**RGB, "height": 32, "width": 100}}, "axis 2"),
+        ({"image_input": "image"}, "no image input named"),
+        ({"scores_output": "logits"}, "no scores output named"),
+    ],
+)
+def test_mismatched_spec_is_refused(ppocr_spec: ImportSpec, tmp_path: Path, changes: dict, message: str):
+    model = _tiny_classifier(tmp_path / "tiny.onnx", softmax=True)
+    onnx_model = onnx.load(model)
+    onnx_model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 48  # a fixed height to contradict
+    onnx.save(onnx_model, model)
+    with pytest.raises(ModelImportError, match=message):
+        import_model(_spec(ppocr_spec, **changes), tmp_path / "repo", model)
+    assert not (tmp_path / "repo" / ppocr_spec.name / "1").exists()
+
+
+def test_garbage_is_not_an_onnx_model(ppocr_spec: ImportSpec, tmp_path: Path):
+    garbage = tmp_path / "model.onnx"
+    garbage.write_bytes(b"\x00not a protobuf\xff" * 10)
+    with pytest.raises(InspectionError, match="not a valid ONNX model"):
+        import_model(_spec(ppocr_spec), tmp_path / "repo", garbage)
+
+
+def test_cli_inspects_and_imports(ppocr_onnx: Path, tmp_path: Path):
+    runner = CliRunner()
+    inspected = runner.invoke(app, ["import", str(ppocr_onnx), "--spec", str(PPOCR_SPEC), "--inspect"])
+    assert inspected.exit_code == 0, inspected.output
+    assert json.loads(inspected.output)["pooling_ops"] == {"GlobalAveragePool": 10, "MaxPool": 1}
+    args = ["import", str(ppocr_onnx), "--spec", str(PPOCR_SPEC), "--repository", str(tmp_path)]
+    args += ["--name", "cls"]
+    imported = runner.invoke(app, args)
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.output)["entry"] == str(tmp_path / "cls" / "1")
+    again = runner.invoke(app, args)
+    assert again.exit_code == 1 and "already holds" in again.output
