@@ -5,6 +5,7 @@ decode -> color mode -> resize -> ``pixel * scale`` -> ``(x - mean) / std`` -> (
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,7 +40,9 @@ def resized_size(original: tuple[int, int], spec: Preprocessing) -> tuple[int, i
     if spec.resize == "stretch":
         return spec.width, spec.height
     # fit-height-pad-width: keep the aspect ratio at spec.height rows; too-wide images are squeezed to fit.
-    scaled = max(1, round(width * spec.height / height))
+    # Rounded up, in PaddleOCR's order of operations (resize_norm_img: ceil(img_h * (w / h))), so its
+    # text-line models see the widths they were trained with.
+    scaled = max(1, math.ceil(spec.height * (width / height)))
     return min(scaled, spec.width), spec.height
 
 

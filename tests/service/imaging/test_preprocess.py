@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from repository.manifest import Preprocessing
-from service.imaging.preprocess import ResizeTransform, map_boxes, preprocess
+from service.imaging.preprocess import ResizeTransform, map_boxes, preprocess, resized_size
 
 
 def gray(height: int, width: int, **kwargs: Any) -> Preprocessing:
@@ -36,6 +36,17 @@ def test_fit_height_pads_the_right_with_pad_value() -> None:
     np.testing.assert_allclose(tensor[0, :, :40], (1.0 - 0.5) / 0.25)
     np.testing.assert_allclose(tensor[0, :, 40:], -9.0)
     assert transform == ResizeTransform(2.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("size", "width"), [((11, 7), 76), ((20, 10), 96), ((1000, 10), 192), ((1, 1000), 1), ((6, 6), 48)]
+)
+def test_fit_height_rounds_the_width_up_as_paddleocr_does(size: tuple[int, int], width: int) -> None:
+    # PaddleOCR's resize_norm_img: ceil(48 * 11 / 7) = ceil(75.43) = 76, where round() would give 75.
+    spec = Preprocessing(
+        color_mode="BGR", height=48, width=192, resize="fit-height-pad-width", mean=[0.5] * 3, std=[0.5] * 3
+    )
+    assert resized_size(size, spec) == (width, 48)
 
 
 def test_fit_height_squeezes_too_wide_images_to_the_width() -> None:
