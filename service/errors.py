@@ -19,7 +19,11 @@ class ModelNotFound(ServiceError):
 
 
 class ModelNotReady(ServiceError):
-    """The model exists but is still loading or failed to load."""
+    """The model exists but is still loading (``retry_after_s`` set) or failed to load (``None``)."""
+
+    def __init__(self, detail: str, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
 
 
 class WrongTask(ServiceError):

@@ -60,10 +60,8 @@ def status_for(exc: errors.ServiceError) -> int:
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.ServiceError)
     headers = {}
-    if isinstance(exc, errors.QueueFull):
+    if isinstance(exc, errors.QueueFull | errors.ModelNotReady) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
-    elif isinstance(exc, errors.ModelNotReady):
-        headers["Retry-After"] = "5"
     elif isinstance(exc, errors.Unauthorized):
         headers["WWW-Authenticate"] = "ApiKey"
     return problem_response(

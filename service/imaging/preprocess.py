@@ -46,9 +46,17 @@ def resized_size(original: tuple[int, int], spec: Preprocessing) -> tuple[int, i
     return min(scaled, spec.width), spec.height
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16/32-bit integer grayscale to 8 bits by scale; Pillow's own ``convert("L")`` would clip at 255."""
+    if image.mode not in ("I", "I;16", "I;16B", "I;16L"):
+        return image
+    pixels = np.asarray(image, dtype=np.float64)
+    return Image.fromarray(np.clip(np.rint(pixels / 257.0), 0, 255).astype(np.uint8))
+
+
 def preprocess(image: Image.Image, spec: Preprocessing) -> tuple[np.ndarray, ResizeTransform]:
     """One decoded image to a (C, H, W) float32 tensor, plus the transform its boxes need."""
-    rgb_or_gray = image.convert("L" if spec.color_mode == "L" else "RGB")
+    rgb_or_gray = _eight_bit(image).convert("L" if spec.color_mode == "L" else "RGB")
     new_w, new_h = resized_size(rgb_or_gray.size, spec)
     resized = rgb_or_gray.resize((new_w, new_h), _RESAMPLE[spec.interpolation])
     pixels = np.asarray(resized, dtype=np.float32)

@@ -116,8 +116,10 @@ class ModelRegistry:
 
     def ready(self, name: str) -> ModelEntry:
         entry = self.get(name)
-        if entry.status is not ModelStatus.READY:
-            raise ModelNotReady(f"model {name!r} is {entry.status.value}")
+        if entry.status is ModelStatus.LOADING:
+            raise ModelNotReady(f"model {name!r} is still loading", retry_after_s=5)
+        if entry.status is ModelStatus.FAILED:
+            raise ModelNotReady(f"model {name!r} failed to load; GET /v1/models/{name} says why")
         return entry
 
     async def close(self) -> None:

@@ -66,3 +66,12 @@ def test_color_modes_order_channels(mode: Any) -> None:
 def test_gray_model_accepts_color_and_alpha_images() -> None:
     tensor, _ = preprocess(Image.new("RGBA", (3, 3), (255, 255, 255, 128)), gray(3, 3))
     np.testing.assert_allclose(tensor, (1.0 - 0.5) / 0.25)
+
+
+def test_sixteen_bit_gray_is_scaled_not_clipped() -> None:
+    pixels = np.array([[0, 257 * 128], [65535, 257]], np.uint16)
+    tensor, _ = preprocess(
+        Image.fromarray(pixels),
+        Preprocessing(color_mode="L", height=2, width=2, mean=[0], std=[1], scale=1.0),
+    )
+    np.testing.assert_array_equal(tensor[0], [[0, 128], [255, 1]])
