@@ -1,0 +1,48 @@
+"""The limit for compute-bound models: onnxruntime in-process, no HTTP, on the server's core with the
+same session options as every server (one intra-op thread), at each batch size.
+
+Run on its own by the benchmark as ``python -m bench.raw_ort ENTRY_DIR SECONDS`` under taskset; prints
+one JSON object: images per second per batch size and the best of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.targets.common import load_served_model, make_session
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def measure(entry: Path, seconds_per_batch: float) -> dict[str, object]:
+    served = load_served_model(entry)
+    session = make_session(served.model_path)
+    spec = served.manifest["preprocessing"]
+    channels = 1 if spec["color_mode"] == "L" else 3
+    rng = np.random.default_rng(0)
+    per_batch: dict[int, float] = {}
+    for batch in BATCH_SIZES:
+        x = rng.standard_normal((batch, channels, spec["height"], spec["width"])).astype(np.float32)
+        feed = {served.input_name: x}
+        session.run([served.output_name], feed)  # warm-up: first-run allocations
+        runs, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds_per_batch or runs < 3:
+            session.run([served.output_name], feed)
+            runs += 1
+        per_batch[batch] = runs * batch / elapsed
+    best = max(per_batch, key=lambda b: per_batch[b])
+    return {
+        "model": served.name,
+        "images_per_s": per_batch,
+        "best_batch_size": best,
+        "best_images_per_s": per_batch[best],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(Path(sys.argv[1]), float(sys.argv[2]))))
