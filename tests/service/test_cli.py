@@ -1,0 +1,56 @@
+"""Zero-configuration start on the shipped repository, the two documented ways, as real processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.service.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, "-m", "poolserve", "serve", "--port", "{port}"],
+        [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", "{port}"],
+    ],
+    ids=["poolserve-serve", "uvicorn-factory"],
+)
+def test_starts_with_zero_configuration(command: list[str]) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLSERVE_")}
+    process = subprocess.Popen(
+        [part.format(port=port) for part in command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() < deadline, "the server never became ready"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"]
+        assert {"lenet5-mnist", "digits-roialign"} <= {m["name"] for m in models}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
