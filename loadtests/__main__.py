@@ -1,0 +1,3 @@
+from loadtests.cli import app
+
+app()
