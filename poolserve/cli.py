@@ -29,3 +29,16 @@ app.command()(serve)
 from export.import_command import import_command  # noqa: E402  (onnx and onnxruntime load inside the command)
 
 app.command("import")(import_command)
+
+
+# Delegates without importing loadtests/ until used: the runtime image ships without it (and locust).
+@app.command(
+    "loadtest",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def loadtest(ctx: typer.Context) -> None:
+    """Load-test a deployment with locust (same options as `python -m loadtests run`; see --help)."""
+    from loadtests.cli import run_as
+
+    run_as("poolserve loadtest", ctx.args)
