@@ -49,15 +49,15 @@ def run_directory(output_dir: Path, scenario: Scenario) -> Path:
 
 
 @contextmanager
-def target(host: str | None, repository: Path | None, run_dir: Path) -> Iterator[str]:
+def target(host: str | None, repository: Path | None, run_dir: Path, ready_timeout_s: float) -> Iterator[str]:
     from loadtests.target import local_poolserve, wait_ready
 
     if host is None:
-        with local_poolserve(repository, run_dir / "server.log") as url:
+        with local_poolserve(repository, run_dir / "server.log", ready_timeout_s) as url:
             typer.echo(f"started a local poolserve at {url} (log: {run_dir / 'server.log'})")
             yield url
         return
-    wait_ready(host.rstrip("/"), timeout_s=60)
+    wait_ready(host.rstrip("/"), ready_timeout_s)
     yield host.rstrip("/")
 
 
@@ -104,6 +104,7 @@ def run(
     slo_p95_ms: Annotated[float | None, typer.Option(help="max p95 latency, ms")] = None,
     slo_p99_ms: Annotated[float | None, typer.Option(help="max p99 latency, ms")] = None,
     slo_min_rps: Annotated[float | None, typer.Option(help="min successful requests per second")] = None,
+    ready_timeout: Annotated[str, typer.Option(help="how long to wait for /health/ready")] = "60s",
     think_ms: Annotated[float, typer.Option(min=0, help="mean pause between a user's requests")] = 0.0,
     seed: Annotated[int, typer.Option(help="corpus and request-mix seed")] = 0,
     model: Annotated[list[str] | None, typer.Option(help="only these models (repeatable)")] = None,
@@ -131,9 +132,10 @@ def run(
     else:
         duration_s = _seconds(DEFAULT_DURATION, "--duration")
     slo = Slo(max_error_rate=slo_error_rate, p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, min_rps=slo_min_rps)
+    ready_timeout_s = _seconds(ready_timeout, "--ready-timeout")
     run_dir = run_directory(output_dir, scenario)
     try:
-        with target(host, repository, run_dir) as base_url:
+        with target(host, repository, run_dir, ready_timeout_s) as base_url:
             models = select_models(ready_models(base_url, api_key), model)
             scenario_weights(scenario, models)  # refuse early when the target cannot serve the scenario
             config = RunConfig(

@@ -15,7 +15,6 @@ import httpx
 
 from loadtests.config import TargetModels
 
-READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
 
 
@@ -47,7 +46,7 @@ def wait_ready(base_url: str, timeout_s: float, process: subprocess.Popen[bytes]
 
 
 @contextmanager
-def local_poolserve(repository: Path | None, log_path: Path) -> Iterator[str]:
+def local_poolserve(repository: Path | None, log_path: Path, ready_timeout_s: float) -> Iterator[str]:
     """``uvicorn service.app:create_app --factory`` on 127.0.0.1 and a free port; stopped (SIGTERM, then
     SIGKILL) on exit. Its output goes to ``log_path``, keeping the run's console for the load generator."""
     port = free_loopback_port()
@@ -60,7 +59,7 @@ def local_poolserve(repository: Path | None, log_path: Path) -> Iterator[str]:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(base_url, READY_TIMEOUT_S, process)
+            wait_ready(base_url, ready_timeout_s, process)
             yield base_url
         finally:
             process.terminate()
