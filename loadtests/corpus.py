@@ -114,7 +114,12 @@ def heldout_digits(directory: Path) -> list[tuple[str, Pixels, bytes]]:
 
 def sklearn_digits() -> list[tuple[str, Pixels, bytes | None]]:
     """scikit-learn's 8×8 scans (0..16 ink), scaled to 20×20 and centred in 28×28 like MNIST's digits."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise RuntimeError(
+            "no held-out digit PNGs (--digits) and no scikit-learn to draw digits from"
+        ) from None
 
     found: list[tuple[str, Pixels, bytes | None]] = []
     for index, scan in enumerate(load_digits().images):

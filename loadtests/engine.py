@@ -147,7 +147,10 @@ def run(config: RunConfig, images: Corpus) -> RunResult:
         endpoints=[endpoint_stats(e) for _, e in sorted(stats.entries.items())],
         total=endpoint_stats(stats.total),
         overall=window(snaps[0], snaps[-1]),
-        timeline=[window(a, b) for a, b in itertools.pairwise(snaps) if b.at_s > a.at_s],
+        # The last snapshot, taken after the users stopped, closes a partial second: not a fair sample.
+        timeline=[
+            window(a, b) for a, b in itertools.pairwise(snaps) if b.at_s - a.at_s >= SAMPLE_EVERY_S / 2
+        ],
         steps=steps,
         errors=[
             ErrorCount(name=e.name, error=str(e.error), occurrences=e.occurrences)

@@ -26,6 +26,20 @@ def _checks_table(checks: list[Check]) -> list[str]:
     return rows
 
 
+def _corpus_table(described: dict[str, object]) -> list[str]:
+    rows = ["| images | count | from | media types | long sides (px) | bytes (median, max) |"]
+    rows += ["| --- | ---: | --- | --- | --- | --- |"]
+    for group, facts in described.items():
+        if not isinstance(facts, dict):
+            continue
+        sides = ", ".join(f"{side}: {n}" for side, n in facts.get("long_sides", {}).items())
+        rows.append(
+            f"| {group} | {facts.get('count')} | {facts.get('origins')} | {facts.get('media_types')} | "
+            f"{sides} | {facts.get('bytes_median')}, {facts.get('bytes_max')} |"
+        )
+    return rows
+
+
 def _config_lines(config: RunConfig, result: RunResult) -> list[str]:
     load = (
         f"step load: +{config.step.users} users every {config.step.seconds:g}s up to {config.users}"
@@ -53,7 +67,12 @@ def markdown(config: RunConfig, result: RunResult, verdict: Verdict) -> str:
             + (f"; objectives missed at {verdict.broke_at_users} users." if verdict.broke_at_users else "."),
             "",
         ]
-    lines += ["## Objectives", "", *_checks_table(verdict.checks), ""]
+    where = (
+        f"the last step that met them ({verdict.sustainable_users} users)"
+        if verdict.sustainable_users is not None
+        else ("the first step" if result.steps else "the whole run")
+    )
+    lines += ["## Objectives", "", f"Measured over {where}.", "", *_checks_table(verdict.checks), ""]
     lines += [
         "## Requests",
         "",
@@ -63,7 +82,7 @@ def markdown(config: RunConfig, result: RunResult, verdict: Verdict) -> str:
     for e in [*result.endpoints, result.total]:
         lines.append(
             f"| {e.name} | {e.requests} | {e.failures} | {e.rps:.1f} | {e.p50_ms:g} | {e.p95_ms:g} | "
-            f"{e.p99_ms:g} | {e.max_ms:g} | {e.avg_bytes:.0f} |"
+            f"{e.p99_ms:g} | {e.max_ms:.0f} | {e.avg_bytes:.0f} |"
         )
     lines += ["", f"![throughput, latency and errors over time]({TIMELINE_PNG})", ""]
     if result.steps:
@@ -81,7 +100,7 @@ def markdown(config: RunConfig, result: RunResult, verdict: Verdict) -> str:
         lines += [f"- {e.occurrences}× `{e.name}`: {e.error}" for e in result.errors[:TOP_ERRORS]]
         lines += [f"- load generator exception: {x}" for x in result.exceptions[:TOP_ERRORS]]
         lines += [""]
-    lines += ["## Corpus", "", "```json", json.dumps(result.corpus, indent=1), "```", ""]
+    lines += ["## Corpus", "", *_corpus_table(result.corpus), ""]
     return "\n".join(lines)
 
 
