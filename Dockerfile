@@ -1,0 +1,100 @@
+# syntax=docker/dockerfile:1
+# poolserve images (docs/deploy.md). Default target `runtime`: CPU, onnxruntime, Python 3.11.
+#   docker build -t poolserve:cpu .
+#   docker build --target gpu -t poolserve:gpu .      # onnxruntime-gpu on CUDA 13 + cuDNN 9
+#   docker build --target loadtest -t poolserve-loadtest .   # locust load generator
+# Dependencies come only from the hashed locks in deploy/ (regenerate with deploy/lock-runtime.sh).
+# No registry here? deploy/podman-host.sh builds a Debian bookworm base: --build-arg BASE_IMAGE=localhost/bookworm-python:latest
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+ARG GPU_BASE_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04
+
+# ---- poolserve's own pure-Python wheel (works for both Pythons) -----------------------------------
+FROM ${BASE_IMAGE} AS wheel
+WORKDIR /src
+COPY deploy/requirements-build.lock deploy/
+RUN python3 -m venv /opt/build \
+ && /opt/build/bin/pip install --no-cache-dir --require-hashes --no-deps -r deploy/requirements-build.lock
+COPY pyproject.toml README.m[d] ./
+COPY repository repository
+COPY service service
+COPY poolserve poolserve
+# Training and export code ships in the wheel (the CLI registers their commands) but never loads: no torch.
+COPY models models
+COPY export export
+RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
+
+# ---- CPU: serving venv from the lock -----------------------------------------------------------------
+FROM ${BASE_IMAGE} AS venv
+COPY deploy/requirements-runtime.lock /tmp/
+# Binary wheels only: no compiler in any stage. The lock layer stays cached while only our code changes.
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements-runtime.lock
+COPY --from=wheel /dist /dist
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /dist/*.whl \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
+
+# ---- GPU: Python 3.12 from Ubuntu 24.04 on NVIDIA's CUDA 13 + cuDNN 9 runtime ---------------------
+FROM ${GPU_BASE_IMAGE} AS gpu-python
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM gpu-python AS gpu-venv
+COPY deploy/requirements-runtime-gpu.lock /tmp/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements-runtime-gpu.lock
+COPY --from=wheel /dist /dist
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /dist/*.whl \
+ && /opt/venv/bin/pip uninstall --yes --quiet pip
+
+FROM gpu-python AS gpu
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin poolserve
+COPY --from=gpu-venv /opt/venv /opt/venv
+WORKDIR /app
+COPY model_repository model_repository
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    POOLSERVE_HOST=0.0.0.0 \
+    POOLSERVE_PORT=8000 \
+    POOLSERVE_REPOSITORY=/app/model_repository \
+    POOLSERVE_EXECUTION_PROVIDER=cuda
+USER 10001:10001
+EXPOSE 8000
+# uvicorn drains in-flight requests on SIGTERM.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
+CMD ["poolserve", "serve"]
+
+# ---- load generator: locust + loadtests/ + sample images (compose profile `loadtest`) --------------
+FROM ${BASE_IMAGE} AS loadtest
+COPY deploy/requirements-loadtest.lock /tmp/
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements-loadtest.lock \
+ && useradd --system --uid 10001 --user-group --create-home --shell /usr/sbin/nologin poolserve
+WORKDIR /app
+COPY loadtests loadtests
+COPY tests/data tests/data
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1
+USER 10001:10001
+ENTRYPOINT ["python3", "-m", "loadtests"]
+CMD ["run", "--host", "http://api:8000", "--output-dir", "runs"]
+
+# ---- CPU runtime: the default target, last so that a plain `docker build .` builds it -------------
+FROM ${BASE_IMAGE} AS runtime
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin poolserve
+COPY --from=venv /opt/venv /opt/venv
+WORKDIR /app
+COPY model_repository model_repository
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    POOLSERVE_HOST=0.0.0.0 \
+    POOLSERVE_PORT=8000 \
+    POOLSERVE_REPOSITORY=/app/model_repository
+USER 10001:10001
+EXPOSE 8000
+# uvicorn drains in-flight requests on SIGTERM.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
+CMD ["poolserve", "serve"]
