@@ -133,19 +133,34 @@ def sklearn_digits() -> list[tuple[str, Pixels, bytes | None]]:
 
 
 def digit_pixels(directory: Path | None) -> list[tuple[str, Pixels, bytes | None]]:
+    """The held-out files, topped up with scikit-learn's scans when there are fewer than ``MAX_DIGITS``
+    (a handful of files would otherwise be replayed over and over)."""
+    found: list[tuple[str, Pixels, bytes | None]] = []
     if directory is not None and directory.is_dir():
-        heldout = heldout_digits(directory)
-        if heldout:
-            return [(name, pixels, raw) for name, pixels, raw in heldout]
-    return sklearn_digits()
+        found = [(name, pixels, raw) for name, pixels, raw in heldout_digits(directory)]
+    if len(found) >= MAX_DIGITS:
+        return found
+    try:
+        return found + sklearn_digits()
+    except RuntimeError:
+        if found:
+            return found
+        raise
 
 
 def digits(found: list[tuple[str, Pixels, bytes | None]], rng: np.random.Generator) -> list[EncodedImage]:
-    """Up to ``MAX_DIGITS`` digits, each in one encoding drawn from ``DIGIT_VARIANTS``."""
-    chosen = rng.choice(len(found), size=min(MAX_DIGITS, len(found)), replace=False)
+    """``MAX_DIGITS`` digits (every held-out file first, the rest drawn), each in one encoding drawn from
+    ``DIGIT_VARIANTS``."""
+    files = [i for i, (_, _, raw) in enumerate(found) if raw is not None][:MAX_DIGITS]
+    others = [i for i, (_, _, raw) in enumerate(found) if raw is None]
+    extra: list[int] = []
+    if others:
+        size = min(MAX_DIGITS - len(files), len(others))
+        extra = sorted(rng.choice(others, size=size, replace=False).tolist())
+    chosen = np.array(files + extra, dtype=np.int64)
     weights = np.array([w for *_, w in DIGIT_VARIANTS])
     encoded = []
-    for index in sorted(chosen.tolist()):
+    for index in chosen.tolist():
         name, pixels, raw = found[index]
         media_type, side, _ = DIGIT_VARIANTS[int(rng.choice(len(DIGIT_VARIANTS), p=weights / weights.sum()))]
         if raw is not None and media_type == "image/png" and side == pixels.shape[0]:

@@ -61,11 +61,14 @@ def test_heldout_digit_files_are_sent_as_they_are(tmp_path: Path) -> None:
     found = corpus_module.digit_pixels(folder)
     assert [name for name, *_ in found][:2] == ["digits/0_000.png", "digits/0_010.png"]
     encoded = corpus_module.digits(found, np.random.default_rng(0))
-    assert len(encoded) == 40
-    originals = {(folder.parent / e.source).read_bytes() for e in encoded}
-    as_sent = [e for e in encoded if e.data in originals]
+    # Every file, then scikit-learn's scans to top up: 40 files alone would be replayed over and over.
+    assert len(encoded) == corpus_module.MAX_DIGITS
+    assert [e.source for e in encoded[:40]] == [name for name, *_ in found[:40]]
+    assert all(e.source.startswith("sklearn:") for e in encoded[40:])
+    originals = {(folder.parent / e.source).read_bytes() for e in encoded[:40]}
+    as_sent = [e for e in encoded[:40] if e.data in originals]
     assert as_sent and all(e.media_type == "image/png" and e.width == 28 for e in as_sent)
-    assert len(as_sent) < len(encoded)  # and the others re-encoded (JPEG, larger sides)
+    assert len(as_sent) < 40  # and the others re-encoded (JPEG, larger sides)
 
 
 def test_without_heldout_digits_the_scikit_learn_scans_are_used(tmp_path: Path) -> None:
