@@ -22,6 +22,7 @@ def main() -> None:
     run_cmd.add_argument("--models", nargs="+", choices=["digits", "resnet"], default=None)
     run_cmd.add_argument("--peers", nargs="*", default=None, help="subset of litserve bentoml torchserve ray")
     run_cmd.add_argument("--out", type=Path, default=None, help="default bench/results[/quick]")
+    run_cmd.add_argument("--repository", type=Path, default=None, help="default model_repository/")
     sub.add_parser("setup", help="create .bench-venvs/<peer> virtualenvs (needs PyPI)")
     report_cmd = sub.add_parser("report", help="rewrite ratios.md and the plot from results.json")
     report_cmd.add_argument("results", type=Path, nargs="?", default=RESULTS / "results.json")
@@ -36,6 +37,8 @@ def main() -> None:
             plan = dataclasses.replace(plan, models=tuple(args.models))
         if args.peers is not None:
             plan = dataclasses.replace(plan, peers=tuple(args.peers))
+        if args.repository:
+            plan = dataclasses.replace(plan, repository=args.repository.resolve())
         out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
         results = run(plan, out)
         print(results, *write_report(results), sep="\n")

@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.processes import prioritize
+
 BOUNDARY = "poolservebenchboundary7MA4YWxkTrZu0gW"
 
 _LUA = """
@@ -121,7 +123,13 @@ def run_wrk(url: str, payload: Payload, concurrency: int, duration_s: float, cli
             str(script),
             url,
         ]
-        subprocess.run(argv, check=True, capture_output=True, timeout=duration_s + 120)
+        wrk_process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        )
+        prioritize(wrk_process.pid)
+        _, stderr = wrk_process.communicate(timeout=duration_s + 120)
+        if wrk_process.returncode != 0:
+            raise RuntimeError(f"wrk failed ({wrk_process.returncode}): {stderr.decode()[-500:]}")
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         raw = json.loads(out_path.read_text())
     seconds = raw["duration_us"] / 1e6

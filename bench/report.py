@@ -21,25 +21,28 @@ TARGETS = {
     "torchserve": "TorchServe",
     "ray-serve": "Ray Serve",
 }
+PEERS = ("litserve", "bentoml", "torchserve", "ray-serve")
 AIMS = {"raw": 0.9, "bare-endpoint": 0.8, "naive-torch": 3.0, "best-peer": 2.0}
 
 
 def _curves(runs: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, dict[str, float]]]:
-    """(model, target, endpoint) -> concurrency -> mean images/s and p99 over passes."""
+    """(model, target, endpoint) -> concurrency -> means over passes (poolserve runs twice)."""
     grouped: dict[tuple[str, str, str], dict[int, list[dict[str, Any]]]] = defaultdict(
         lambda: defaultdict(list)
     )
     for run in runs:
         grouped[(run["model"], run["target"], run["endpoint"])][run["concurrency"]].append(run)
+    metrics = ("images_per_s", "p50_ms", "p95_ms", "p99_ms")
     return {
         key: {
             c: {
-                "images_per_s": mean(r["images_per_s"] for r in rows),
-                "p50_ms": mean(r["p50_ms"] for r in rows),
-                "p95_ms": mean(r["p95_ms"] for r in rows),
-                "p99_ms": mean(r["p99_ms"] for r in rows),
+                **{m: mean(r[m] for r in rows) for m in metrics},
                 "passes": len(rows),
                 "errors": sum(r["errors"] for r in rows),
+                "foreign_share": max(
+                    r.get("foreign_cpu_on_server_core_s", 0.0) / r["duration_s"] for r in rows
+                ),
+                "client_share": max(r["client_cpu_s"] / r["duration_s"] for r in rows),
             }
             for c, rows in sorted(by_c.items())
         }
@@ -51,102 +54,114 @@ def _peak(curve: dict[int, dict[str, float]]) -> float:
     return max(point["images_per_s"] for point in curve.values())
 
 
-def markdown(results: dict[str, Any]) -> str:
-    curves = _curves(results["runs"])
-    meta = results["meta"]
-    lines = [
+def _header(meta: dict[str, Any]) -> list[str]:
+    return [
         "# poolserve benchmark: ratios",
         "",
         f"Run {meta['started']} at commit `{meta['git_commit'][:10]}` on {meta['cpu']} "
-        f"({meta['cores']} cores). "
-        f"Servers pinned to core {meta['server_cores']}, the load generator (wrk, one thread) to core "
-        f"{meta['client_cores']}, both at nice {meta['nice']}. Plan: {meta['plan']}. "
-        f"Load average {meta['loadavg_start'][0]:.2f} at the start, {meta.get('loadavg_end', [0])[0]:.2f} at "
-        "the end (this machine is shared with other work).",
+        f"({meta['cores']} cores), {meta.get('wall_s', 0) / 60:.1f} minutes. Every server pinned to core "
+        f"{meta['server_cores']} (taskset; one onnxruntime/torch thread), the load generator (wrk, one "
+        f"thread, closed loop) to core {meta['client_cores']}, both at nice {meta['nice']}. "
+        f"Plan: {meta['plan']}. Load average {meta['loadavg_start'][0]:.2f} at the start, "
+        f"{meta.get('loadavg_end', [0])[0]:.2f} at the end: this machine is shared with other work, and "
+        "the `foreign` column says how much of the server core other processes took during a run.",
         "",
-        "Throughput is images/s at the best concurrency; a ratio above 1 means poolserve is faster.",
+        "Throughput is images/s at the best concurrency; a ratio above 1 means poolserve is faster. "
+        "poolserve ran first and last in each model's block; its figures are the mean of both passes.",
         "",
     ]
-    models = sorted({m for m, t, e in curves if t == "poolserve" and e == "classify"})
-    for model in models:
-        pool = curves[(model, "poolserve", "classify")]
-        pool_peak = _peak(pool)
-        raw_key = "digits" if model.startswith("lenet") else "resnet"
-        lines += [
-            f"## {model}",
-            "",
-            "| poolserve ÷ | their peak img/s | poolserve peak img/s | ratio | aim |",
-            "| --- | ---: | ---: | ---: | --- |",
+
+
+def _ratio_rows(
+    results: dict[str, Any], curves: dict[tuple[str, str, str], dict[int, dict[str, float]]], model: str
+) -> list[str]:
+    pool_peak = _peak(curves[(model, "poolserve", "classify")])
+    compute_bound = not model.startswith("lenet")
+    rows = [
+        "| poolserve ÷ | their peak img/s | poolserve peak img/s | ratio | aim |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    raw = results["raw_ort"].get("resnet" if compute_bound else "digits")
+    if raw:
+        raw_peak = raw["best_images_per_s"]
+        aim = f"≥ {AIMS['raw']}" if compute_bound else "(not the limit for a tiny model)"
+        rows.append(
+            f"| raw onnxruntime in-process, no HTTP (batch {raw['best_batch_size']}) | {raw_peak:.1f} "
+            f"| {pool_peak:.1f} | {pool_peak / raw_peak:.2f} | {aim} |"
+        )
+    peer_peaks = {}
+    for target, label in TARGETS.items():
+        curve = curves.get((model, target, "classify"))
+        if not curve:
+            rows.append(f"| {label} | not measured | {pool_peak:.1f} | – | |")
+            continue
+        peak = _peak(curve)
+        if target in PEERS:
+            peer_peaks[label] = peak
+        aim = {"naive-torch": f"≥ {AIMS['naive-torch']}"}.get(target, "")
+        if target == "bare-endpoint":
+            aim = "(the limit for tiny models only)" if compute_bound else f"≥ {AIMS['bare-endpoint']}"
+        rows.append(f"| {label} | {peak:.1f} | {pool_peak:.1f} | {pool_peak / peak:.2f} | {aim} |")
+    if peer_peaks:
+        best = max(peer_peaks, key=lambda k: peer_peaks[k])
+        rows.append(
+            f"| **best peer** ({best}) | {peer_peaks[best]:.1f} | {pool_peak:.1f} | "
+            f"**{pool_peak / peer_peaks[best]:.2f}** | ≥ {AIMS['best-peer']} |"
+        )
+    return rows
+
+
+def _concurrency_rows(
+    curves: dict[tuple[str, str, str], dict[int, dict[str, float]]], model: str, endpoint: str
+) -> list[str]:
+    concurrencies = sorted(
+        {c for (m, _, e), curve in curves.items() if m == model and e == endpoint for c in curve}
+    )
+    rows = [
+        "| target | " + " | ".join(f"c={c}" for c in concurrencies) + " | foreign | client |",
+        "| --- |" + " ---: |" * (len(concurrencies) + 2),
+    ]
+    for target in ["poolserve", *TARGETS]:
+        curve = curves.get((model, target, endpoint))
+        if not curve:
+            continue
+        cells = [
+            f"{curve[c]['images_per_s']:.1f} ({curve[c]['p50_ms']:.0f}/{curve[c]['p95_ms']:.0f}/"
+            f"{curve[c]['p99_ms']:.0f})" + (f" **{curve[c]['errors']} errors**" if curve[c]["errors"] else "")
+            if c in curve
+            else "–"
+            for c in concurrencies
         ]
-        raw = results["raw_ort"].get(raw_key)
-        if raw:
-            raw_peak = raw["best_images_per_s"]
-            lines.append(
-                f"| raw onnxruntime in-process (batch {raw['best_batch_size']}) | {raw_peak:.1f} "
-                f"| {pool_peak:.1f} | {pool_peak / raw_peak:.2f} | ≥ {AIMS['raw']} (compute-bound) |"
-            )
-        peer_peaks = {}
-        for target, label in TARGETS.items():
-            curve = curves.get((model, target, "classify"))
-            if not curve:
-                lines.append(f"| {label} | not measured | {pool_peak:.1f} | – | |")
-                continue
-            peak = _peak(curve)
-            if target in ("litserve", "bentoml", "torchserve", "ray-serve"):
-                peer_peaks[label] = peak
-            aim = {"bare-endpoint": f"≥ {AIMS['bare-endpoint']} (tiny model)", "naive-torch": "≥ 3"}.get(
-                target, ""
-            )
-            lines.append(f"| {label} | {peak:.1f} | {pool_peak:.1f} | {pool_peak / peak:.2f} | {aim} |")
-        if peer_peaks:
-            best = max(peer_peaks, key=lambda k: peer_peaks[k])
-            lines.append(
-                f"| best peer ({best}) | {peer_peaks[best]:.1f} | {pool_peak:.1f} | "
-                f"{pool_peak / peer_peaks[best]:.2f} | ≥ 2 |"
-            )
-        lines += ["", "Per concurrency: images/s (p50 / p99 ms)", ""]
-        targets = ["poolserve", *TARGETS]
-        concurrencies = sorted(pool)
-        lines.append("| target | " + " | ".join(f"c={c}" for c in concurrencies) + " |")
-        lines.append("| --- |" + " ---: |" * len(concurrencies))
-        for target in targets:
-            curve = curves.get((model, target, "classify"))
-            if curve:
-                cells = [
-                    f"{curve[c]['images_per_s']:.1f} ({curve[c]['p50_ms']:.0f} / {curve[c]['p99_ms']:.0f})"
-                    if c in curve
-                    else "–"
-                    for c in concurrencies
-                ]
-                lines.append(f"| {target} | " + " | ".join(cells) + " |")
-        lines.append("")
-    features = sorted({m for m, t, e in curves if e == "features"})
-    if features:
+        foreign = max(p["foreign_share"] for p in curve.values())
+        client = max(p["client_share"] for p in curve.values())
+        rows.append(f"| {target} | " + " | ".join(cells) + f" | {foreign:.0%} | {client:.0%} |")
+    return rows
+
+
+def markdown(results: dict[str, Any]) -> str:
+    curves = _curves(results["runs"])
+    lines = _header(results["meta"])
+    for model in sorted({m for m, t, e in curves if t == "poolserve" and e == "classify"}):
+        lines += [f"## {model}", "", *_ratio_rows(results, curves, model), ""]
         lines += [
-            "## poolserve region features (one canvas per request)",
+            "images/s (p50/p95/p99 ms) per concurrency; `foreign`: the largest share of the server "
+            "core other processes took in a run; `client`: wrk's own CPU share of its core.",
             "",
-            "| model | " + " | ".join(f"c={c}" for c in sorted(next(iter(curves.values())))) + " |",
         ]
-        lines.append("| --- |" + " ---: |" * len(next(iter(curves.values()))))
-        for model in features:
-            curve = curves[(model, "poolserve", "features")]
-            lines.append(
-                f"| {model} | "
-                + " | ".join(
-                    f"{p['images_per_s']:.1f} req/s ({p['p50_ms']:.0f} / {p['p99_ms']:.0f} ms)"
-                    for p in curve.values()
-                )
-                + " |"
-            )
-        lines.append("")
+        lines += [*_concurrency_rows(curves, model, "classify"), ""]
+    for model in sorted({m for m, _, e in curves if e == "features"}):
+        lines += [f"## {model}: poolserve region features (one canvas with its boxes per request)", ""]
+        lines += [*_concurrency_rows(curves, model, "features"), ""]
+    for raw in results["raw_ort"].values():
+        per_batch = ", ".join(f"{b}: {v:.1f}" for b, v in raw["images_per_s"].items())
+        lines += [f"Raw onnxruntime, {raw['model']}, images/s by batch size: {per_batch}.", ""]
     if results.get("rss_mb"):
         lines += ["## poolserve resident memory (MiB, whole process tree)", ""]
         lines += [f"- {k}: {v:.0f}" for k, v in results["rss_mb"].items()]
         lines.append("")
     if results.get("failures"):
-        lines += ["## Failures", ""] + [
-            f"- {f['target']} / {f['model']}: {f['error']}" for f in results["failures"]
-        ]
+        lines += ["## Failures", ""]
+        lines += [f"- {f['target']} / {f['model']}: {f['error']}" for f in results["failures"]]
         lines.append("")
     return "\n".join(lines)
 

@@ -21,10 +21,12 @@ from bench.suite import BARE, NAIVE, PEER_SPECS, POOLSERVE, ROOT, VENVS, TargetS
 SERVER_CORES = "0"
 CLIENT_CORES = "1"
 NICE = "-10"  # this machine is shared with other work; both server and client run ahead of it
+# (the session's autogroup nice, see processes.prioritize; plain nice for the threads inside it)
 DIGITS = "lenet5-mnist"
 REGION_MODELS = ("digits-roialign", "digits-roipool")
 BENCH_REPOSITORY = ROOT / ".bench-repository"
 SCRATCH = ROOT / ".bench-work"
+FOREIGN_LIMIT = 0.15  # share of the server core taken by other processes above which a run is repeated
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,12 @@ class Plan:
     raw_seconds_per_batch: float
     peers: tuple[str, ...]
     models: tuple[str, ...]
+    max_retries: int = 2  # extra attempts for a run disturbed by other processes (FOREIGN_LIMIT)
+    repository: Path = ROOT / "model_repository"  # the shipped models: the digits and region models
 
 
-FULL = Plan((1, 8, 32, 64), 8.0, 2.0, 1.0, tuple(PEER_SPECS), ("digits", "resnet"))
-QUICK = Plan((1, 32), 3.0, 1.0, 0.3, tuple(PEER_SPECS), ("digits", "resnet"))
+FULL = Plan((1, 8, 32, 64), 6.0, 2.0, 1.0, tuple(PEER_SPECS), ("digits", "resnet"), max_retries=1)
+QUICK = Plan((1, 32), 3.0, 1.0, 0.3, tuple(PEER_SPECS), ("digits", "resnet"), max_retries=1)
 
 
 @dataclass
@@ -74,14 +78,14 @@ def _meta(plan: Plan) -> dict[str, Any]:
         "client_cores": CLIENT_CORES,
         "nice": int(NICE),
         "load_generator": "wrk -t1 (closed loop, one connection per concurrent client)",
-        "plan": plan.__dict__,
+        "plan": {**plan.__dict__, "repository": str(plan.repository)},
         "loadavg_start": os.getloadavg(),
     }
 
 
-def _entry(model: str) -> Path:
+def _entry(plan: Plan, model: str) -> Path:
     if model == "digits":
-        return ROOT / "model_repository" / DIGITS / "1"
+        return plan.repository / DIGITS / "1"
     from bench.resnet import NAME, write_entry
 
     entry = BENCH_REPOSITORY / NAME / "1"
@@ -98,8 +102,12 @@ def _raw_ort(entry: Path, seconds: float) -> dict[str, Any]:
     argv = _pinned(
         [str(ROOT / ".venv/bin/python"), "-m", "bench.raw_ort", str(entry), str(seconds)], SERVER_CORES
     )
-    out = subprocess.run(argv, cwd=ROOT, check=True, capture_output=True, text=True, timeout=600)
-    return dict(json.loads(out.stdout))
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    processes.prioritize(process.pid)
+    out, _ = process.communicate(timeout=600)
+    if process.returncode != 0:
+        raise RuntimeError(f"raw onnxruntime run failed ({process.returncode})")
+    return dict(json.loads(out))
 
 
 def _probe(url: str, payload: loadgen.Payload) -> tuple[str, dict[str, object]]:
@@ -113,29 +121,41 @@ def _drain(url: str, payload: loadgen.Payload) -> None:
     time.sleep(0.3)
 
 
+def _measure(
+    server: processes.Server, url: str, payload: loadgen.Payload, concurrency: int, seconds: float
+) -> dict[str, Any]:
+    _drain(url, payload)
+    cpu_before = processes.cpu_seconds(server.tree())
+    core_before = processes.core_busy_seconds(int(SERVER_CORES))
+    result = loadgen.run_wrk(url, payload, concurrency, seconds, CLIENT_CORES)
+    cpu = processes.cpu_seconds(server.tree()) - cpu_before
+    core = processes.core_busy_seconds(int(SERVER_CORES)) - core_before
+    return {
+        **result.as_dict(),
+        "server_cpu_s": cpu,
+        # CPU that other processes of this shared machine took on the server's core meanwhile
+        "foreign_cpu_on_server_core_s": max(0.0, core - cpu),
+        "server_rss_mb": processes.rss_bytes(server.tree()) / 2**20,
+        "loadavg": os.getloadavg()[0],
+    }
+
+
 def _load_series(
     plan: Plan, server: processes.Server, url: str, payload: loadgen.Payload, labels: dict[str, Any]
 ) -> list[dict[str, Any]]:
     rows = []
     loadgen.run_wrk(url, payload, max(plan.concurrencies), plan.warmup_s, CLIENT_CORES)
     for concurrency in plan.concurrencies:
-        _drain(url, payload)
-        cpu_before = processes.cpu_seconds(server.tree())
-        core_before = processes.core_busy_seconds(int(SERVER_CORES))
-        result = loadgen.run_wrk(url, payload, concurrency, plan.duration_s, CLIENT_CORES)
-        cpu = processes.cpu_seconds(server.tree()) - cpu_before
-        core = processes.core_busy_seconds(int(SERVER_CORES)) - core_before
-        rows.append(
-            {
-                **labels,
-                **result.as_dict(),
-                "server_cpu_s": cpu,
-                # CPU that other processes of this shared machine took on the server's core meanwhile
-                "foreign_cpu_on_server_core_s": max(0.0, core - cpu),
-                "server_rss_mb": processes.rss_bytes(server.tree()) / 2**20,
-                "loadavg": os.getloadavg()[0],
-            }
-        )
+        attempts = [_measure(server, url, payload, concurrency, plan.duration_s)]
+        # This machine is shared: a run during which other processes took much of the server core is
+        # measured again (the same rule for every target), and the least disturbed attempt is kept.
+        while attempts[-1]["foreign_cpu_on_server_core_s"] > FOREIGN_LIMIT * plan.duration_s and (
+            len(attempts) <= plan.max_retries
+        ):
+            attempts.append(_measure(server, url, payload, concurrency, plan.duration_s))
+        row = min(attempts, key=lambda a: a["foreign_cpu_on_server_core_s"])
+        rows.append({**labels, **row, "attempts": len(attempts)})
+        result = loadgen.LoadResult(**{k: row[k] for k in loadgen.LoadResult.__dataclass_fields__})
         print(
             f"  {labels['target']:>14} {labels['endpoint']:>8} c={concurrency:<3} "
             f"{result.images_per_s:8.1f} img/s  p50 {result.p50_ms:7.1f} ms  p99 {result.p99_ms:7.1f} ms  "
@@ -205,7 +225,7 @@ def run(plan: Plan, out_dir: Path) -> Path:
     results = Results(meta=_meta(plan))
     started = time.monotonic()
     for model in plan.models:
-        entry = _entry(model)
+        entry = _entry(plan, model)
         print(f"== {model}: raw onnxruntime", flush=True)
         results.raw_ort[model] = _raw_ort(entry, plan.raw_seconds_per_batch)
         print(
