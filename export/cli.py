@@ -1,0 +1,64 @@
+"""``poolserve export`` / ``verify`` / ``export-samples``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.training import DEFAULT_CHECKPOINTS
+
+DEFAULT_REPOSITORY = Path("model_repository")
+DEFAULT_SAMPLES = Path("tests/data")
+NamesArg = Annotated[list[str] | None, typer.Argument(help="Models (default: all shipped models).")]
+RepositoryOpt = Annotated[Path, typer.Option(help="Model repository root.")]
+CheckpointsOpt = Annotated[Path, typer.Option(help="Checkpoints written by `poolserve train`.")]
+
+
+def _selected(names: list[str] | None) -> list[str]:
+    from models.zoo import SPECS
+
+    selected = names or list(SPECS)
+    unknown = sorted(set(selected) - set(SPECS))
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(SPECS)}")
+    return selected
+
+
+def export(
+    names: NamesArg = None,
+    checkpoints: CheckpointsOpt = DEFAULT_CHECKPOINTS,
+    repository: RepositoryOpt = DEFAULT_REPOSITORY,
+) -> None:
+    """Export trained checkpoints to ONNX, verify parity, evaluate on the held-out split, write entries."""
+    from export.entry import export_entry
+    from models.mnist import held_out_split
+    from models.training import configure_determinism, load_checkpoint
+    from models.zoo import SPECS
+
+    configure_determinism()
+    splits = held_out_split()
+    for name in _selected(names):
+        spec = SPECS[name]
+        model = spec.build()
+        load_checkpoint(checkpoints, name, model)
+        entry = export_entry(spec, model, splits, repository)
+        typer.echo(
+            f"{name}: {entry.directory} max_abs_error={entry.parity.max_abs_error:.3g} "
+            f"over {entry.parity.cases} cases; held-out {entry.manifest.evaluations[0].metric}="
+            f"{entry.accuracy.value:.4f} on {entry.accuracy.samples}"
+        )
+
+
+def verify(names: NamesArg = None, repository: RepositoryOpt = DEFAULT_REPOSITORY) -> None:
+    """Re-check committed entries: sha256, onnx.checker, and held-out accuracy equal to the manifest's."""
+    from export.audit import audit_entry
+
+    failures = 0
+    for name in _selected(names):
+        result = audit_entry(repository, name)
+        typer.echo(result.summary())
+        failures += not result.ok
+    if failures:
+        raise typer.Exit(1)

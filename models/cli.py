@@ -1,0 +1,34 @@
+"""``poolserve train``: train the default models on the training split and save checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from models.training import DEFAULT_CHECKPOINTS
+
+NamesArg = Annotated[list[str] | None, typer.Argument(help="Models to train (default: all shipped models).")]
+CheckpointsOpt = Annotated[Path, typer.Option(help="Where checkpoints are written.")]
+
+
+def train(names: NamesArg = None, checkpoints: CheckpointsOpt = DEFAULT_CHECKPOINTS) -> None:
+    """Train default models (fixed seeds, 2 CPU threads) and save runs/checkpoints/<name>.pt."""
+    from models.mnist import held_out_split
+    from models.train_classifier import train_classifier
+    from models.train_region import train_region
+    from models.training import save_checkpoint
+    from models.zoo import SPECS
+
+    selected = names or list(SPECS)
+    unknown = sorted(set(selected) - set(SPECS))
+    if unknown:
+        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(SPECS)}")
+    splits = held_out_split()
+    for name in selected:
+        spec = SPECS[name]
+        trainer = train_classifier if spec.task == "classification" else train_region
+        model, report = trainer(spec, splits.train)
+        path = save_checkpoint(checkpoints, model, report)
+        typer.echo(f"{name}: trained {report.epochs} epochs in {report.seconds:.1f} s -> {path}")

@@ -1,0 +1,70 @@
+"""The LeNet-5 family: conv -> pool -> conv -> pool -> classifier head.
+
+Inputs are normalized 1x28x28 digits (see the manifest's preprocessing); outputs are class logits.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.pooling import PoolingConfig
+
+
+class LeNet5(nn.Module):
+    """Classic LeNet-5 (ReLU instead of tanh): two 5x5 convs, each followed by ``pooling``, then 3 FC."""
+
+    def __init__(self, pooling: PoolingConfig | None = None, num_classes: int = 10, image_size: int = 28):
+        super().__init__()
+        pooling = pooling or PoolingConfig(kind="max")
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            pooling.build(),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            pooling.build(),
+        )
+        with torch.no_grad():
+            flat = int(self.features(torch.zeros(1, 1, image_size, image_size)).numel())
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(flat, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images))
+
+
+class LeNet5GAP(nn.Module):
+    """LeNet-5 with wider convs whose last feature map is globally average-pooled instead of flattened."""
+
+    def __init__(self, pooling: PoolingConfig | None = None, num_classes: int = 10):
+        super().__init__()
+        pooling = pooling or PoolingConfig(kind="avg")
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, 5, padding=2),
+            nn.ReLU(),
+            pooling.build(),
+            nn.Conv2d(16, 32, 5, padding=2),
+            nn.ReLU(),
+            pooling.build(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.global_pool(self.features(images)))
