@@ -123,6 +123,17 @@ def test_mismatched_spec_is_refused(ppocr_spec: ImportSpec, tmp_path: Path, chan
     assert not (tmp_path / "repo" / ppocr_spec.name / "1").exists()
 
 
+def test_a_fixed_batch_graph_is_checked_at_its_batch(ppocr_spec: ImportSpec, tmp_path: Path):
+    model = _tiny_classifier(tmp_path / "tiny.onnx", softmax=True)
+    graph = onnx.load(model)
+    graph.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1  # as many exporters write it
+    onnx.save(graph, model)
+    manifest = import_model(_spec(ppocr_spec, name="fixed"), tmp_path / "repo", model)
+    assert manifest.io.image.shape[0] == 1  # the service slices batches to this size
+    assert manifest.verification.batch_sizes == [1]
+    assert "fixed batch" in manifest.verification.reference
+
+
 def test_garbage_is_not_an_onnx_model(ppocr_spec: ImportSpec, tmp_path: Path):
     garbage = tmp_path / "model.onnx"
     garbage.write_bytes(b"\x00not a protobuf\xff" * 10)
