@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 MODEL_FILENAME = "model.onnx"
 MANIFEST_FILENAME = "manifest.json"
 
