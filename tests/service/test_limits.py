@@ -16,6 +16,7 @@ LIMITS = Settings(
     max_image_pixels=100 * 100,
     max_images_per_request=3,
     api_key="s3cret",
+    cors_origins=["https://app.example"],
 )
 
 
@@ -72,3 +73,12 @@ def test_too_many_pixels(limited: httpx.Client) -> None:
     )
     assert response.status_code == 413
     assert response.json()["type"] == "/problems/image-too-large"
+
+
+def test_cors_allows_only_configured_origins(limited: httpx.Client) -> None:
+    def preflight(origin: str) -> httpx.Response:
+        headers = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+        return limited.options("/v1/models/lenet5-mnist/classify", headers=headers)
+
+    assert preflight("https://app.example").headers["access-control-allow-origin"] == "https://app.example"
+    assert "access-control-allow-origin" not in preflight("https://evil.example").headers
