@@ -74,8 +74,14 @@ def _check_adaptive(seen: _Seen) -> None:
     assert isinstance(module, nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d)
     requested = module.output_size
     outputs = (requested, requested) if isinstance(requested, int) or requested is None else tuple(requested)
+    if any(out is None for out in outputs):
+        raise UnsupportedPoolingError(
+            seen.path,
+            f"output_size={requested}",
+            "None (keep the input size) makes the exporter read the input size at run time, which it cannot",
+        )
     for axis, (size, out) in enumerate(zip(seen.input_hw, outputs, strict=True)):
-        out = size if out is None else int(out)
+        out = int(out)
         if out != 1 and size % out != 0:
             raise UnsupportedPoolingError(
                 seen.path,

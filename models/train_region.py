@@ -17,7 +17,7 @@ from models.regions import LabelledBoxes, training_boxes
 from models.training import SEED, THREADS, TrainingReport, configure_determinism, normalize
 from models.zoo import ModelSpec
 
-TRAIN_CANVASES = 1500
+TRAIN_CANVASES = 1200
 EVAL_CANVASES = 300
 CANVAS_SEED_TRAIN = 1
 CANVAS_SEED_EVAL = 2

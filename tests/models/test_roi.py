@@ -1,0 +1,73 @@
+"""The pure-torch RoI ops against the numpy-loop reference (torchvision CPU semantics)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.roi import RoIAlign, RoIPool, roi_align, roi_pool
+from tests.models.roi_cases import HAND_MADE, RoICase, features, random_case
+from tests.models.roi_reference import roi_align_reference, roi_pool_reference
+
+CASES = [*HAND_MADE, random_case(1, 1), random_case(2, 50)]
+ALIGN_SETTINGS = [
+    pytest.param((2, 2), 0.5, -1, False, id="adaptive-unaligned"),
+    pytest.param((3, 4), 0.5, 2, True, id="sr2-aligned"),
+    pytest.param((7, 7), 0.25, 0, True, id="7x7-adaptive-aligned"),
+    pytest.param((1, 1), 1.0, 3, False, id="1x1-sr3"),
+]
+POOL_SETTINGS = [((2, 2), 0.5), ((3, 4), 0.5), ((7, 7), 0.25), ((1, 1), 1.0), ((5, 3), 1.0 / 3.0)]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize(("output_size", "scale", "sampling_ratio", "aligned"), ALIGN_SETTINGS)
+def test_roi_align_matches_reference(case: RoICase, output_size, scale, sampling_ratio, aligned):
+    maps = features()
+    got = roi_align(
+        torch.from_numpy(maps),
+        torch.from_numpy(case.boxes),
+        torch.from_numpy(case.batch_indices),
+        output_size,
+        scale,
+        sampling_ratio,
+        aligned,
+    )
+    want = roi_align_reference(
+        maps, case.boxes, case.batch_indices, output_size, scale, sampling_ratio, aligned
+    )
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize(("output_size", "scale"), POOL_SETTINGS)
+def test_roi_pool_matches_reference_exactly(case: RoICase, output_size, scale):
+    maps = features()
+    got = roi_pool(
+        torch.from_numpy(maps),
+        torch.from_numpy(case.boxes),
+        torch.from_numpy(case.batch_indices),
+        output_size,
+        scale,
+    )
+    want = roi_pool_reference(maps, case.boxes, case.batch_indices, output_size, scale)
+    np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_roi_pool_rounds_half_away_from_zero():
+    # x1 * scale = 2.5 rounds to 3 (std::round), not 2 (torch.round): the first column must not be seen.
+    maps = torch.zeros(1, 1, 4, 8)
+    maps[0, 0, :, 2] = 5.0
+    pooled = roi_pool(maps, torch.tensor([[5.0, 0.0, 12.0, 6.0]]), torch.tensor([0]), (1, 1), 0.5)
+    assert pooled.item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "module", [RoIAlign((3, 3), 0.5, 2, True), RoIPool((3, 3), 0.5)], ids=["align", "pool"]
+)
+def test_gradients_reach_the_features(module):
+    maps = torch.from_numpy(features()).requires_grad_()
+    case = random_case(3, 10)
+    module(maps, torch.from_numpy(case.boxes), torch.from_numpy(case.batch_indices)).sum().backward()
+    assert maps.grad is not None and maps.grad.abs().sum() > 0
