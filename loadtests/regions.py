@@ -1,8 +1,8 @@
 """Inputs for the region-features models: canvases with the boxes a detector would propose on them.
 
-Canvases come from ``tests/data/canvases/`` when present (each ``*.png`` with its boxes in a sibling
-``*.json``), else are composed here: 1..4 digits pasted on a black ~112×112 grey canvas, as the digits
-region models were trained on. Photos join them with boxes anywhere, since real clients send those too.
+Canvases come from ``tests/data/canvases/`` (listed with their boxes in ``canvases.json``), topped up
+with canvases composed here: 1..4 digits pasted on a black ~112×112 grey canvas, as the digits region
+models were trained on. Photos join them with boxes anywhere, since real clients send those too.
 
 Box counts per image follow a spread, not a constant: most requests carry a handful of boxes, a few carry
 hundreds (a detector's raw proposals), which is what moves the RoI pooling cost.
@@ -31,6 +31,7 @@ INK_THRESHOLD = 32
 BOX_COUNT_BUCKETS = ((1, 4, 0.35), (5, 16, 0.35), (17, 64, 0.20), (65, 256, 0.10))
 IMAGES_PER_REQUEST = ((1, 0.7), (2, 0.2), (4, 0.1))
 MIN_BOX_SIDE = 4.0
+CANVAS_INDEX = "canvases.json"
 
 
 @dataclass(frozen=True)
@@ -77,19 +78,20 @@ def composed_canvases(digits: list[Pixels], rng: np.random.Generator) -> list[Re
 
 
 def stored_canvases(directory: Path) -> list[RegionImage]:
-    """``*.png`` canvases whose boxes sit in a sibling ``*.json``: a list of boxes or ``{"boxes": [...]}``."""
+    """The canvases an index file lists: ``canvases.json`` = ``{"canvases": [{"file", "boxes"}, ...]}``."""
+    index = directory / CANVAS_INDEX
+    if not index.is_file():
+        return []
     canvases = []
-    for path in sorted(directory.rglob("*.png")):
-        sidecar = path.with_suffix(".json")
-        if not sidecar.is_file():
-            continue
-        raw = json.loads(sidecar.read_text())
-        listed = raw.get("boxes", []) if isinstance(raw, dict) else raw
-        boxes = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in listed)
+    for entry in json.loads(index.read_text())["canvases"]:
+        path = directory / entry["file"]
         with Image.open(path) as image:
             width, height = image.size
         data = path.read_bytes()
-        encoded = EncodedImage(path.name, "image/png", width, height, data, base64.b64encode(data).decode())
+        encoded = EncodedImage(
+            f"{directory.name}/{path.name}", "image/png", width, height, data, base64.b64encode(data).decode()
+        )
+        boxes = tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in entry["boxes"])
         canvases.append(RegionImage(encoded, boxes))
     return canvases
 

@@ -67,9 +67,9 @@ def build_corpus(seed: int, digits_dir: Path | None, canvases_dir: Path | None) 
     found = corpus.digit_pixels(digits_dir)
     digits = corpus.digits(found, rng)
     photos = corpus.photos(rng)
-    canvases = regions.stored_canvases(canvases_dir) if canvases_dir and canvases_dir.is_dir() else []
-    if not canvases:
-        canvases = regions.composed_canvases([pixels for _, pixels, _ in found], rng)
+    # The stored canvases are few: composed ones join them so that no canvas is replayed over and over.
+    stored = regions.stored_canvases(canvases_dir) if canvases_dir and canvases_dir.is_dir() else []
+    canvases = stored + regions.composed_canvases([pixels for _, pixels, _ in found], rng)
     region_photos = [RegionImage(p, ()) for p in photos if max(p.width, p.height) <= REGION_PHOTO_MAX_SIDE]
     return Corpus(digits, photos, canvases, region_photos)
 

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from loadtests import corpus as corpus_module
+from loadtests import regions
 from loadtests.workload import Corpus, build_corpus
 from tests.loadtests.conftest import CANVASES, DIGITS
 
@@ -75,3 +76,13 @@ def test_without_heldout_digits_the_scikit_learn_scans_are_used(tmp_path: Path) 
     found = corpus_module.digit_pixels(tmp_path / "missing")
     assert len(found) == 1797 and found[0][0].startswith("sklearn:digits[")
     assert found[0][1].shape == (28, 28) and found[0][1][:4].max() == 0  # MNIST framing: empty margin
+
+
+def test_stored_canvases_come_with_their_boxes_and_composed_ones_join_them(corpus: Corpus) -> None:
+    stored = regions.stored_canvases(CANVASES)
+    assert corpus.canvases[: len(stored)] == stored
+    assert len(corpus.canvases) == len(stored) + regions.COMPOSED_CANVASES
+    for canvas in corpus.canvases:
+        assert canvas.objects, canvas.image.source
+        for x1, y1, x2, y2 in canvas.objects:
+            assert 0 <= x1 < x2 <= canvas.image.width and 0 <= y1 < y2 <= canvas.image.height
