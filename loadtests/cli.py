@@ -61,6 +61,15 @@ def target(host: str | None, repository: Path | None, run_dir: Path, ready_timeo
     yield host.rstrip("/")
 
 
+def run_seconds(duration: str | None, step: StepLoad | None, users: int, spawn_rate: float) -> float:
+    """``--duration``; unset, 30 s, or for step load enough for every step, each with its ramp."""
+    if duration is not None:
+        return _seconds(duration, "--duration")
+    if step is None:
+        return _seconds(DEFAULT_DURATION, "--duration")
+    return math.ceil(users / step.users) * (step.seconds + step.users / spawn_rate) + 1
+
+
 def select_models(available: TargetModels, wanted: list[str] | None) -> TargetModels:
     if not wanted:
         return available
@@ -124,13 +133,7 @@ def run(
     step = (
         StepLoad(users=step_users, seconds=_seconds(step_duration, "--step-duration")) if step_users else None
     )
-    if duration is not None:
-        duration_s = _seconds(duration, "--duration")
-    elif step is not None:  # every step, each with its ramp, and a second to spare
-        steps = math.ceil(users / step.users)
-        duration_s = steps * (step.seconds + step.users / spawn_rate) + 1
-    else:
-        duration_s = _seconds(DEFAULT_DURATION, "--duration")
+    duration_s = run_seconds(duration, step, users, spawn_rate)
     slo = Slo(max_error_rate=slo_error_rate, p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, min_rps=slo_min_rps)
     ready_timeout_s = _seconds(ready_timeout, "--ready-timeout")
     run_dir = run_directory(output_dir, scenario)
