@@ -8,11 +8,13 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import onnxruntime as ort
+import orjson
 import pytest
 import uvicorn
 
@@ -27,6 +29,37 @@ REPOSITORY = Path(os.environ.get("POOLSERVE_TEST_REPOSITORY", ROOT / "model_repo
 DATA = ROOT / "tests" / "data"
 CLASSIFIERS = ["lenet5-mnist", "lenet5-gap-mnist"]
 REGION_MODELS = ["digits-roialign", "digits-roipool"]
+
+
+@dataclass(frozen=True)
+class DigitFile:
+    path: Path
+    label: str  # files are named <label>_<index>.png
+
+
+@dataclass(frozen=True)
+class CanvasFile:
+    path: Path
+    boxes: np.ndarray  # (K, 4) float32, x1 y1 x2 y2 in canvas pixels
+    labels: list[str]
+
+
+@pytest.fixture(scope="session")
+def digit_files() -> list[DigitFile]:
+    """The committed held-out digit PNGs (never trained on)."""
+    return [DigitFile(p, p.stem.split("_")[0]) for p in sorted((DATA / "digits").glob("*.png"))]
+
+
+@pytest.fixture(scope="session")
+def canvas_files() -> list[CanvasFile]:
+    """The committed canvases of held-out digits, with their true boxes (``canvases.json``)."""
+    index = orjson.loads((DATA / "canvases" / "canvases.json").read_bytes())
+    return [
+        CanvasFile(
+            DATA / "canvases" / c["file"], np.asarray(c["boxes"], np.float32).reshape(-1, 4), c["labels"]
+        )
+        for c in index["canvases"]
+    ]
 
 
 @contextmanager

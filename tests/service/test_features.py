@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -11,11 +12,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from models.canvas import Canvas, compose_canvases
-from models.mnist import held_out_split
 from repository.manifest import Manifest
 from service.imaging.preprocess import decode_and_preprocess
-from tests.service.conftest import REGION_MODELS
+from tests.service.conftest import REGION_MODELS, CanvasFile
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -24,15 +23,26 @@ def png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class Canvas:
+    blob: bytes
+    image: np.ndarray  # (H, W) uint8
+    boxes: np.ndarray  # (K, 4) float32
+
+
 @pytest.fixture(scope="module")
-def canvases() -> list[Canvas]:
-    return compose_canvases(held_out_split().test, count=3, seed=7)
+def canvases(canvas_files: list[CanvasFile]) -> list[Canvas]:
+    """The committed canvases of held-out digits with their true boxes."""
+    return [
+        Canvas(c.path.read_bytes(), np.asarray(Image.open(c.path).convert("L")), c.boxes)
+        for c in canvas_files
+    ]
 
 
-def direct_features(
+def direct_outputs(
     session: ort.InferenceSession, manifest: Manifest, blob: bytes, boxes: np.ndarray
-) -> np.ndarray:
-    """ORT on one preprocessed image, boxes mapped by hand: the slow, obvious reference."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """ORT on one preprocessed image, boxes mapped by hand: the slow, obvious reference (features, scores)."""
     images, (transform,) = decode_and_preprocess([blob], manifest.preprocessing, max_pixels=1 << 24)
     io_ = manifest.io
     assert io_.boxes and io_.box_batch_indices and io_.features
@@ -42,8 +52,8 @@ def direct_features(
         io_.boxes.name: (boxes * scale).astype(np.float32).reshape(-1, 4),
         io_.box_batch_indices.name: np.zeros(len(boxes), np.int64),
     }
-    (features,) = session.run([io_.features.name], feeds)
-    return np.asarray(features)
+    outputs = session.run([io_.features.name] + ([io_.scores.name] if io_.scores else []), feeds)
+    return np.asarray(outputs[0]), (np.asarray(outputs[1]) if io_.scores else None)
 
 
 def multipart(blobs: list[bytes], boxes: list[np.ndarray]) -> dict[str, Any]:
@@ -66,8 +76,8 @@ def json_items(blobs: list[bytes], boxes: list[np.ndarray]) -> dict[str, Any]:
 def test_features_equal_direct_ort_with_mixed_box_counts(
     client: httpx.Client, manifests, reference_sessions, canvases, model: str, form
 ) -> None:
-    blobs = [png(c.image) for c in canvases]
-    boxes = [canvases[0].boxes, np.zeros((0, 4), np.float32), canvases[2].boxes[:2]]
+    blobs = [c.blob for c in canvases[:3]]
+    boxes = [canvases[1].boxes, np.zeros((0, 4), np.float32), canvases[3].boxes[:1]]
     response = client.post(f"/v1/models/{model}/features", params={"top_k": 2}, **form(blobs, boxes))
     assert response.status_code == 200, response.text
     body = response.json()
@@ -77,19 +87,21 @@ def test_features_equal_direct_ort_with_mixed_box_counts(
     for blob, sent, result in zip(blobs, boxes, body["results"], strict=True):
         if not len(sent):
             continue
-        expected = direct_features(reference_sessions[model], manifest, blob, sent)
+        expected, scores = direct_outputs(reference_sessions[model], manifest, blob, sent)
         got = np.array([row["features"] for row in result["boxes"]], np.float32)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
         assert [row["box"] for row in result["boxes"]] == sent.tolist()
+        assert scores is not None
+        assert [row["predictions"][0]["index"] for row in result["boxes"]] == list(scores.argmax(1))
         assert all(len(row["predictions"]) == 2 for row in result["boxes"])
 
 
 @pytest.mark.parametrize("model", REGION_MODELS)
 def test_boxes_on_a_resized_copy_map_into_the_model_frame(client: httpx.Client, canvases, model: str) -> None:
-    canvas = canvases[0]
+    canvas = canvases[4]  # four digits
     size = canvas.image.shape[1] * 2, canvas.image.shape[0] * 2
     upscaled = np.asarray(Image.fromarray(canvas.image).resize(size, Image.Resampling.BILINEAR))
-    original = client.post(f"/v1/models/{model}/features", **multipart([png(canvas.image)], [canvas.boxes]))
+    original = client.post(f"/v1/models/{model}/features", **multipart([canvas.blob], [canvas.boxes]))
     doubled = client.post(f"/v1/models/{model}/features", **multipart([png(upscaled)], [canvas.boxes * 2]))
     unmapped = client.post(f"/v1/models/{model}/features", **multipart([png(upscaled)], [canvas.boxes]))
 
@@ -110,7 +122,7 @@ def test_boxes_on_a_resized_copy_map_into_the_model_frame(client: httpx.Client, 
 def test_npy_and_float16_encodings_carry_the_same_features(
     client: httpx.Client, canvases, model: str
 ) -> None:
-    blobs = [png(c.image) for c in canvases]
+    blobs = [c.blob for c in canvases]
     boxes = [c.boxes for c in canvases]
     reference = client.post(f"/v1/models/{model}/features", **multipart(blobs, boxes)).json()
     expected = np.array([row["features"] for r in reference["results"] for row in r["boxes"]], np.float32)
@@ -139,7 +151,7 @@ def test_npy_and_float16_encodings_carry_the_same_features(
 
 
 def test_zero_boxes_everywhere_is_valid(client: httpx.Client, canvases) -> None:
-    blobs = [png(c.image) for c in canvases[:2]]
+    blobs = [c.blob for c in canvases[:2]]
     empty = [np.zeros((0, 4), np.float32)] * 2
     response = client.post("/v1/models/digits-roialign/features", **multipart(blobs, empty))
     assert response.status_code == 200, response.text
@@ -155,15 +167,15 @@ def test_zero_boxes_everywhere_is_valid(client: httpx.Client, canvases) -> None:
 @pytest.mark.parametrize(
     ("boxes", "status"),
     [
-        ("[[[10, 10, 5, 20]]]", 400),  # x2 < x1
-        ("[[], []]", 400),  # two lists for one image
-        ("[[[1, 2, 3]]]", 400),
+        ("[[[10, 10, 5, 20]]]", 422),  # x2 < x1
+        ("[[], []]", 422),  # two lists for one image
+        ("[[[1, 2, 3]]]", 422),
         ("not json", 400),
         (json.dumps([[[0, 0, 1, 1]] * 2000]), 422),  # over max_boxes_per_request
     ],
 )
 def test_bad_boxes_are_problems(client: httpx.Client, canvases, boxes: str, status: int) -> None:
-    files = [("images", ("a.png", png(canvases[0].image), "image/png"))]
+    files = [("images", ("a.png", canvases[0].blob, "image/png"))]
     response = client.post("/v1/models/digits-roialign/features", files=files, data={"boxes": boxes})
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
