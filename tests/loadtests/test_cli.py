@@ -7,7 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from loadtests.cli import EXIT_CANNOT_RUN, app
+from loadtests.cli import EXIT_CANNOT_RUN, app, run_seconds
+from loadtests.config import StepLoad
 from poolserve.cli import app as poolserve_app
 
 runner = CliRunner()
@@ -33,3 +34,10 @@ def test_an_unreachable_host_cannot_run(tmp_path: Path) -> None:
         result = runner.invoke(app, args)
     assert result.exit_code == EXIT_CANNOT_RUN
     assert "could not run" in result.output and "/health/ready" in result.output
+
+
+def test_step_load_runs_long_enough_for_every_step_unless_told_otherwise() -> None:
+    step = StepLoad(users=2, seconds=10)
+    assert run_seconds(None, step, users=8, spawn_rate=4) == 4 * (10 + 0.5) + 1
+    assert run_seconds("20s", step, users=8, spawn_rate=4) == 20
+    assert run_seconds(None, None, users=8, spawn_rate=4) == 30
