@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,3 +180,22 @@ def test_bad_boxes_are_problems(client: httpx.Client, canvases, boxes: str, stat
     response = client.post("/v1/models/digits-roialign/features", files=files, data={"boxes": boxes})
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_concurrent_requests_each_get_their_own_features(
+    client: httpx.Client, manifests, reference_sessions, canvases
+) -> None:
+    """Requests batched together (likely, not required) must still scatter back to the right caller."""
+    model = "digits-roialign"
+    jobs = [(c.blob, c.boxes[: i % 3 + 1]) for i, c in enumerate(canvases * 3)]
+
+    def send(job: tuple[bytes, np.ndarray]) -> np.ndarray:
+        response = client.post(f"/v1/models/{model}/features", **multipart([job[0]], [job[1]]))
+        assert response.status_code == 200, response.text
+        return np.array([row["features"] for row in response.json()["results"][0]["boxes"]], np.float32)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(send, jobs))
+    for (blob, boxes), got in zip(jobs, answers, strict=True):
+        expected, _ = direct_outputs(reference_sessions[model], manifests[model], blob, boxes)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
