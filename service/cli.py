@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,4 +27,13 @@ def serve(
         k: v for k, v in {"host": host, "port": port, "repository": repository}.items() if v is not None
     }
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level)
+    # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; a clean stop exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        server_header=False,  # no "Server: uvicorn" for fingerprinting; the Date header stays
+    )

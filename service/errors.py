@@ -34,6 +34,10 @@ class InvalidRequest(ServiceError):
     """Malformed payload: bad JSON, bad base64, missing field, bad boxes."""
 
 
+class InvalidField(InvalidRequest):
+    """The body parsed, but a field is missing, unknown, of the wrong type or out of range (422, not 400)."""
+
+
 class UnsupportedMediaType(ServiceError):
     pass
 

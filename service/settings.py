@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     max_boxes_per_request: int = Field(default=1024, ge=1)
     max_top_k: int = Field(default=100, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # SIGTERM: stop accepting, give in-flight requests this long (uvicorn's timeout_graceful_shutdown)
+    shutdown_grace_s: int = Field(default=30, ge=0)
 
     # dynamic batching; None keeps each manifest's own batching defaults
     max_batch_size: int | None = Field(default=None, ge=1)
@@ -52,4 +54,8 @@ class Settings(BaseSettings):
 
     # HTTP
     cors_origins: list[str] = Field(default_factory=list)
-    api_key: str | None = None  # when set, /v1 requires header X-API-Key
+    # when set, /v1 requires ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``)
+    api_key: str | None = None
+    # routes that stay open with an api_key set: probes and scrapers usually hold no secret
+    auth_exempt_health: bool = True
+    auth_exempt_metrics: bool = True

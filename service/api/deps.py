@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.payloads import RequestLimits
 from service.errors import Unauthorized
@@ -16,6 +16,7 @@ from service.runtime.registry import ModelEntry, ModelRegistry
 from service.settings import Settings
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+_bearer = HTTPBearer(auto_error=False)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -47,13 +48,36 @@ async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> Re
 
 async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     key: Annotated[str | None, Security(_api_key_header)],
 ) -> None:
-    """No-op unless ``api_key`` is configured; then ``X-API-Key`` must match (compared in constant time)."""
+    """No-op unless ``api_key`` is configured; then ``Authorization: Bearer <key>`` or ``X-API-Key`` must
+    match. ``hmac.compare_digest`` so the comparison takes the same time wherever a wrong key differs."""
     if settings.api_key is None:
         return
-    if key is None or not secrets.compare_digest(key.encode(), settings.api_key.encode()):
-        raise Unauthorized("missing or wrong X-API-Key header")
+    offered = bearer.credentials if bearer is not None else key
+    if offered is None or not hmac.compare_digest(offered.encode(), settings.api_key.encode()):
+        raise Unauthorized("missing or wrong API key: send header 'Authorization: Bearer <key>'")
+
+
+async def require_api_key_for_health(
+    settings: Annotated[Settings, Depends(get_settings)], request: Request
+) -> None:
+    if not settings.auth_exempt_health:
+        await _check_request(settings, request)
+
+
+async def require_api_key_for_metrics(
+    settings: Annotated[Settings, Depends(get_settings)], request: Request
+) -> None:
+    if not settings.auth_exempt_metrics:
+        await _check_request(settings, request)
+
+
+async def _check_request(settings: Settings, request: Request) -> None:
+    # Read by hand, not as Security parameters, so exempt routes advertise no security in OpenAPI.
+    bearer = await _bearer(request)
+    await require_api_key(settings, bearer, request.headers.get("X-API-Key"))
 
 
 async def known_model(

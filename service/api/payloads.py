@@ -18,10 +18,10 @@ import numpy as np
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
-from service.errors import InvalidRequest, LimitExceeded, UnsupportedMediaType
+from service.errors import InvalidField, InvalidRequest, LimitExceeded, UnsupportedMediaType
 from service.imaging.decode import MEDIA_TYPES
 
 
@@ -77,33 +77,49 @@ def _json_model(body: bytes, model: type[JSONBody]) -> JSONBody:
         raise InvalidRequest("the body is not valid JSON") from None
     except ValidationError as exc:
         where = ", ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in exc.errors()[:5])
-        raise InvalidRequest(f"the JSON body does not match the expected shape ({where})") from None
+        raise InvalidField(f"the JSON body does not match the expected shape ({where})") from None
+
+
+async def _parse_form(request: Request, limits: RequestLimits) -> FormData:
+    """Starlette's multipart parser, but uploads stay in memory (never a temporary file on disk).
+
+    The body is already capped at ``max_body_bytes`` by the middleware, so raising the per-file spool
+    threshold to that cap bounds memory and keeps every upload off the filesystem; file names are ignored.
+    """
+    parser = MultiPartParser(
+        request.headers,
+        request.stream(),
+        max_files=limits.max_images,
+        max_fields=8,
+        max_part_size=limits.max_body_bytes,
+    )
+    parser.spool_max_size = limits.max_body_bytes  # instance attribute: the class default stays untouched
+    return await parser.parse()
 
 
 async def _multipart_images(request: Request, limits: RequestLimits) -> tuple[list[bytes], str | None]:
-    # ``async with`` closes the spooled upload files, whatever happens while reading them.
-    form_context = request.form(
-        max_files=limits.max_images, max_fields=8, max_part_size=limits.max_body_bytes
-    )
     try:
-        async with form_context as form:
-            files = form.getlist("images")
-            if not all(isinstance(f, UploadFile) for f in files):
-                raise InvalidRequest("form field 'images' must hold files")
-            blobs = [await f.read() for f in files if isinstance(f, UploadFile)]
-            boxes = form.get("boxes")
-    except HTTPException as exc:  # Starlette's multipart parser reports its own limits and syntax errors so
-        if "too many files" in str(exc.detail).lower():
+        form = await _parse_form(request, limits)
+    except MultiPartException as exc:  # the parser reports its own limits and syntax errors
+        if "too many files" in exc.message.lower():
             raise LimitExceeded(f"more than {limits.max_images} images per request") from None
-        raise InvalidRequest(f"malformed multipart body: {exc.detail}") from None
+        raise InvalidRequest(f"malformed multipart body: {exc.message}") from None
+    try:  # closing the uploads frees their buffers, whatever happens while reading them
+        files = form.getlist("images")
+        if not all(isinstance(f, UploadFile) for f in files):
+            raise InvalidField("form field 'images' must hold files")
+        blobs = [await f.read() for f in files if isinstance(f, UploadFile)]
+        boxes = form.get("boxes")
+    finally:
+        await form.close()
     if boxes is not None and not isinstance(boxes, str):
-        raise InvalidRequest("form field 'boxes' must be text holding JSON")
+        raise InvalidField("form field 'boxes' must be text holding JSON")
     return blobs, boxes
 
 
 def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
     if not images:
-        raise InvalidRequest("no images in the request")
+        raise InvalidField("no images in the request: expected at least one")
     if len(images) > limits.max_images:
         raise LimitExceeded(f"{len(images)} images; at most {limits.max_images} per request")
     return images
@@ -116,11 +132,11 @@ def _boxes_array(raw: object, where: str) -> np.ndarray:
     except (ValueError, TypeError):
         boxes = None
     if boxes is None:
-        raise InvalidRequest(f"{where} must be a list of [x1, y1, x2, y2] boxes")
+        raise InvalidField(f"{where} must be a list of [x1, y1, x2, y2] boxes (4 numbers each)")
     if not np.isfinite(boxes).all():
-        raise InvalidRequest(f"{where} holds a non-finite coordinate")
+        raise InvalidField(f"{where} holds a non-finite coordinate; expected finite numbers")
     if (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
-        raise InvalidRequest(f"{where} holds a box with x2 < x1 or y2 < y1")
+        raise InvalidField(f"{where} holds a box with x2 < x1 or y2 < y1; expected x1 <= x2 and y1 <= y2")
     return boxes.astype(np.float32)
 
 
@@ -153,13 +169,13 @@ async def parse_features(request: Request, limits: RequestLimits) -> ImagePayloa
     if media_type == "multipart/form-data":
         images, boxes_text = await _multipart_images(request, limits)
         if boxes_text is None:
-            raise InvalidRequest("form field 'boxes' is missing: JSON with one list of boxes per image")
+            raise InvalidField("form field 'boxes' is missing: JSON with one list of boxes per image")
         try:
             per_image = orjson.loads(boxes_text)
         except orjson.JSONDecodeError:
             raise InvalidRequest("form field 'boxes' is not valid JSON") from None
         if not isinstance(per_image, list) or len(per_image) != len(images):
-            raise InvalidRequest(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
+            raise InvalidField(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
         boxes = [_boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
     elif media_type == "application/json":
         parsed = _json_model(await request.body(), FeaturesJSON)
@@ -170,3 +186,24 @@ async def parse_features(request: Request, limits: RequestLimits) -> ImagePayloa
             f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
         )
     return ImagePayload(_check_images(images, limits), _check_boxes(boxes, limits))
+
+
+def check_boxes_overlap(boxes: list[np.ndarray], sizes: list[tuple[int, int]]) -> None:
+    """Refuse boxes wholly outside their image: they would pool nothing but padding.
+
+    Boxes partly outside are pooled as sent, with the RoI op's own border handling (torchvision's), so a
+    detector's slightly overhanging boxes still work.
+    """
+    for i, (image_boxes, (width, height)) in enumerate(zip(boxes, sizes, strict=True)):
+        outside = (
+            (image_boxes[:, 0] > width)
+            | (image_boxes[:, 1] > height)
+            | (image_boxes[:, 2] < 0)
+            | (image_boxes[:, 3] < 0)
+        )
+        if outside.any():
+            j = int(np.argmax(outside))
+            raise InvalidField(
+                f"boxes[{i}][{j}] lies wholly outside its {width}x{height} image; "
+                "expected a box overlapping [0, 0, width, height]"
+            )

@@ -23,6 +23,7 @@ STATUS: dict[type[errors.ServiceError], int] = {
     errors.ModelNotReady: 503,
     errors.WrongTask: 400,
     errors.InvalidRequest: 400,
+    errors.InvalidField: 422,
     errors.InvalidImage: 400,
     errors.UnsupportedMediaType: 415,
     errors.ImageTooLarge: 413,
@@ -63,7 +64,7 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, errors.QueueFull | errors.ModelNotReady) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     elif isinstance(exc, errors.Unauthorized):
-        headers["WWW-Authenticate"] = "ApiKey"
+        headers["WWW-Authenticate"] = "Bearer"
     return problem_response(
         status_for(exc), exc.detail, f"/problems/{_slug(type(exc))}", headers, instance=request.url.path
     )
@@ -77,9 +78,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors_ = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return problem_response(
-        422, "the request did not validate", "/problems/validation", errors=errors_, instance=request.url.path
+    # The detail names each offending parameter and what it expected, e.g. "query parameter 'top_k': ...".
+    named = "; ".join(
+        f"{e['loc'][0]} parameter {'.'.join(str(p) for p in e['loc'][1:])!r}: {e['msg']}"
+        if len(e["loc"]) > 1
+        else str(e["msg"])
+        for e in errors_[:5]
     )
+    return problem_response(422, named, "/problems/validation", errors=errors_, instance=request.url.path)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -28,6 +28,11 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         width, height = image.size
         if width * height > max_pixels:
             raise ImageTooLarge(f"image is {width}x{height} pixels; the limit is {max_pixels} pixels")
+        # Animated PNG/WebP: refused rather than silently reduced to a first frame the client never chose.
+        # The frame count comes from the header for these formats; no frame is decoded to learn it.
+        frames = int(getattr(image, "n_frames", 1))
+        if frames > 1:
+            raise InvalidImage(f"animated image ({frames} frames); send a single still image")
         image.load()
         return ImageOps.exif_transpose(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

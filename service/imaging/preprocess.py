@@ -6,7 +6,7 @@ decode -> color mode -> resize -> ``pixel * scale`` -> ``(x - mean) / std`` -> (
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -32,6 +32,9 @@ class ResizeTransform:
 
     scale_x: float
     scale_y: float
+    # (width, height) after EXIF orientation: what box coordinates refer to. Not part of equality: two
+    # transforms that map boxes the same way are the same transform.
+    original_size: tuple[int, int] = field(default=(0, 0), compare=False)
 
 
 def resized_size(original: tuple[int, int], spec: Preprocessing) -> tuple[int, int]:
@@ -70,7 +73,7 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> tuple[np.ndarray, Res
     tensor = np.full((spec.channels, spec.height, spec.width), spec.pad_value, np.float32)
     tensor[:, :, :new_w] = normalized.transpose(2, 0, 1)
     width, height = image.size
-    return tensor, ResizeTransform(new_w / width, new_h / height)
+    return tensor, ResizeTransform(new_w / width, new_h / height, (width, height))
 
 
 def map_boxes(boxes: np.ndarray, transform: ResizeTransform) -> np.ndarray:

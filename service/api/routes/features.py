@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from repository.manifest import Manifest, Task
 from service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
-from service.api.payloads import parse_features
+from service.api.payloads import check_boxes_overlap, parse_features
 from service.api.responses import OrjsonResponse
 from service.api.routes.classify import checked_top_k, predictions_json
 from service.api.schemas import FeaturesResponse
@@ -126,6 +126,7 @@ async def features(
     images, transforms = await run_in_threadpool(
         decode_and_preprocess, payload.images, manifest.preprocessing, settings.max_image_pixels
     )
+    check_boxes_overlap(payload.boxes, [t.original_size for t in transforms])
     mapped = [map_boxes(b, t) for b, t in zip(payload.boxes, transforms, strict=True)]
     output = await runtime.features(name, images, mapped)
     assert manifest.feature_dim is not None
