@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import signal
+import sys
 from pathlib import Path
 
 from bench.report import write_report
@@ -14,7 +16,13 @@ from bench.setup import setup
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)  # unwinds through the ``finally`` blocks that stop the servers
+
+
 def main() -> None:
+    # Background jobs of a non-interactive shell ignore SIGINT; SIGTERM must stop the servers too.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench")
     sub = parser.add_subparsers(dest="command", required=True)
     run_cmd = sub.add_parser("run", help="run the benchmark (about 20 minutes; --quick about 6)")

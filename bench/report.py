@@ -138,9 +138,35 @@ def _concurrency_rows(
     return rows
 
 
+def headline(results: dict[str, Any]) -> list[str]:
+    """One row per model: poolserve's peak throughput divided by each comparison's."""
+    curves = _curves(results["runs"])
+    rows = [
+        "| model | ÷ raw onnxruntime | ÷ bare endpoint | ÷ naive torch | ÷ best peer |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for model in sorted({m for m, t, e in curves if t == "poolserve" and e == "classify"}):
+        pool = _peak(curves[(model, "poolserve", "classify")])
+        raw = results["raw_ort"].get("digits" if model.startswith("lenet") else "resnet")
+        cells = [f"{pool / raw['best_images_per_s']:.2f}" if raw else "–"]
+        for target in ("bare-endpoint", "naive-torch"):
+            curve = curves.get((model, target, "classify"))
+            cells.append(f"{pool / _peak(curve):.2f}" if curve else "–")
+        peers = {t: _peak(curves[(model, t, "classify")]) for t in PEERS if (model, t, "classify") in curves}
+        if peers:
+            best = max(peers, key=lambda t: peers[t])
+            cells.append(f"{pool / peers[best]:.2f} ({best})")
+        else:
+            cells.append("–")
+        rows.append(f"| {model} ({pool:.0f} img/s) | " + " | ".join(cells) + " |")
+    return rows
+
+
 def markdown(results: dict[str, Any]) -> str:
     curves = _curves(results["runs"])
     lines = _header(results["meta"])
+    lines += ["Headline: poolserve's peak throughput divided by each comparison's peak.", ""]
+    lines += [*headline(results), ""]
     for model in sorted({m for m, t, e in curves if t == "poolserve" and e == "classify"}):
         lines += [f"## {model}", "", *_ratio_rows(results, curves, model), ""]
         lines += [
