@@ -23,6 +23,11 @@ COPY models models
 COPY export export
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
+# ---- the shipped models, readable by the unprivileged user whatever modes the checkout has -----------
+FROM ${BASE_IMAGE} AS model-repository
+COPY model_repository /app/model_repository
+RUN chmod -R u=rwX,go=rX /app/model_repository
+
 # ---- CPU: serving venv from the lock -----------------------------------------------------------------
 FROM ${BASE_IMAGE} AS venv
 COPY deploy/requirements-runtime.lock /tmp/
@@ -52,19 +57,20 @@ FROM gpu-python AS gpu
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin poolserve
 COPY --from=gpu-venv /opt/venv /opt/venv
 WORKDIR /app
-COPY model_repository model_repository
+COPY --from=model-repository /app/model_repository model_repository
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    POOLSERVE_HOST=0.0.0.0 \
-    POOLSERVE_PORT=8000 \
     POOLSERVE_REPOSITORY=/app/model_repository \
     POOLSERVE_EXECUTION_PROVIDER=cuda
 USER 10001:10001
 EXPOSE 8000
-# uvicorn drains in-flight requests on SIGTERM.
+# SIGTERM: uvicorn stops accepting, drains in-flight requests (20 s at most, inside compose's 30 s grace).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
-CMD ["poolserve", "serve"]
+# uvicorn itself, not `poolserve serve`: the serving process imports only service/ (never the CLI's other
+# commands and what they import), and uvicorn's options stay open: UVICORN_WORKERS=2, UVICORN_LOG_LEVEL...
+# Settings: POOLSERVE_* (docs/api.md); the healthcheck probes 127.0.0.1:8000, the bind below.
+CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
 
 # ---- load generator: locust + loadtests/ + sample images (compose profile `loadtest`) --------------
 FROM ${BASE_IMAGE} AS loadtest
@@ -86,15 +92,16 @@ FROM ${BASE_IMAGE} AS runtime
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin poolserve
 COPY --from=venv /opt/venv /opt/venv
 WORKDIR /app
-COPY model_repository model_repository
+COPY --from=model-repository /app/model_repository model_repository
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    POOLSERVE_HOST=0.0.0.0 \
-    POOLSERVE_PORT=8000 \
     POOLSERVE_REPOSITORY=/app/model_repository
 USER 10001:10001
 EXPOSE 8000
-# uvicorn drains in-flight requests on SIGTERM.
+# SIGTERM: uvicorn stops accepting, drains in-flight requests (20 s at most, inside compose's 30 s grace).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
-CMD ["poolserve", "serve"]
+# uvicorn itself, not `poolserve serve`: the serving process imports only service/ (never the CLI's other
+# commands and what they import), and uvicorn's options stay open: UVICORN_WORKERS=2, UVICORN_LOG_LEVEL...
+# Settings: POOLSERVE_* (docs/api.md); the healthcheck probes 127.0.0.1:8000, the bind below.
+CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]

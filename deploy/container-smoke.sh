@@ -6,25 +6,32 @@
 #   3. the lock without containers: deploy/runtime-venv-smoke.sh (skip with SMOKE_VENV=0)
 #   4. image: build (docker format, so HEALTHCHECK survives), size, non-root, no compiler, no torch
 #   5. `podman-compose up -d api`, time to ready on the published 127.0.0.1 port, HEALTHCHECK run inside,
-#      read-only model mount, classify real digit PNGs through the published port
-#      then a graceful stop: SIGTERM, uvicorn drains and exits, no SIGKILL after the grace period
-#   6. scale profile: 3 replicas behind nginx, requests must reach more than one replica (SMOKE_SCALE=0 skips)
+#      read-only model mount, classify the held-out digit PNGs through the published port (all HTTP 200,
+#      labels as their file names say, at least SMOKE_MIN_ACCURACY of them)
+#      (SMOKE_LOADTEST=1: a 10 s run of the loadtest profile against it), then a graceful stop: SIGTERM,
+#      uvicorn drains and exits, no SIGKILL after the grace period
+#   6. scale profile: 3 replicas behind nginx, requests must reach all three (SMOKE_SCALE=0 skips)
 #   7. always: compose down (trap). Results: $SMOKE_RESULTS/container-smoke.{json,log}
 #
 # Usage: deploy/container-smoke.sh          (root on Debian 12; ~5 min on a fresh machine, ~1.5 min warm)
 # Env:   SMOKE_RESULTS (.cache/container-smoke), SMOKE_MODEL (lenet5-mnist), SMOKE_DIGITS (tests/data/digits),
-#        SMOKE_VENV=1, SMOKE_SCALE=1, BASE_IMAGE_LOCAL (localhost/bookworm-python:latest)
+#        SMOKE_MIN_ACCURACY (0.95), SMOKE_VENV=1, SMOKE_SCALE=1, SMOKE_LOADTEST=0,
+#        BASE_IMAGE_LOCAL (localhost/bookworm-python:latest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SMOKE_RESULTS=${SMOKE_RESULTS:-.cache/container-smoke}
 SMOKE_MODEL=${SMOKE_MODEL:-lenet5-mnist}
 SMOKE_DIGITS=${SMOKE_DIGITS:-tests/data/digits}
+# The held-out PNGs are labelled by file name; lenet5-mnist gets 0.98 of held-out digits right.
+export SMOKE_MIN_ACCURACY=${SMOKE_MIN_ACCURACY:-0.95}
 SMOKE_VENV=${SMOKE_VENV:-1}
 SMOKE_SCALE=${SMOKE_SCALE:-1}
+SMOKE_LOADTEST=${SMOKE_LOADTEST:-0}
 export BASE_IMAGE_LOCAL=${BASE_IMAGE_LOCAL:-localhost/bookworm-python:latest}
 IMAGE=localhost/poolserve:cpu
 LB_IMAGE=localhost/poolserve-lb:latest
+LOADTEST_IMAGE=localhost/poolserve-loadtest:latest
 PROJECT=poolserve-smoke
 
 mkdir -p "$SMOKE_RESULTS"
@@ -68,7 +75,8 @@ log "image $(numfmt --to=si "$image_bytes")B (base $(numfmt --to=si "$base_bytes
 
 api_port=$(free_port)
 lb_port=$(free_port)
-export POOLSERVE_PUBLISH=127.0.0.1:$api_port POOLSERVE_LB_PUBLISH=127.0.0.1:$lb_port POOLSERVE_IMAGE=$IMAGE
+export POOLSERVE_PUBLISH=127.0.0.1:$api_port POOLSERVE_LB_PUBLISH=127.0.0.1:$lb_port POOLSERVE_IMAGE=$IMAGE \
+    POOLSERVE_LOADTEST_IMAGE=$LOADTEST_IMAGE
 compose() { podman-compose -p "$PROJECT" --profile scale "$@"; }
 teardown() {
     local status=$?
@@ -79,12 +87,20 @@ teardown() {
 }
 trap teardown EXIT
 
+# The api service mounts ./model_repository read-only and serves it as uid 10001.
+unreadable=$(find model_repository ! -perm -o=r | head -n 5)
+if [[ -n $unreadable ]]; then
+    log "FAIL: model_repository has files other users cannot read (the container runs as uid 10001):"
+    printf '  %s\n' $unreadable
+    exit 1
+fi
 digits=("$SMOKE_DIGITS"/*.png)
 [[ -f ${digits[0]} ]] || { log "FAIL: no PNGs in $SMOKE_DIGITS"; exit 1; }
 log "5/7 up api on 127.0.0.1:$api_port"
 up_at=$(date +%s.%N)
 compose up -d api >/dev/null 2>&1
 python3 deploy/smoke_client.py --url "http://127.0.0.1:$api_port" --model "$SMOKE_MODEL" --since "$up_at" \
+    --min-accuracy "$SMOKE_MIN_ACCURACY" \
     --ready-timeout 120 "${digits[@]}" >"$SMOKE_RESULTS/api.json"
 cat "$SMOKE_RESULTS/api.json"
 podman inspect "${PROJECT}_api_1" --format '{{.State.StartedAt}}' >"$SMOKE_RESULTS/api-started-at.txt"
@@ -94,6 +110,19 @@ if podman exec "${PROJECT}_api_1" touch /app/model_repository/.write-test 2>/dev
     exit 1
 fi
 phase api_up_ready_classify
+
+if [[ $SMOKE_LOADTEST == 1 ]]; then
+    log "5b/7 loadtest profile: 10 s, 2 users, against api"
+    podman build --quiet --format docker --build-arg BASE_IMAGE="$BASE_IMAGE_LOCAL" --target loadtest \
+        -t "$LOADTEST_IMAGE" . >/dev/null
+    loadtest_ok=1
+    POOLSERVE_LOADTEST_DURATION=10s POOLSERVE_LOADTEST_USERS=2 \
+        podman-compose -p "$PROJECT" --profile loadtest run --rm loadtest >"$SMOKE_RESULTS/loadtest.log" 2>&1 ||
+        loadtest_ok=0
+    grep -v '^time=' "$SMOKE_RESULTS/loadtest.log" | tail -n 40
+    ((loadtest_ok)) || { log "FAIL: load test did not pass"; exit 1; }
+    phase loadtest_profile
+fi
 
 podman stop -t 20 "${PROJECT}_api_1" >/dev/null 2>&1
 stop_code=$(podman inspect "${PROJECT}_api_1" --format '{{.State.ExitCode}}')
@@ -116,7 +145,8 @@ if [[ $SMOKE_SCALE == 1 ]]; then
             sleep 0.5
         done
     done
-    python3 deploy/smoke_client.py --url "http://127.0.0.1:$lb_port" --model "$SMOKE_MODEL" --repeat 4 \
+    python3 deploy/smoke_client.py --url "http://127.0.0.1:$lb_port" --model "$SMOKE_MODEL" --repeat 2 \
+        --min-accuracy "$SMOKE_MIN_ACCURACY" \
         --ready-timeout 120 "${digits[@]}" >"$SMOKE_RESULTS/scale.json"
     cat "$SMOKE_RESULTS/scale.json"
     python3 -c 'import json, sys; n = len(json.load(open(sys.argv[1]))["upstreams"]); sys.exit(n != 3)' \
@@ -145,8 +175,10 @@ summary = {
     "image_minus_base_bytes": int(image) - int(base),
     "compose_up_to_ready_seconds": api["seconds_to_ready"],
     "container_start_to_ready_seconds": round(api["ready_at_epoch"] - started_at, 3),
-    "classified_through_published_port": api["classified"],
-    "classification_failures": api["failures"],
+    "digits_sent_through_published_port": api["classified"],
+    "http_200": api["http_200"],
+    "labels_correct": api["correct"],
+    "accuracy": api["accuracy"],
     "scale_upstreams": json.loads(scale.read_text())["upstreams"] if scale.exists() else None,
     "phase_seconds": {k: int(v) for k, v in re.findall(r'\[(\w+)\]="?(\d+)', phases)},
     "total_seconds": int(total),

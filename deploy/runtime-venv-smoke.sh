@@ -2,8 +2,9 @@
 # Proves the image's dependency set without a container engine: installs exactly
 # deploy/requirements-runtime.lock (hash-checked, binary wheels, no resolver) plus poolserve's own wheel
 # into a fresh venv with no torch, checks it is complete (`pip check`) and torch-free, then serves the
-# shipped model repository on 127.0.0.1, waits for readiness, classifies real digit PNGs and stops the
-# server with SIGTERM (it must drain and shut down cleanly: the image's STOPSIGNAL relies on that).
+# shipped model repository on 127.0.0.1 with the image's command (uvicorn service.app:create_app
+# --factory), waits for readiness, classifies the held-out digit PNGs and stops the server with SIGTERM
+# (it must drain and shut down cleanly: the image's STOPSIGNAL relies on that).
 #
 # Usage: deploy/runtime-venv-smoke.sh      (about 30 s with a warm pip cache)
 # Env:   RUNTIME_VENV (default .cache/runtime-venv), SMOKE_MODEL (lenet5-mnist), SMOKE_DIGITS (tests/data/digits)
@@ -41,11 +42,12 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 repository=$PWD/model_repository
 digits=("$(realpath "$SMOKE_DIGITS")"/*.png)
 [[ -f ${digits[0]} ]] || { log "FAIL: no PNGs in $SMOKE_DIGITS"; exit 1; }
-log "poolserve serve on 127.0.0.1:$port (cwd $work, not the source tree)"
-(cd "$work" && exec "$RUNTIME_VENV/bin/poolserve" serve --host 127.0.0.1 --port "$port" \
-    --repository "$repository") >"$work/server.log" 2>&1 &
+log "serving on 127.0.0.1:$port as the image does (cwd $work, not the source tree)"
+(cd "$work" && POOLSERVE_REPOSITORY=$repository exec "$RUNTIME_VENV/bin/uvicorn" service.app:create_app \
+    --factory --host 127.0.0.1 --port "$port" --timeout-graceful-shutdown 20) >"$work/server.log" 2>&1 &
 server_pid=$!
-if ! python3 deploy/smoke_client.py --url "http://127.0.0.1:$port" --model "$SMOKE_MODEL" "${digits[@]}"; then
+if ! python3 deploy/smoke_client.py --url "http://127.0.0.1:$port" --model "$SMOKE_MODEL" --pid "$server_pid" \
+    --min-accuracy "${SMOKE_MIN_ACCURACY:-0.95}" "${digits[@]}"; then
     log "FAIL; server log:"
     cat "$work/server.log" >&2
     exit 1
@@ -60,4 +62,4 @@ if ! ((status == 0 || status == 143)) || ! grep -q "Application shutdown complet
     cat "$work/server.log" >&2
     exit 1
 fi
-log "OK: lock installs alone, no torch, serves and classifies, stops cleanly on SIGTERM"
+log "OK: the lock installs alone, no torch, serves and classifies, stops cleanly on SIGTERM"
