@@ -64,13 +64,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     POOLSERVE_EXECUTION_PROVIDER=cuda
 USER 10001:10001
 EXPOSE 8000
-# SIGTERM: uvicorn stops accepting, drains in-flight requests (20 s at most, inside compose's 30 s grace).
+# SIGTERM: uvicorn stops accepting, drains in-flight requests (25 s at most, inside compose's 30 s grace)
+# and exits 143 (it re-raises the signal).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
 # uvicorn itself, not `poolserve serve`: the serving process imports only service/ (never the CLI's other
 # commands and what they import), and uvicorn's options stay open: UVICORN_WORKERS=2, UVICORN_LOG_LEVEL...
 # Settings: POOLSERVE_* (docs/api.md); the healthcheck probes 127.0.0.1:8000, the bind below.
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "25", "--no-server-header"]
 
 # ---- load generator: locust + loadtests/ + sample images (compose profile `loadtest`) --------------
 FROM ${BASE_IMAGE} AS loadtest
@@ -98,10 +99,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     POOLSERVE_REPOSITORY=/app/model_repository
 USER 10001:10001
 EXPOSE 8000
-# SIGTERM: uvicorn stops accepting, drains in-flight requests (20 s at most, inside compose's 30 s grace).
+# SIGTERM: uvicorn stops accepting, drains in-flight requests (25 s at most, inside compose's 30 s grace)
+# and exits 143 (it re-raises the signal).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
 # uvicorn itself, not `poolserve serve`: the serving process imports only service/ (never the CLI's other
 # commands and what they import), and uvicorn's options stay open: UVICORN_WORKERS=2, UVICORN_LOG_LEVEL...
 # Settings: POOLSERVE_* (docs/api.md); the healthcheck probes 127.0.0.1:8000, the bind below.
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "20"]
+CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "25", "--no-server-header"]

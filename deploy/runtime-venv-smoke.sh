@@ -44,7 +44,8 @@ digits=("$(realpath "$SMOKE_DIGITS")"/*.png)
 [[ -f ${digits[0]} ]] || { log "FAIL: no PNGs in $SMOKE_DIGITS"; exit 1; }
 log "serving on 127.0.0.1:$port as the image does (cwd $work, not the source tree)"
 (cd "$work" && POOLSERVE_REPOSITORY=$repository exec "$RUNTIME_VENV/bin/uvicorn" service.app:create_app \
-    --factory --host 127.0.0.1 --port "$port" --timeout-graceful-shutdown 20) >"$work/server.log" 2>&1 &
+    --factory --host 127.0.0.1 --port "$port" --timeout-graceful-shutdown 25 --no-server-header) \
+    >"$work/server.log" 2>&1 &
 server_pid=$!
 if ! python3 deploy/smoke_client.py --url "http://127.0.0.1:$port" --model "$SMOKE_MODEL" --pid "$server_pid" \
     --min-accuracy "${SMOKE_MIN_ACCURACY:-0.95}" "${digits[@]}"; then
