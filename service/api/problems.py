@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 from http import HTTPStatus
 
 import orjson
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service import errors
+from service.api.schemas import Problem
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,28 @@ STATUS: dict[type[errors.ServiceError], int] = {
     errors.Unauthorized: 401,
     errors.ProviderUnavailable: 503,
 }
+
+
+_WHEN = {
+    400: "unparseable body: not JSON, not base64, not an image, malformed multipart",
+    401: "API key configured and missing or wrong",
+    404: "no such model",
+    413: "body over max_body_bytes, or an image over max_image_pixels",
+    415: "unsupported Content-Type",
+    422: "a field or parameter is missing, unknown, of the wrong type or out of range; a limit exceeded",
+    500: "unexpected; logged, never detailed",
+    503: "model loading or failed, or its queue is full (Retry-After)",
+    504: "past request_timeout_s",
+}
+
+
+def openapi_responses() -> dict[int | str, dict[str, Any]]:
+    """The problem responses every /v1 operation may give, for the OpenAPI schema."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": when, "content": {PROBLEM_MEDIA_TYPE: {"schema": schema}}}
+        for status, when in _WHEN.items()
+    }
 
 
 def _slug(exc_type: type) -> str:

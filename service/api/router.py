@@ -5,11 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from service.api.deps import require_api_key, require_api_key_for_health, require_api_key_for_metrics
+from service.api.problems import openapi_responses
 from service.api.routes import classify, features, health, metrics, models
+
+PROBLEMS = openapi_responses()
 
 api_router = APIRouter()
 api_router.include_router(health.router, dependencies=[Depends(require_api_key_for_health)])
 api_router.include_router(metrics.router, dependencies=[Depends(require_api_key_for_metrics)])
-api_router.include_router(models.router, dependencies=[Depends(require_api_key)])
-api_router.include_router(classify.router, dependencies=[Depends(require_api_key)])
-api_router.include_router(features.router, dependencies=[Depends(require_api_key)])
+api_router.include_router(models.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)
+api_router.include_router(classify.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)
+api_router.include_router(features.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)

@@ -10,6 +10,17 @@ from repository.manifest import Evaluation, Preprocessing, RoISettings, TensorSp
 from service.runtime.registry import ModelStatus
 
 
+class Problem(BaseModel):
+    """RFC 9457 problem details, sent as ``application/problem+json`` for every error."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[dict[str, object]] | None = None  # per-parameter details of a 422 validation problem
+
+
 class PredictionOut(BaseModel):
     label: str
     index: int
