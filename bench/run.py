@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench import loadgen, payloads, processes
-from bench.suite import BARE, NAIVE, PEER_SPECS, POOLSERVE, ROOT, VENVS, TargetSpec
+from bench.suite import BARE, NAIVE, PEER_SPECS, POOLSERVE, POOLSERVE_NO_WINDOW, ROOT, VENVS, TargetSpec
 
 SERVER_CORES = "0"
 CLIENT_CORES = "1"
@@ -211,7 +211,7 @@ def _one_target(
             "answer": answer.text[:200],
         }
         results.runs.extend(_load_series(plan, server, launch.url, payload, labels))
-        if spec is POOLSERVE and model == "digits" and pass_no == 1:
+        if spec is POOLSERVE and model == "digits" and pass_no == 2:
             _features(plan, server, launch.url.split("/v1/")[0], results, pass_no)
         if spec is POOLSERVE:
             results.rss_mb[f"{model}-pass{pass_no}-after"] = processes.rss_bytes(server.tree()) / 2**20
@@ -238,7 +238,7 @@ def run(plan: Plan, out_dir: Path) -> Path:
         )
         order: list[tuple[TargetSpec, int]] = [(POOLSERVE, 1), (BARE, 1), (NAIVE, 1)]
         order += [(PEER_SPECS[p], 1) for p in plan.peers if (VENVS / p).is_dir()]
-        order.append((POOLSERVE, 2))
+        order += [(POOLSERVE, 2), (POOLSERVE_NO_WINDOW, 1)]
         for spec, pass_no in order:
             print(f"== {model}: {spec.name} (pass {pass_no})", flush=True)
             _one_target(plan, spec, model, entry, results, pass_no)

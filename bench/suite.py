@@ -153,7 +153,15 @@ def _ray(entry: Path, scratch: Path, name: str) -> Launch:
     return Launch(argv, _peer_env(entry, port), f"http://127.0.0.1:{port}/predict", ready_timeout_s=150)
 
 
+def _poolserve_no_window(entry: Path, scratch: Path, name: str) -> Launch:
+    launch = _poolserve(entry, scratch, name)
+    return Launch(launch.argv, {**launch.env, "POOLSERVE_MAX_QUEUE_DELAY_MS": "0"}, launch.url)
+
+
 POOLSERVE = TargetSpec("poolserve", "poolserve", _poolserve)
+# The same service with a settings override (no code change): no batching window, so a batch is
+# whatever queued while the previous one ran. Reported beside the default, never instead of it.
+POOLSERVE_NO_WINDOW = TargetSpec("poolserve-delay0", "poolserve-variant", _poolserve_no_window)
 BARE = TargetSpec("bare-endpoint", "baseline", _baseline("bare"))
 NAIVE = TargetSpec("naive-torch", "baseline", _baseline("naive_torch"))
 PEER_SPECS = {
