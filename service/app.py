@@ -86,5 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            # without these a browser's preflight for an authenticated JSON request is refused
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept"],
+            expose_headers=["Retry-After", "X-Box-Counts"],
+        )
     return app

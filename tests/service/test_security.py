@@ -1,0 +1,109 @@
+"""API-key auth (off by default; bearer or X-API-Key; probe exemptions), CORS (off by default), uploads
+kept in memory, and response headers that say nothing about the server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.types import Message
+
+from service.api.payloads import RequestLimits, _parse_form
+from service.settings import Settings
+from tests.service.conftest import REPOSITORY, running_server
+
+KEY = "correct horse battery staple"
+ORIGIN = "https://app.example"
+LOCKED = Settings(repository=REPOSITORY, api_key=KEY, auth_exempt_metrics=False, cors_origins=[ORIGIN])
+
+
+@pytest.fixture(scope="module")
+def locked() -> Iterator[str]:
+    with running_server(LOCKED) as url:
+        yield url
+
+
+def test_auth_and_cors_are_off_by_default(client: httpx.Client) -> None:
+    assert client.get("/v1/models").status_code == 200
+    assert client.get("/metrics").status_code == 200
+    preflight = client.options(
+        "/v1/models", headers={"origin": ORIGIN, "access-control-request-method": "GET"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in client.get("/v1/models", headers={"origin": ORIGIN}).headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 401),
+        ({"authorization": "Bearer wrong"}, 401),
+        ({"authorization": f"Bearer {KEY[:-1]}"}, 401),
+        ({"authorization": f"Basic {KEY}"}, 401),
+        ({"x-api-key": "wrong"}, 401),
+        ({"authorization": f"Bearer {KEY}"}, 200),
+        ({"x-api-key": KEY}, 200),
+    ],
+)
+def test_inference_and_model_routes_need_the_key(locked: str, headers: dict[str, str], status: int) -> None:
+    for response in (
+        httpx.get(f"{locked}/v1/models", headers=headers),
+        httpx.post(f"{locked}/v1/models/lenet5-mnist/classify", headers=headers, json={"images": []}),
+    ):
+        if status == 401:
+            assert response.status_code == 401
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert KEY not in response.text
+        else:
+            assert response.status_code != 401
+
+
+def test_probe_exemptions_are_configurable(locked: str) -> None:
+    assert httpx.get(f"{locked}/health/ready").status_code == 200  # exempt by default
+    assert httpx.get(f"{locked}/metrics").status_code == 401  # exemption switched off here
+    assert httpx.get(f"{locked}/metrics", headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+
+
+def test_cors_allows_only_the_configured_origins(locked: str) -> None:
+    ask = {"access-control-request-method": "POST", "access-control-request-headers": "authorization"}
+    allowed = httpx.options(f"{locked}/v1/models", headers={"origin": ORIGIN, **ask})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == ORIGIN
+    other = httpx.options(f"{locked}/v1/models", headers={"origin": "https://evil.example", **ask})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_responses_do_not_name_the_server(client: httpx.Client) -> None:
+    for response in (client.get("/v1/models"), client.get("/v1/models/nope"), client.get("/nowhere")):
+        assert "server" not in response.headers and "x-powered-by" not in response.headers
+
+
+def test_multipart_uploads_never_spool_to_disk() -> None:
+    """Starlette spools uploads over 1 MiB to a temporary file; ours stay in memory up to the body limit."""
+    big = b"\0" * (3 << 20)
+    built = httpx.Request("POST", "http://x/", files=[("images", ("../../etc/evil.png", big, "image/png"))])
+    body = built.read()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in built.headers.items()],
+    }
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def parse() -> bool:
+        form = await _parse_form(Request(scope, receive), RequestLimits(4, 8, 4 << 20))
+        upload = form["images"]
+        assert isinstance(upload, UploadFile) and await upload.read() == big
+        rolled: bool = upload.file._rolled  # type: ignore[attr-defined]
+        await form.close()
+        return rolled
+
+    assert asyncio.run(parse()) is False
