@@ -65,7 +65,7 @@ phase build
 image_bytes=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 base_bytes=$(podman image inspect "$BASE_IMAGE_LOCAL" --format '{{.Size}}')
 [[ $(podman image inspect "$IMAGE" --format '{{.Config.User}} {{.Config.StopSignal}}') == "10001:10001 SIGTERM" ]]
-podman image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}' | grep -q service.healthcheck
+podman image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}' | grep service.healthcheck >/dev/null
 # `! cmd` does not trip set -e inside sh -c, so each check exits on its own.
 podman run --rm "$IMAGE" sh -c '
     if command -v gcc || command -v cc || command -v g++; then echo "compiler in image"; exit 1; fi
@@ -126,7 +126,8 @@ fi
 
 podman stop -t 20 "${PROJECT}_api_1" >/dev/null 2>&1
 stop_code=$(podman inspect "${PROJECT}_api_1" --format '{{.State.ExitCode}}')
-if [[ $stop_code == 137 ]] || ! podman logs "${PROJECT}_api_1" 2>&1 | grep -q "Application shutdown complete"; then
+# grep without -q reads to the end: with pipefail, -q exiting early would fail the pipeline on SIGPIPE.
+if [[ $stop_code == 137 ]] || ! podman logs "${PROJECT}_api_1" 2>&1 | grep "Application shutdown complete" >/dev/null; then
     log "FAIL: api did not shut down gracefully on SIGTERM (exit $stop_code)"
     exit 1
 fi
