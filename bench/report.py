@@ -151,8 +151,8 @@ def headline(results: dict[str, Any]) -> list[str]:
         pool = _peak(curves[(model, target, "classify")])
         raw = results["raw_ort"].get("digits" if model.startswith("lenet") else "resnet")
         cells = [f"{pool / raw['best_images_per_s']:.2f}" if raw else "–"]
-        for target in ("bare-endpoint", "naive-torch"):
-            curve = curves.get((model, target, "classify"))
+        for baseline in ("bare-endpoint", "naive-torch"):
+            curve = curves.get((model, baseline, "classify"))
             cells.append(f"{pool / _peak(curve):.2f}" if curve else "–")
         peers = {t: _peak(curves[(model, t, "classify")]) for t in PEERS if (model, t, "classify") in curves}
         if peers:

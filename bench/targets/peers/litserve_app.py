@@ -7,24 +7,9 @@ from typing import Any
 
 import litserve as ls
 import numpy as np
-from litserve.server import BaseRequestHandler
-from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from bench.targets.common import classify_response, make_session, preprocess, served_model_from_env
-
-
-async def _form_with_bytes(self: Any, request: Any, request_type: Any) -> Any:
-    """LitServe 0.2.19 hands ``await request.form()`` to its worker process as is, and a starlette
-    ``UploadFile`` does not pickle, so multipart uploads fail. Same parse, with each file's bytes read."""
-    if request_type is Request and request.headers.get("Content-Type", "").startswith("multipart/form-data"):
-        form = await request.form()
-        return {k: (await v.read() if isinstance(v, UploadFile) else v) for k, v in form.items()}
-    return await _original_prepare(self, request, request_type)
-
-
-_original_prepare = BaseRequestHandler._prepare_request
-BaseRequestHandler._prepare_request = _form_with_bytes
 
 
 class OnnxClassifier(ls.LitAPI):
@@ -33,7 +18,7 @@ class OnnxClassifier(ls.LitAPI):
         self.session = make_session(self.served.model_path)
 
     def decode_request(self, request: Request) -> Any:
-        return preprocess(request["images"], self.served.manifest)
+        return preprocess(request["images"].file.read(), self.served.manifest)
 
     def batch(self, inputs: list[Any]) -> Any:
         return np.stack(inputs)
