@@ -68,7 +68,7 @@ def markdown(config: RunConfig, result: RunResult, verdict: Verdict) -> str:
             "",
         ]
     where = (
-        f"the last step that met them ({verdict.sustainable_users} users)"
+        f"the step with the most successful req/s that met them ({verdict.sustainable_users} users)"
         if verdict.sustainable_users is not None
         else ("the first step" if result.steps else "the whole run")
     )

@@ -12,9 +12,9 @@ from loadtests.slo import Check, all_met, evaluate
 @dataclass(frozen=True)
 class Verdict:
     passed: bool
-    checks: list[Check]  # the whole run, or in step mode the last step that met every objective
-    sustainable_users: int | None = None  # step mode: the most users at which every objective held
-    sustainable_rps: float | None = None  # ... and the successful requests per second they got
+    checks: list[Check]  # the whole run, or in step mode the sustainable step
+    sustainable_users: int | None = None  # step mode: the step with the most successful req/s that met
+    sustainable_rps: float | None = None  # every objective, and those req/s
     broke_at_users: int | None = None  # step mode: the step that missed one, if any
 
 
@@ -38,6 +38,7 @@ def judge(config: RunConfig, result: RunResult) -> Verdict:
     if not met:
         checks = sanity + result.steps[0].checks
         return Verdict(False, checks, broke_at_users=broke_at)
-    best = met[-1]
+    # Past the knee, more users can still meet the objectives while getting less done: report the best.
+    best = max(met, key=lambda s: s.window.ok_rps)
     checks = sanity + best.checks
     return Verdict(all_met(checks), checks, best.window.users, best.window.ok_rps, broke_at)

@@ -30,13 +30,18 @@ def test_a_constant_run_passes_only_without_generator_exceptions() -> None:
     assert not judge(config, make_result(make_window(failures=1))).passed
 
 
-def test_step_load_reports_the_last_step_that_met_every_objective() -> None:
+def test_step_load_reports_the_best_step_that_met_every_objective() -> None:
     slo = Slo(p95_ms=100)
-    windows = [make_window(users=2, p95=40), make_window(users=4, p95=90), make_window(users=6, p95=300)]
+    windows = [
+        make_window(users=2, requests=60, p95=40),
+        make_window(users=4, requests=100, p95=80),
+        make_window(users=6, requests=90, p95=90),  # past the knee: still within the objective, less done
+        make_window(users=8, requests=90, p95=300),
+    ]
     steps = [StepResult(window=w, checks=evaluate(slo, w), met=all_met(evaluate(slo, w))) for w in windows]
     verdict = judge(make_config(slo, StepLoad(users=2, seconds=10)), make_result(windows[-1], steps))
     assert verdict.passed
-    assert (verdict.sustainable_users, verdict.sustainable_rps, verdict.broke_at_users) == (4, 10, 6)
+    assert (verdict.sustainable_users, verdict.sustainable_rps, verdict.broke_at_users) == (4, 10, 8)
 
 
 def test_step_load_fails_when_even_the_first_step_misses() -> None:
