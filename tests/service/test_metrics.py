@@ -27,7 +27,7 @@ def test_inference_records_batch_sizes(client: httpx.Client) -> None:
     buffer = io.BytesIO()
     Image.new("L", (28, 28)).save(buffer, format="PNG")
     files = [("images", (f"{i}.png", buffer.getvalue(), "image/png")) for i in range(3)]
-    assert client.post("/v1/models/lenet5-gap-mnist/classify", files=files).status_code == 200
+    assert client.post("/v1/models/lenet5-mnist/classify", files=files).status_code == 200
     text = client.get("/metrics").text
-    assert 'poolserve_batch_size_count{model="lenet5-gap-mnist"}' in text
+    assert 'poolserve_batch_size_count{model="lenet5-mnist"}' in text
     assert "poolserve_inference_duration_seconds_count" in text

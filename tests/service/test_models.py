@@ -8,7 +8,19 @@ import onnxruntime as ort
 
 from service.runtime.providers import select_providers
 from service.settings import Settings
-from tests.service.conftest import CLASSIFIERS, REGION_MODELS, REPOSITORY, running_server
+from tests.service.conftest import (
+    CLASSIFIERS,
+    REGION_MODELS,
+    REPOSITORY,
+    SHIPPED_CLASSIFIERS,
+    SHIPPED_REGION_MODELS,
+    running_server,
+)
+
+
+def test_every_shipped_model_is_in_the_repository() -> None:
+    missing = sorted(set(SHIPPED_CLASSIFIERS + SHIPPED_REGION_MODELS) - set(CLASSIFIERS + REGION_MODELS))
+    assert not missing, f"not exported into {REPOSITORY.name}/ yet: {missing}"
 
 
 def test_listing_shows_every_shipped_model_ready(client: httpx.Client, manifests) -> None:
