@@ -3,7 +3,6 @@ tests, so the only real load runs in a child process (test_smoke.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,7 @@ from loadtests.windows import Window
 from loadtests.workload import Corpus, build_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
-# As in tests/service: the override exists only while the shipped entries are being exported.
-REPOSITORY = Path(os.environ.get("POOLSERVE_TEST_REPOSITORY", ROOT / "model_repository"))
+REPOSITORY = ROOT / "model_repository"  # the shipped entries, as tests/service uses them
 DIGITS = ROOT / "tests" / "data" / "digits"
 CANVASES = ROOT / "tests" / "data" / "canvases"
 
