@@ -1,0 +1,37 @@
+"""Print the model repository as a markdown table (the README's "Shipped models" table comes from here).
+
+``python -m repository.summary [ROOT]``
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from repository.manifest import Manifest
+from repository.store import discover, latest_versions, read_manifest
+
+
+def _quality(manifest: Manifest) -> str:
+    return "; ".join(f"{e.metric} {e.value:.3f} (n={e.samples})" for e in manifest.evaluations) or "—"
+
+
+def markdown_table(root: Path) -> str:
+    rows = [
+        "| model | task | input | quality on held-out data | parity (max abs error) | source, licence |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for location in latest_versions(discover(root)):
+        m = read_manifest(location)
+        p = m.preprocessing
+        roi = f", {m.roi.op} {m.roi.output_size[0]}×{m.roi.output_size[1]}" if m.roi else ""
+        rows.append(
+            f"| `{m.name}` v{m.version} | {m.task.value}{roi} | {p.color_mode} {p.height}×{p.width} "
+            f"| {_quality(m)} | {m.verification.max_abs_error:.1e} | {m.provenance.source}, "
+            f"{m.provenance.license.split(' (')[0].split(';')[0]} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table(Path(sys.argv[1] if len(sys.argv) > 1 else "model_repository")))
