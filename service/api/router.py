@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from service.api.deps import require_api_key, require_api_key_for_health, require_api_key_for_metrics
 from service.api.problems import openapi_responses
-from service.api.routes import classify, features, health, metrics, models
+from service.api.routes import classify, features, health, metrics, models, v2
 
 PROBLEMS = openapi_responses()
 
@@ -16,3 +16,5 @@ api_router.include_router(metrics.router, dependencies=[Depends(require_api_key_
 api_router.include_router(models.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)
 api_router.include_router(classify.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)
 api_router.include_router(features.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)
+api_router.include_router(v2.health_router, dependencies=[Depends(require_api_key_for_health)])
+api_router.include_router(v2.router, dependencies=[Depends(require_api_key)])

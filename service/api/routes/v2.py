@@ -1,0 +1,166 @@
+"""Open Inference Protocol (KServe v2 REST) over the same runtime, batcher, limits, auth and metrics as /v1.
+
+Health lives on ``health_router`` (auth exemption as ``/health``); everything else on ``router``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from poolserve import __version__
+from service.api.deps import ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
+from service.api.responses import OrjsonResponse
+from service.api.v2 import codec
+from service.api.v2.errors import V2Route, error_response
+from service.api.v2.models import (
+    TensorLimits,
+    infer,
+    input_specs,
+    output_specs,
+    raw_input,
+    tensor_metadata,
+)
+from service.errors import InvalidRequest, ModelNotFound
+from service.runtime.registry import ModelEntry, ModelStatus
+
+EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+
+health_router = APIRouter(prefix="/v2/health", tags=["kserve-v2"], route_class=V2Route)
+router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=V2Route)
+
+
+def _versioned(entry: ModelEntry, version: str | None) -> ModelEntry:
+    if version is not None and version != str(entry.version):
+        raise ModelNotFound(f"model {entry.name!r} has no version {version!r}")
+    return entry
+
+
+async def model_version(entry: ModelEntryDep, version: str | None = None) -> ModelEntry:
+    return _versioned(entry, version)
+
+
+VersionedDep = Annotated[ModelEntry, Depends(model_version)]
+
+
+@health_router.get("/live")
+async def live() -> OrjsonResponse:
+    return OrjsonResponse({"live": True})
+
+
+@health_router.get("/ready")
+async def ready(registry: RegistryDep) -> Response:
+    if registry.is_ready:
+        return OrjsonResponse({"ready": True})
+    return error_response(503, "server not ready: models loading or none serving")
+
+
+@router.get("")
+async def server_metadata() -> OrjsonResponse:
+    return OrjsonResponse({"name": "poolserve", "version": __version__, "extensions": EXTENSIONS})
+
+
+def _metadata(entry: ModelEntry, runtime: RuntimeDep) -> dict[str, Any]:
+    manifest = runtime.registry.ready(entry.name).manifest
+    assert manifest is not None
+    return {
+        "name": manifest.name,
+        "versions": [str(manifest.version)],
+        "platform": "onnxruntime_onnx",
+        "inputs": [tensor_metadata(s) for s in input_specs(manifest)],
+        "outputs": [tensor_metadata(s) for s in output_specs(manifest)],
+    }
+
+
+def _config(entry: ModelEntry, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
+    manifest = runtime.registry.ready(entry.name).manifest
+    assert manifest is not None
+    max_batch = settings.max_batch_size or manifest.batching.max_batch_size
+    delay_ms = (
+        settings.max_queue_delay_ms
+        if settings.max_queue_delay_ms is not None
+        else manifest.batching.max_queue_delay_ms
+    )
+    return {
+        "name": manifest.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        # max_batch_size > 0: as in Triton, dims leave out the batch dim.
+        "max_batch_size": max_batch,
+        "input": [
+            {"name": m["name"], "data_type": "TYPE_" + m["datatype"], "dims": m["shape"][1:]}
+            for m in map(tensor_metadata, input_specs(manifest))
+        ],
+        "output": [
+            {"name": m["name"], "data_type": "TYPE_" + m["datatype"], "dims": m["shape"][1:]}
+            for m in map(tensor_metadata, output_specs(manifest))
+        ],
+        "dynamic_batching": {"max_queue_delay_microseconds": int(delay_ms * 1000)},
+    }
+
+
+def _ready(entry: ModelEntry) -> Response:
+    if entry.status is ModelStatus.READY:
+        return OrjsonResponse({"name": entry.name, "ready": True})
+    return error_response(503, f"model {entry.name!r} is {entry.status.value}")
+
+
+async def _infer(entry: ModelEntry, request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
+    manifest = runtime.registry.ready(entry.name).manifest  # unusable model: refused before the body
+    assert manifest is not None
+    body = codec.decompress(
+        await request.body(), request.headers.get("Content-Encoding"), settings.max_body_bytes
+    )
+    parsed = await run_in_threadpool(codec.parse_infer, body, request.headers.get(codec.HEADER_LENGTH))
+    inputs = parsed.inputs if parsed.inputs is not None else [raw_input(manifest, parsed.raw)]
+    limits = TensorLimits(settings.max_images_per_request, settings.max_boxes_per_request)
+    results = await infer(runtime, manifest, inputs, limits)
+    datatypes = {s.name: tensor_metadata(s)["datatype"] for s in output_specs(manifest)}
+    wanted = parsed.outputs or [codec.RequestedOutput(n, parsed.binary_output) for n in results]
+    for out in wanted:
+        if out.name not in results:
+            raise InvalidRequest(f"unknown output {out.name!r}; the model gives {sorted(results)}")
+    body_out, header_length = await run_in_threadpool(
+        codec.encode_response,
+        manifest.name,
+        manifest.version,
+        parsed.id,
+        [(o.name, datatypes[o.name], results[o.name], o.binary) for o in wanted],
+    )
+    if header_length is None:
+        return Response(body_out, media_type="application/json")
+    return Response(
+        body_out,
+        media_type="application/octet-stream",
+        headers={codec.HEADER_LENGTH: str(header_length)},
+    )
+
+
+# Each endpoint twice: with and without /versions/{version}; ``model_version`` checks the version.
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+async def model_metadata(entry: VersionedDep, runtime: RuntimeDep) -> OrjsonResponse:
+    return OrjsonResponse(_metadata(entry, runtime))
+
+
+@router.get("/models/{name}/config")
+@router.get("/models/{name}/versions/{version}/config")
+async def model_config(entry: VersionedDep, runtime: RuntimeDep, settings: SettingsDep) -> OrjsonResponse:
+    return OrjsonResponse(_config(entry, runtime, settings))
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(entry: VersionedDep) -> Response:
+    return _ready(entry)
+
+
+@router.post("/models/{name}/infer")
+@router.post("/models/{name}/versions/{version}/infer")
+async def model_infer(
+    entry: VersionedDep, request: Request, runtime: RuntimeDep, settings: SettingsDep
+) -> Response:
+    return await _infer(entry, request, runtime, settings)

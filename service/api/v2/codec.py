@@ -1,0 +1,165 @@
+"""The infer request and response bodies: JSON header, optional binary tensor data, optional compression.
+
+Request: ``Inference-Header-Content-Length`` splits the body into the JSON header and the raw bytes of
+the binary inputs (in input order); ``0`` means the whole body is the single input's bytes (raw mode).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from service.api.v2.tensors import (
+    WireTensor,
+    checked_shape,
+    dtype_for,
+    from_bytes,
+    from_json_data,
+    to_json_data,
+)
+from service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    inputs: list[WireTensor] | None  # None: raw mode, the single input's bytes are in ``raw``
+    raw: bytes = b""
+    outputs: list[RequestedOutput] | None = None  # None: every output
+    binary_output: bool = False
+
+
+def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return body
+    wbits = _WBITS.get(encoding.strip().lower())
+    if wbits is None:
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r}: only gzip and deflate")
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error:
+        raise InvalidRequest(f"body is not valid {encoding} data") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed body exceeds {max_bytes} bytes")
+    return out
+
+
+def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes] | None:
+    """(JSON header, binary part); ``None`` for raw mode."""
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        raise InvalidRequest(f"{HEADER_LENGTH} must be an integer, got {header_length!r}") from None
+    if length < 0 or length > len(body):
+        raise InvalidRequest(f"{HEADER_LENGTH} is {length}, outside the {len(body)}-byte body")
+    if length == 0:
+        return None
+    return body[:length], body[length:]
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{what} must be a JSON object")
+    return value
+
+
+def _flag(parameters: dict[str, Any], key: str, default: bool) -> bool:
+    value = parameters.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"parameter {key!r} must be a boolean")
+    return value
+
+
+def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
+    parts = split_body(body, header_length)
+    if parts is None:
+        return InferRequest(id=None, inputs=None, raw=body)
+    header, binary = parts
+    try:
+        doc = _object(orjson.loads(header), "the request")
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("request header is not valid JSON") from None
+    parameters = _object(doc.get("parameters", {}), "'parameters'")
+    raw_inputs = doc.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidRequest("'inputs' must be a non-empty list")
+    inputs, offset = [], 0
+    for item in raw_inputs:
+        spec = _object(item, "each input")
+        name = spec.get("name")
+        if not isinstance(name, str):
+            raise InvalidRequest("each input needs a string 'name'")
+        shape = checked_shape(name, spec.get("shape"))
+        dtype_for(name, spec.get("datatype"))
+        datatype: str = spec["datatype"]
+        size = _object(spec.get("parameters", {}), f"input {name!r} 'parameters'").get("binary_data_size")
+        if size is not None:
+            if type(size) is not int or size < 0 or offset + size > len(binary):
+                raise InvalidRequest(f"input {name!r}: binary_data_size {size!r} runs past the body")
+            array = from_bytes(name, datatype, shape, binary[offset : offset + size])
+            offset += size
+        elif "data" in spec:
+            array = from_json_data(name, datatype, shape, spec["data"])
+        else:
+            raise InvalidRequest(f"input {name!r} has neither 'data' nor parameters.binary_data_size")
+        inputs.append(WireTensor(name, datatype, shape, array))
+    if offset != len(binary):
+        raise InvalidRequest(f"{len(binary) - offset} bytes of binary data belong to no input")
+    binary_default = _flag(parameters, "binary_data_output", False)
+    outputs = None
+    if "outputs" in doc:
+        if not isinstance(doc["outputs"], list):
+            raise InvalidRequest("'outputs' must be a list")
+        outputs = []
+        for item in doc["outputs"]:
+            spec = _object(item, "each requested output")
+            if not isinstance(spec.get("name"), str):
+                raise InvalidRequest("each requested output needs a string 'name'")
+            out_params = _object(spec.get("parameters", {}), "output 'parameters'")
+            outputs.append(RequestedOutput(spec["name"], _flag(out_params, "binary_data", binary_default)))
+    request_id = doc.get("id")
+    return InferRequest(
+        id=request_id if isinstance(request_id, str) else None,
+        inputs=inputs,
+        outputs=outputs,
+        binary_output=binary_default,
+    )
+
+
+def encode_response(
+    model: str, version: int, request_id: str | None, outputs: list[tuple[str, str, np.ndarray, bool]]
+) -> tuple[bytes, int | None]:
+    """Body and, when any output is binary, the JSON header's length for ``HEADER_LENGTH``."""
+    described, blobs = [], []
+    for name, datatype, array, binary in outputs:
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if binary:
+            blob = np.ascontiguousarray(array).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = to_json_data(array)
+        described.append(entry)
+    doc: dict[str, Any] = {"model_name": model, "model_version": str(version), "outputs": described}
+    if request_id is not None:
+        doc["id"] = request_id
+    header = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)

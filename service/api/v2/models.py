@@ -1,0 +1,137 @@
+"""A poolserve model as the Open Inference Protocol sees it: named tensors in, named tensors out.
+
+Tensors are checked against the manifest, then run through the same ``Runtime`` calls ``/v1`` uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from repository.manifest import Manifest, Task, TensorSpec
+from service.api.v2.tensors import WireTensor, datatype_of
+from service.errors import InvalidRequest, LimitExceeded
+from service.runtime.inference import Runtime
+
+
+@dataclass(frozen=True)
+class TensorLimits:
+    max_images: int
+    max_boxes: int
+
+
+def _dims(spec: TensorSpec) -> list[int]:
+    # Symbolic dims are dynamic (-1); the batch dim is always -1, as fixed-batch graphs run in slices.
+    return [-1 if i == 0 or not isinstance(d, int) else d for i, d in enumerate(spec.shape)]
+
+
+def input_specs(manifest: Manifest) -> list[TensorSpec]:
+    io = manifest.io
+    if manifest.task is Task.REGION_FEATURES:
+        assert io.boxes is not None and io.box_batch_indices is not None
+        return [io.image, io.boxes, io.box_batch_indices]
+    return [io.image]
+
+
+def output_specs(manifest: Manifest) -> list[TensorSpec]:
+    io = manifest.io
+    if manifest.task is Task.REGION_FEATURES:
+        assert io.features is not None
+        return [io.features] + ([io.scores] if io.scores else [])
+    assert io.scores is not None
+    return [io.scores]
+
+
+def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": datatype_of(spec.dtype), "shape": _dims(spec)}
+
+
+def check_input(spec: TensorSpec, tensor: WireTensor) -> np.ndarray:
+    expected = datatype_of(spec.dtype)
+    if tensor.datatype != expected:
+        raise InvalidRequest(f"input {spec.name!r}: datatype {tensor.datatype}, the model takes {expected}")
+    dims = _dims(spec)
+    if len(tensor.shape) != len(dims) or any(
+        d != -1 and d != s for d, s in zip(dims, tensor.shape, strict=True)
+    ):
+        raise InvalidRequest(f"input {spec.name!r}: shape {list(tensor.shape)}, the model takes {dims}")
+    return tensor.array
+
+
+def raw_input(manifest: Manifest, raw: bytes) -> WireTensor:
+    """Raw mode: the body is the one input; its batch size follows from the byte count."""
+    specs = input_specs(manifest)
+    if len(specs) != 1:
+        raise InvalidRequest(f"raw binary bodies need a single-input model; this one takes {len(specs)}")
+    spec = specs[0]
+    dims = _dims(spec)
+    if any(d == -1 for d in dims[1:]):
+        raise InvalidRequest("raw binary body: the model's input has dynamic dims besides the batch")
+    datatype = datatype_of(spec.dtype)
+    per_item = int(np.prod(dims[1:])) * np.dtype(spec.dtype).itemsize
+    if len(raw) == 0 or len(raw) % per_item:
+        raise InvalidRequest(f"raw body of {len(raw)} bytes is not a whole number of {per_item}-byte items")
+    shape = (len(raw) // per_item, *dims[1:])
+    return WireTensor(
+        spec.name, datatype, shape, np.frombuffer(raw, dtype=np.dtype(spec.dtype)).reshape(shape)
+    )
+
+
+def _by_name(manifest: Manifest, inputs: list[WireTensor]) -> dict[str, np.ndarray]:
+    specs = {s.name: s for s in input_specs(manifest)}
+    given: dict[str, np.ndarray] = {}
+    for tensor in inputs:
+        spec = specs.get(tensor.name)
+        if spec is None:
+            raise InvalidRequest(f"unknown input {tensor.name!r}; the model takes {sorted(specs)}")
+        if tensor.name in given:
+            raise InvalidRequest(f"input {tensor.name!r} given twice")
+        given[tensor.name] = check_input(spec, tensor)
+    missing = sorted(set(specs) - set(given))
+    if missing:
+        raise InvalidRequest(f"missing inputs {missing}")
+    return given
+
+
+async def infer(
+    runtime: Runtime, manifest: Manifest, inputs: list[WireTensor], limits: TensorLimits
+) -> dict[str, np.ndarray]:
+    """Every output the model gives, by name, for already-preprocessed input tensors."""
+    tensors = _by_name(manifest, inputs)
+    io = manifest.io
+    images = tensors[io.image.name]
+    if len(images) > limits.max_images:
+        raise LimitExceeded(f"{len(images)} images; at most {limits.max_images}")
+    if len(images) == 0:
+        raise InvalidRequest(f"input {io.image.name!r} holds no images")
+    if manifest.task is Task.CLASSIFICATION:
+        assert io.scores is not None
+        output = await runtime.classify(manifest.name, images)
+        return {io.scores.name: output.scores}
+    assert io.boxes is not None and io.box_batch_indices is not None and io.features is not None
+    boxes, indices = tensors[io.boxes.name], tensors[io.box_batch_indices.name]
+    if len(boxes) != len(indices):
+        raise InvalidRequest(f"{len(boxes)} boxes but {len(indices)} box batch indices")
+    if len(boxes) > limits.max_boxes:
+        raise LimitExceeded(f"{len(boxes)} boxes; at most {limits.max_boxes}")
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
+        raise InvalidRequest(f"box batch indices must lie in [0, {len(images)})")
+    if not np.isfinite(boxes).all():
+        raise InvalidRequest("boxes must be finite")
+    # The runtime takes boxes per image; gather them, then scatter the rows back into request order.
+    order = np.argsort(indices, kind="stable")
+    per_image = [boxes[indices == i] for i in range(len(images))]
+    region = await runtime.features(manifest.name, images, per_image)
+    result = {io.features.name: _unsort(region.features, order)}
+    if io.scores is not None and region.scores is not None:
+        result[io.scores.name] = _unsort(region.scores, order)
+    return result
+
+
+def _unsort(rows: list[np.ndarray], order: np.ndarray) -> np.ndarray:
+    stacked = np.concatenate(rows) if rows else np.zeros((0,), np.float32)
+    out = np.empty_like(stacked)
+    out[order] = stacked
+    return out

@@ -1,0 +1,240 @@
+"""The Open Inference Protocol (KServe v2) as the real ``tritonclient[http]`` speaks it, against uvicorn."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import onnxruntime as ort
+import orjson
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from repository.manifest import Manifest
+from tests.service.conftest import CLASSIFIERS, REGION_MODELS
+
+
+@pytest.fixture(scope="module")
+def triton(server_url: str) -> Iterator[httpclient.InferenceServerClient]:
+    client = httpclient.InferenceServerClient(urlparse(server_url).netloc)
+    yield client
+    client.close()
+
+
+def _images(manifest: Manifest, n: int, seed: int = 0) -> np.ndarray:
+    _, c, h, w = manifest.io.image.shape
+    assert isinstance(c, int) and isinstance(h, int) and isinstance(w, int)
+    return np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
+
+
+def _input(name: str, array: np.ndarray, binary: bool) -> httpclient.InferInput:
+    datatype = {np.float32: "FP32", np.int64: "INT64"}[array.dtype.type]
+    tensor = httpclient.InferInput(name, list(array.shape), datatype)
+    tensor.set_data_from_numpy(array, binary_data=binary)
+    return tensor
+
+
+def test_server_and_model_readiness(triton: httpclient.InferenceServerClient) -> None:
+    assert triton.is_server_live()
+    assert triton.is_server_ready()
+    assert triton.get_server_metadata()["name"] == "poolserve"
+    for name in CLASSIFIERS + REGION_MODELS:
+        assert triton.is_model_ready(name)
+        assert triton.is_model_ready(name, "1")
+    assert not triton.is_model_ready("no-such-model")
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS + REGION_MODELS)
+def test_model_metadata_and_config(
+    triton: httpclient.InferenceServerClient, manifests: dict[str, Manifest], name: str
+) -> None:
+    io = manifests[name].io
+    metadata = triton.get_model_metadata(name)
+    image = metadata["inputs"][0]
+    assert image == {"name": io.image.name, "datatype": "FP32", "shape": [-1, *io.image.shape[1:]]}
+    if io.boxes is not None:
+        assert [i["shape"] for i in metadata["inputs"][1:]] == [[-1, 4], [-1]]
+        assert metadata["inputs"][2]["datatype"] == "INT64"
+    config = triton.get_model_config(name)
+    assert config["max_batch_size"] >= 1
+    assert [i["name"] for i in config["input"]] == [i["name"] for i in metadata["inputs"]]
+    assert [o["name"] for o in config["output"]] == [o["name"] for o in metadata["outputs"]]
+    assert "dynamic_batching" in config
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_infer_equals_in_process(
+    triton: httpclient.InferenceServerClient,
+    manifests: dict[str, Manifest],
+    reference_sessions: dict[str, ort.InferenceSession],
+    name: str,
+    binary: bool,
+) -> None:
+    io = manifests[name].io
+    assert io.scores is not None
+    images = _images(manifests[name], 5)
+    result = triton.infer(
+        name,
+        [_input(io.image.name, images, binary)],
+        outputs=[httpclient.InferRequestedOutput(io.scores.name, binary_data=binary)],
+    )
+    expected = reference_sessions[name].run([io.scores.name], {io.image.name: images})[0]
+    got = result.as_numpy(io.scores.name)
+    assert got.shape == (5, len(manifests[name].labels))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize("name", REGION_MODELS)
+def test_region_infer_with_boxes_equals_in_process(
+    triton: httpclient.InferenceServerClient,
+    manifests: dict[str, Manifest],
+    reference_sessions: dict[str, ort.InferenceSession],
+    name: str,
+    binary: bool,
+) -> None:
+    io = manifests[name].io
+    assert io.boxes is not None and io.box_batch_indices is not None and io.features is not None
+    images = _images(manifests[name], 3, seed=1)
+    boxes = np.array([[10, 10, 60, 70], [0, 0, 112, 112], [30, 5, 50, 100], [5, 40, 90, 90]], np.float32)
+    indices = np.array([2, 0, 2, 1], np.int64)  # not sorted by image: rows must come back in this order
+    outputs = [io.features.name] + ([io.scores.name] if io.scores else [])
+    result = triton.infer(
+        name,
+        [
+            _input(io.image.name, images, binary),
+            _input(io.boxes.name, boxes, binary),
+            _input(io.box_batch_indices.name, indices, binary),
+        ],
+    )
+    feeds = {io.image.name: images, io.boxes.name: boxes, io.box_batch_indices.name: indices}
+    for out, want in zip(outputs, reference_sessions[name].run(outputs, feeds), strict=True):
+        np.testing.assert_allclose(result.as_numpy(out), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS[:1])
+def test_concurrent_requests_batch_and_each_get_their_own(
+    triton: httpclient.InferenceServerClient,
+    manifests: dict[str, Manifest],
+    reference_sessions: dict[str, ort.InferenceSession],
+    name: str,
+) -> None:
+    io = manifests[name].io
+    assert io.scores is not None
+    batches = [_images(manifests[name], n, seed=n) for n in (1, 2, 3, 4)]
+    pending = [triton.async_infer(name, [_input(io.image.name, b, True)]) for b in batches]
+    for images, job in zip(batches, pending, strict=True):
+        want = reference_sessions[name].run([io.scores.name], {io.image.name: images})[0]
+        np.testing.assert_allclose(job.get_result().as_numpy(io.scores.name), want, rtol=1e-5, atol=1e-5)
+
+
+def test_gzip_request_and_raw_mode(
+    server_url: str, manifests: dict[str, Manifest], reference_sessions: dict[str, ort.InferenceSession]
+) -> None:
+    name = CLASSIFIERS[0]
+    io = manifests[name].io
+    assert io.scores is not None
+    images = _images(manifests[name], 2, seed=7)
+    want = reference_sessions[name].run([io.scores.name], {io.image.name: images})[0]
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": io.image.name,
+                    "shape": list(images.shape),
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": images.nbytes},
+                }
+            ]
+        }
+    )
+    url = f"{server_url}/v2/models/{name}/infer"
+    zipped = httpx.post(
+        url,
+        content=gzip.compress(header + images.tobytes()),
+        headers={"Inference-Header-Content-Length": str(len(header)), "Content-Encoding": "gzip"},
+    )
+    assert zipped.status_code == 200, zipped.text
+    got = np.asarray(zipped.json()["outputs"][0]["data"], np.float32).reshape(want.shape)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    raw = httpx.post(url, content=images.tobytes(), headers={"Inference-Header-Content-Length": "0"})
+    assert raw.status_code == 200, raw.text
+    np.testing.assert_allclose(
+        np.asarray(raw.json()["outputs"][0]["data"], np.float32).reshape(want.shape),
+        want,
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def _fails(call: object, status: str, fragment: str) -> None:
+    with pytest.raises(InferenceServerException) as caught:
+        call()  # type: ignore[operator]
+    assert caught.value.status() == status
+    assert fragment in caught.value.message()
+
+
+def test_errors(triton: httpclient.InferenceServerClient, manifests: dict[str, Manifest]) -> None:
+    name = CLASSIFIERS[0]
+    io = manifests[name].io
+    good = _images(manifests[name], 1)
+    _fails(lambda: triton.infer("no-such-model", [_input(io.image.name, good, True)]), "404", "no model")
+    _fails(lambda: triton.get_model_metadata(name, "7"), "404", "no version")
+    wrong_shape = np.zeros((1, 1, 27, 28), np.float32)
+    _fails(lambda: triton.infer(name, [_input(io.image.name, wrong_shape, True)]), "400", "shape")
+    wrong_type = good.astype(np.float64)
+    tensor = httpclient.InferInput(io.image.name, list(good.shape), "FP64")
+    tensor.set_data_from_numpy(wrong_type)
+    _fails(lambda: triton.infer(name, [tensor]), "400", "datatype")
+    _fails(lambda: triton.infer(name, [_input("nope", good, False)]), "400", "unknown input")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "fragment"),
+    [
+        ({"Inference-Header-Content-Length": "999"}, b"{}", "outside"),
+        ({}, b"not json", "JSON"),
+        ({"Inference-Header-Content-Length": "3"}, b"abcdef", "JSON"),
+        ({"Content-Encoding": "gzip"}, b"not gzip", "gzip"),
+    ],
+)
+def test_malformed_bodies_get_protocol_errors(
+    client: httpx.Client, headers: dict[str, str], body: bytes, fragment: str
+) -> None:
+    response = client.post(f"/v2/models/{CLASSIFIERS[0]}/infer", content=body, headers=headers)
+    assert response.status_code == 400
+    assert fragment in response.json()["error"]
+
+
+def test_byte_count_must_match_shape(client: httpx.Client, manifests: dict[str, Manifest]) -> None:
+    name = CLASSIFIERS[0]
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": manifests[name].io.image.name,
+                    "shape": [1, 1, 28, 28],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 16},
+                }
+            ]
+        }
+    )
+    response = client.post(
+        f"/v2/models/{name}/infer",
+        content=header + bytes(16),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 400
+    assert "needs 3136" in response.json()["error"]
+
+
+def test_v1_errors_stay_problem_json(client: httpx.Client) -> None:
+    response = client.get("/v1/models/no-such-model")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert client.get("/v2/models/no-such-model").json() == {"error": "no model named 'no-such-model'"}
