@@ -16,6 +16,7 @@ from service.api import problems
 from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
 from service.api.responses import OrjsonResponse
 from service.api.router import api_router
+from service.api.v2.middleware import V2ErrorShape
 from service.metrics import ServiceMetrics
 from service.runtime.inference import Runtime
 from service.runtime.providers import select_providers
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first: CORS wraps metrics wraps the time limit wraps the body limit.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
+    app.add_middleware(V2ErrorShape)  # /v2 answers {"error"}, even from the two limits above
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(

@@ -15,7 +15,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from repository.manifest import Manifest
-from tests.service.conftest import CLASSIFIERS, REGION_MODELS
+from service.settings import Settings
+from tests.service.conftest import CLASSIFIERS, REGION_MODELS, REPOSITORY, running_server
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +239,23 @@ def test_v1_errors_stay_problem_json(client: httpx.Client) -> None:
     response = client.get("/v1/models/no-such-model")
     assert response.headers["content-type"] == "application/problem+json"
     assert client.get("/v2/models/no-such-model").json() == {"error": "no model named 'no-such-model'"}
+
+
+def test_limits_and_unrouted_paths_answer_in_protocol_shape(client: httpx.Client) -> None:
+    unrouted = client.get("/v2/no/such/path")
+    assert unrouted.status_code == 404 and "error" in unrouted.json()
+
+
+def test_body_limit_answers_413_in_protocol_shape() -> None:
+    settings = Settings(repository=REPOSITORY, max_body_bytes=4096)
+    with running_server(settings) as url:
+        declared = httpx.post(f"{url}/v2/models/{CLASSIFIERS[0]}/infer", content=bytes(8192))
+        assert declared.status_code == 413
+        assert "exceeds 4096 bytes" in declared.json()["error"]
+        bomb = gzip.compress(bytes(1 << 20))
+        inflated = httpx.post(
+            f"{url}/v2/models/{CLASSIFIERS[0]}/infer", content=bomb, headers={"Content-Encoding": "gzip"}
+        )
+        assert inflated.status_code == 413
+        assert "decompressed" in inflated.json()["error"]
+        assert httpx.get(f"{url}/v1/models/nope").headers["content-type"] == "application/problem+json"
