@@ -259,3 +259,21 @@ def test_body_limit_answers_413_in_protocol_shape() -> None:
         assert inflated.status_code == 413
         assert "decompressed" in inflated.json()["error"]
         assert httpx.get(f"{url}/v1/models/nope").headers["content-type"] == "application/problem+json"
+
+
+def test_v2_shares_the_api_key(manifests: dict[str, Manifest]) -> None:
+    name = CLASSIFIERS[0]
+    images = _images(manifests[name], 1)
+    with running_server(Settings(repository=REPOSITORY, api_key="sesame")) as url:
+        client = httpclient.InferenceServerClient(urlparse(url).netloc)
+        try:
+            assert client.is_server_ready()  # probes exempt, as /health
+            _fails(lambda: client.get_model_metadata(name), "401", "API key")
+            keyed = client.infer(
+                name,
+                [_input(manifests[name].io.image.name, images, True)],
+                headers={"Authorization": "Bearer sesame"},
+            )
+            assert keyed.as_numpy(manifests[name].io.scores.name).shape == (1, len(manifests[name].labels))  # type: ignore[union-attr]
+        finally:
+            client.close()
