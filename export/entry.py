@@ -98,6 +98,8 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".onnx.tmp", delete=False) as handle:
         handle.write(proto.SerializeToString())
+    # NamedTemporaryFile creates 0600; a model served by another user (the container's) must be readable.
+    Path(handle.name).chmod(0o644)
     model_path = Path(handle.name).replace(directory / MODEL_FILENAME)
     manifest = Manifest(
         name=spec.name,
