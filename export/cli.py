@@ -51,6 +51,20 @@ def export(
         )
 
 
+SamplesOpt = Annotated[Path, typer.Option(help="Where digits/ and canvases/ are written.")]
+
+
+def export_samples(output: SamplesOpt = DEFAULT_SAMPLES) -> None:
+    """Write held-out digits (10 per class) and held-out canvases as PNG files, with their labels."""
+    from models.mnist import held_out_split
+    from models.samples import write_canvas_pngs, write_digit_pngs
+
+    test = held_out_split().test
+    digits = write_digit_pngs(test, output / "digits")
+    index = write_canvas_pngs(test, output / "canvases")
+    typer.echo(f"{len(digits)} digits in {output / 'digits'}; canvases indexed in {index}")
+
+
 def verify(names: NamesArg = None, repository: RepositoryOpt = DEFAULT_REPOSITORY) -> None:
     """Re-check committed entries: sha256, onnx.checker, and held-out accuracy equal to the manifest's."""
     from export.audit import audit_entry

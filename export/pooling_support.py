@@ -81,7 +81,7 @@ def _check_adaptive(seen: _Seen) -> None:
             "None (keep the input size) makes the exporter read the input size at run time, which it cannot",
         )
     for axis, (size, out) in enumerate(zip(seen.input_hw, outputs, strict=True)):
-        out = int(out)
+        assert out is not None  # None was refused above
         if out != 1 and size % out != 0:
             raise UnsupportedPoolingError(
                 seen.path,

@@ -47,9 +47,10 @@ def loadtest(ctx: typer.Context) -> None:
 from export.pretrained_command import export_pretrained  # noqa: E402  (torch loads inside the command)
 
 app.command("export-pretrained")(export_pretrained)
-from export.cli import export, verify  # noqa: E402  (torch loads inside the commands)
+from export.cli import export, export_samples, verify  # noqa: E402  (torch loads inside the commands)
 from models.cli import train  # noqa: E402  (torch loads inside the command)
 
 app.command("train")(train)
 app.command("export")(export)
 app.command("verify")(verify)
+app.command("export-samples")(export_samples)

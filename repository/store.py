@@ -1,4 +1,4 @@
-"""Reading and writing model repository entries on disk: ``<root>/<name>/<version>/{model.onnx,manifest.json}``."""
+"""Reading and writing model repository entries: ``<root>/<name>/<version>/{model.onnx,manifest.json}``."""
 
 from __future__ import annotations
 

@@ -64,7 +64,9 @@ def _windowed_cases() -> list[Case]:
         refusal = "ceil_mode" if drops else None
         if kind == "max":
             for indices in (False, True):
-                pool = nn.MaxPool2d(kernel, stride, padding, dilation, return_indices=indices, ceil_mode=ceil)
+                pool: nn.Module = nn.MaxPool2d(
+                    kernel, stride, padding, dilation, return_indices=indices, ceil_mode=ceil
+                )
                 cases.append(Case(pool, size, refusal))
         else:
             for include_pad, divisor in itertools.product((False, True), (None, 3)):
@@ -78,7 +80,7 @@ def _adaptive_cases() -> list[Case]:
     for cls, output, size in itertools.product(
         (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d), (1, 2, (3, 2), (None, 1)), [(6, 8), (7, 7), (9, 4)]
     ):
-        out = (output, output) if isinstance(output, int) else output
+        out: tuple[int | None, int | None] = (output, output) if isinstance(output, int) else output  # type: ignore[assignment]
         divisible = all(o is not None and (o == 1 or s % o == 0) for s, o in zip(size, out, strict=True))
         cases.append(Case(cls(output), size, None if divisible else "output_size"))
     return cases
@@ -118,7 +120,14 @@ def _unchecked_export(model: nn.Module, example: torch.Tensor) -> onnx.ModelProt
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=17, input_names=["images"])
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,  # type: ignore[arg-type]
+            dynamo=False,
+            opset_version=17,
+            input_names=["images"],
+        )
     return onnx.load_from_string(buffer.getvalue())
 
 

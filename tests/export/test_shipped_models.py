@@ -1,0 +1,110 @@
+"""The committed default models: manifests, hashes, parity of their architectures, held-out accuracy."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export.audit import audit_entry
+from export.cases import classifier_cases, region_cases
+from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
+from export.verify import check_graph, compare
+from models.canvas import compose_canvases
+from models.mnist import held_out_split
+from models.zoo import SPECS
+from repository.manifest import Manifest, Task
+from repository.store import (
+    EntryLocation,
+    RepositoryError,
+    read_manifest,
+    verified_model_path,
+    write_manifest,
+)
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+NAMES = sorted(SPECS)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return held_out_split()
+
+
+def _location(name: str, root: Path = REPOSITORY) -> EntryLocation:
+    return EntryLocation(name, 1, root / name / "1")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_manifest_round_trips_and_hash_matches(name: str, tmp_path: Path):
+    manifest = read_manifest(_location(name))
+    verified_model_path(_location(name), manifest)
+    write_manifest(tmp_path, manifest)
+    assert Manifest.model_validate_json((tmp_path / "manifest.json").read_bytes()) == manifest
+    assert manifest.verification.max_abs_error <= 1e-5
+    assert manifest.verification.batch_sizes == [1, 2, 7]
+    if manifest.task is Task.REGION_FEATURES:
+        assert manifest.verification.box_counts == [0, 1, 50]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_corrupted_model_file_is_detected(name: str, tmp_path: Path):
+    copy = tmp_path / name / "1"
+    shutil.copytree(REPOSITORY / name / "1", copy)
+    model = copy / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    location = _location(name, tmp_path)
+    with pytest.raises(RepositoryError, match="sha256"):
+        verified_model_path(location, read_manifest(location))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_graph_io_is_what_the_manifest_says(name: str):
+    manifest = read_manifest(_location(name))
+    proto = onnx.load(REPOSITORY / name / "1" / "model.onnx")
+    check_graph(proto)
+    assert {o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")} == {
+        manifest.provenance.opset
+    }
+    specs = [
+        manifest.io.image,
+        manifest.io.boxes,
+        manifest.io.box_batch_indices,
+        manifest.io.features,
+        manifest.io.scores,
+    ]
+    declared = {v.name: v for v in [*proto.graph.input, *proto.graph.output]}
+    for spec in filter(None, specs):
+        dims = [d.dim_param or d.dim_value for d in declared[spec.name].type.tensor_type.shape.dim]
+        assert dims == spec.shape, spec.name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_held_out_accuracy_is_the_recorded_figure(name: str):
+    """Runs the committed ONNX file with onnxruntime on the held-out split (or held-out canvases)."""
+    result = audit_entry(REPOSITORY, name)
+    assert result.ok, result.summary()
+    assert result.measured >= (0.97 if SPECS[name].task == "classification" else 0.9)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_architecture_exports_with_parity(name: str, splits):
+    """Fresh seeded weights (not the shipped ones): the architecture itself exports faithfully."""
+    torch.manual_seed(0)
+    spec = SPECS[name]
+    model = spec.build().eval()
+    if spec.task == "classification":
+        cases, signature = classifier_cases(splits.test.images, spec.input_size), CLASSIFIER_SIGNATURE
+    else:
+        canvases = compose_canvases(splits.test, 7, seed=3)
+        cases, signature = region_cases(canvases, spec.input_size), REGION_SIGNATURE
+    example = tuple(torch.from_numpy(v) for v in cases[-1].values())
+    proto = export_onnx(model, example, signature)
+    result = compare(proto, model, cases, tolerance=1e-5)
+    assert np.isfinite(result.max_abs_error)

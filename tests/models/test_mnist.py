@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+
+from models.mnist import held_out_split, split_indices
+
+
+def test_split_is_fixed_stratified_and_disjoint():
+    first, again = held_out_split(), held_out_split()
+    np.testing.assert_array_equal(first.test.images, again.test.images)
+    assert len(first.test) == 1000 and len(first.train) == 4000
+    assert np.bincount(first.test.labels).tolist() == [100] * 10
+    train, test = split_indices(np.repeat(np.arange(10), 500))
+    assert not set(train.tolist()) & set(test.tolist())
+    assert len(train) + len(test) == 5000
+
+
+def test_split_and_canvases_do_not_import_torch():
+    code = "import sys, models.mnist, models.canvas, models.samples; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
