@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from models.training import DEFAULT_CHECKPOINTS
+from models.checkpoints import DEFAULT_CHECKPOINTS
 
 DEFAULT_REPOSITORY = Path("model_repository")
 DEFAULT_SAMPLES = Path("tests/data")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from models.training import DEFAULT_CHECKPOINTS
+from models.checkpoints import DEFAULT_CHECKPOINTS
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Models to train (default: all shipped models).")]
 CheckpointsOpt = Annotated[Path, typer.Option(help="Where checkpoints are written.")]

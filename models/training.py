@@ -14,7 +14,6 @@ from models.mnist import MNIST_MEAN, MNIST_STD
 
 SEED = 0
 THREADS = 2
-DEFAULT_CHECKPOINTS = Path("runs/checkpoints")
 
 
 def configure_determinism(seed: int = SEED, threads: int = THREADS) -> torch.Generator:

@@ -12,8 +12,6 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "deploy" / "requirements-runtime.lock"
 OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export"}
@@ -71,11 +69,6 @@ def test_image_serving_path_imports_only_the_runtime_lock() -> None:
     assert not outside, f"the image's server imports modules the image does not have: {outside}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export/cli.py imports models.training (torch) at module level, so `poolserve serve` "
-    "fails without torch; remove this mark once the import moves into the command bodies",
-)
 def test_poolserve_cli_imports_only_the_runtime_lock() -> None:
     outside = modules_outside_the_lock(CLI_SERVING_PATH)
     assert not outside, (
