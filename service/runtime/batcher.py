@@ -3,6 +3,13 @@
 It knows nothing about HTTP or onnxruntime: a ``BatchHandler`` says how big an item is and how to run a
 list of items as one batch (in the worker thread). Items are whole requests (several images each), so a
 batch holds up to ``max_batch_size`` images, never splitting a request; a request bigger than that runs alone.
+
+Waiting is adaptive: the worker never idles on a window when there is no load. A batch is collected only
+when the worker is free; it takes everything queued at that moment (what arrived while the last batch ran),
+and it waits up to ``max_queue_delay_ms`` for more only when the previous batch held more than one request or
+something arrived while it ran (concurrent traffic, where the window buys bigger batches). A lone request
+after an idle spell runs at once, so a closed loop at concurrency 1 never pays the window;
+``max_queue_delay_ms`` stays the upper bound on the wait under load, and 0 never waits.
 """
 
 from __future__ import annotations
@@ -66,6 +73,9 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         self._observer = observer
         self._queue: asyncio.Queue[_Pending[ItemT, ResultT]] = asyncio.Queue(maxsize=config.queue_capacity)
         self._carry: _Pending[ItemT, ResultT] | None = None  # did not fit the last batch; goes first next
+        self._loaded = (
+            False  # the last batch held more than one request: only then is the window worth waiting
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batcher-{name}")
         self._task: asyncio.Task[None] | None = None
 
@@ -111,6 +121,8 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
             live = [p for p in batch if not p.future.done()]  # timed-out callers cancelled theirs
             if live:
                 await self._run(loop, live)
+            # Load: several requests per batch, or arrivals while it ran; a lone caller shows neither.
+            self._loaded = len(live) > 1 or self._carry is not None or not self._queue.empty()
 
     async def _collect(self, loop: asyncio.AbstractEventLoop) -> list[_Pending[ItemT, ResultT]]:
         first = self._carry or await self._queue.get()
@@ -120,6 +132,8 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         while size < self.config.max_batch_size:
             try:
                 if self._queue.empty():
+                    if not self._loaded:
+                        break  # idle: nobody else is coming soon, so run what is here now
                     nxt = await asyncio.wait_for(self._queue.get(), max(0.0, deadline - loop.time()))
                 else:
                     nxt = self._queue.get_nowait()  # whatever queued while we ran goes in without waiting

@@ -113,3 +113,16 @@ def test_cancelled_items_are_skipped_and_closed_batchers_refuse() -> None:
         return handler
 
     assert asyncio.run(scenario()).batches == [[[1]], [[3]]]
+
+
+def test_a_lone_request_on_an_idle_batcher_runs_without_waiting_for_the_window() -> None:
+    async def scenario() -> Recorder:
+        handler = Recorder()
+        # A 10-minute window: if the idle worker waited on it, wait_for below would fail, not pass slowly.
+        batcher = await started(handler, config(max_batch_size=4, delay_ms=600_000))
+        assert await asyncio.wait_for(batcher.submit([1]), 30) == 1
+        assert await asyncio.wait_for(batcher.submit([2]), 30) == 2
+        await batcher.close()
+        return handler
+
+    assert asyncio.run(scenario()).batches == [[[1]], [[2]]]
