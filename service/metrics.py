@@ -41,14 +41,20 @@ class ServiceMetrics:
         self.depth = Gauge(
             "poolserve_queue_depth", "requests waiting per model", ["model"], registry=self.registry
         )
+        # labels() validates and locks on every call; the label sets are few, so keep their children.
+        self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         self.model_ready = Gauge(
             "poolserve_model_ready", "1 when the model serves, else 0", ["model"], registry=self.registry
         )
 
     def observe_request(self, method: str, route: str, model: str, status: int, seconds: float) -> None:
         labels = (method, route, model, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        children = self._request_children.get(labels)
+        if children is None:
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._request_children[labels] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def batch_ran(self, model: str, size: int, seconds: float) -> None:
         self.batch_size.labels(model).observe(size)
