@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -62,6 +63,20 @@ def canvas_files() -> list[CanvasFile]:
         )
         for c in index["canvases"]
     ]
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], port: int, timeout_s: float) -> None:
+    """Poll a server started as a subprocess until /health/ready answers 200; fail if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert process.poll() is None, "the server exited during start-up"
+        assert time.monotonic() < deadline, "the server never became ready"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
 
 
 @contextmanager

@@ -6,12 +6,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from tests.service.conftest import ROOT
+from tests.service.conftest import ROOT, wait_until_ready
 
 
 def free_port() -> int:
@@ -39,16 +38,7 @@ def test_starts_with_zero_configuration(command: list[str]) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server never became ready"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_until_ready(process, port, timeout_s=30)
         models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["models"]
         assert {"lenet5-mnist", "digits-roialign"} <= {m["name"] for m in models}
     finally:

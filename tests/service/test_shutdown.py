@@ -10,9 +10,7 @@ import subprocess
 import sys
 import time
 
-import httpx
-
-from tests.service.conftest import REPOSITORY, ROOT, DigitFile
+from tests.service.conftest import REPOSITORY, ROOT, DigitFile, wait_until_ready
 
 
 def free_port() -> int:
@@ -40,16 +38,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(digit_files: lis
     }
     server = subprocess.Popen([sys.executable, "-m", "poolserve", "serve"], cwd=ROOT, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, "the server exited during start-up"
-            assert time.monotonic() < deadline, "the server never became ready"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        wait_until_ready(server, port, timeout_s=60)
 
         digit = digit_files[0]
         body = digit.path.read_bytes()
