@@ -15,7 +15,7 @@ from poolserve import __version__
 from service.api import problems
 from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
 from service.api.responses import OrjsonResponse
-from service.api.router import api_router
+from service.api.router import include_routes
 from service.api.v2.middleware import V2ErrorShape
 from service.metrics import ServiceMetrics
 from service.runtime.inference import Runtime
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     problems.install(app)
-    app.include_router(api_router)
+    include_routes(app)
     # Added innermost first: CORS wraps metrics wraps the time limit wraps the body limit.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.payloads import RequestLimits
 from service.errors import Unauthorized
 from service.metrics import ServiceMetrics
 from service.runtime.inference import Runtime
@@ -38,14 +37,6 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return metrics
 
 
-async def get_limits(settings: Annotated[Settings, Depends(get_settings)]) -> RequestLimits:
-    return RequestLimits(
-        max_images=settings.max_images_per_request,
-        max_boxes=settings.max_boxes_per_request,
-        max_body_bytes=settings.max_body_bytes,
-    )
-
-
 async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
@@ -64,18 +55,21 @@ async def require_api_key_for_health(
     settings: Annotated[Settings, Depends(get_settings)], request: Request
 ) -> None:
     if not settings.auth_exempt_health:
-        await _check_request(settings, request)
+        await authorize(settings, request)
 
 
 async def require_api_key_for_metrics(
     settings: Annotated[Settings, Depends(get_settings)], request: Request
 ) -> None:
     if not settings.auth_exempt_metrics:
-        await _check_request(settings, request)
+        await authorize(settings, request)
 
 
-async def _check_request(settings: Settings, request: Request) -> None:
-    # Read by hand, not as Security parameters, so exempt routes advertise no security in OpenAPI.
+async def authorize(settings: Settings, request: Request) -> None:
+    """``require_api_key`` for routes that read the headers themselves: exempt probes (which advertise no
+    security in OpenAPI) and the direct inference routes (``service.api.direct``)."""
+    if settings.api_key is None:
+        return
     bearer = await _bearer(request)
     await require_api_key(settings, bearer, request.headers.get("X-API-Key"))
 
@@ -83,6 +77,10 @@ async def _check_request(settings: Settings, request: Request) -> None:
 async def known_model(
     name: str, request: Request, registry: Annotated[ModelRegistry, Depends(get_registry)]
 ) -> ModelEntry:
+    return tagged_model(registry, name, request)
+
+
+def tagged_model(registry: ModelRegistry, name: str, request: Request) -> ModelEntry:
     """The model named in the path (404 if the repository lacks it), tagged for the metrics middleware.
 
     Only names the repository knows become metric labels, so random URLs cannot grow the label set.
@@ -96,5 +94,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
-LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
 ModelEntryDep = Annotated[ModelEntry, Depends(known_model)]

@@ -45,7 +45,7 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "<unmatched>")
-            model = scope.get("state", {}).get("model", "")  # set by deps.known_model
+            model = scope.get("state", {}).get("model", "")  # set by deps.tagged_model
             self.metrics.observe_request(
                 scope["method"], template, model, status, time.perf_counter() - started
             )

@@ -53,6 +53,9 @@ def test_inference_and_model_routes_need_the_key(locked: str, headers: dict[str,
     for response in (
         httpx.get(f"{locked}/v1/models", headers=headers),
         httpx.post(f"{locked}/v1/models/lenet5-mnist/classify", headers=headers, json={"images": []}),
+        httpx.post(f"{locked}/v1/models/digits-roialign/features", headers=headers, json={"items": []}),
+        # The key is checked before the model is looked up: an unknown name is a 401, not a 404.
+        httpx.post(f"{locked}/v1/models/no-such-model/classify", headers=headers, json={"images": []}),
     ):
         if status == 401:
             assert response.status_code == 401

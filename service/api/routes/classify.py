@@ -1,12 +1,15 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
 
 from repository.manifest import Task
-from service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
+from service.api.direct import DirectRoute, begin_inference, openapi_operation
 from service.api.payloads import parse_classify
 from service.api.responses import OrjsonResponse
 from service.api.schemas import ClassifyResponse
@@ -14,7 +17,7 @@ from service.errors import LimitExceeded
 from service.imaging.preprocess import decode_and_preprocess
 from service.runtime.postprocess import Prediction, top_k
 
-router = APIRouter(prefix="/v1/models", tags=["inference"])
+router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 
 _BINARY = {"type": "string", "format": "binary"}
 CLASSIFY_BODY: dict[str, Any] = {
@@ -39,6 +42,10 @@ CLASSIFY_BODY: dict[str, Any] = {
 }
 
 
+class ClassifyQuery(BaseModel):
+    top_k: int = Field(5, ge=1, description="classes per image, best first")
+
+
 def checked_top_k(k: int, limit: int) -> int:
     if k > limit:
         raise LimitExceeded(f"top_k is {k}; at most {limit}")
@@ -49,24 +56,21 @@ def predictions_json(ranked: list[Prediction]) -> list[dict[str, Any]]:
     return [{"label": p.label, "index": p.index, "score": p.score} for p in ranked]
 
 
-@router.post("/{name}/classify", response_model=ClassifyResponse, openapi_extra=CLASSIFY_BODY)
-async def classify(
-    entry: ModelEntryDep,
-    request: Request,
-    runtime: RuntimeDep,
-    settings: SettingsDep,
-    limits: LimitsDep,
-    top_k_: Annotated[int, Query(alias="top_k", ge=1, description="classes per image, best first")] = 5,
-) -> OrjsonResponse:
+@router.post(
+    "/{name}/classify",
+    response_model=ClassifyResponse,
+    openapi_extra=openapi_operation(CLASSIFY_BODY, ClassifyQuery),
+)
+async def classify(request: Request) -> Response:
     """Classify one or more images: multipart ``images`` files, a raw image body, or JSON base64."""
-    name = entry.name
-    manifest = runtime.model(name, Task.CLASSIFICATION)  # unusable model: refused before reading the body
-    k = checked_top_k(top_k_, settings.max_top_k)
-    payload = await parse_classify(request, limits)
+    context, manifest, query = await begin_inference(request, ClassifyQuery, Task.CLASSIFICATION)
+    settings = context.settings
+    k = checked_top_k(query.top_k, settings.max_top_k)
+    payload = await parse_classify(request, context.limits)
     images, _ = await run_in_threadpool(
         decode_and_preprocess, payload.images, manifest.preprocessing, settings.max_image_pixels
     )
-    output = await runtime.classify(name, images)
+    output = await context.runtime.classify(manifest.name, images)
     ranked = top_k(output.probabilities, manifest.labels, k)
     return OrjsonResponse(
         {

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
 from starlette.responses import Response
 
 from repository.manifest import Manifest, Task
-from service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
+from service.api.direct import DirectRoute, begin_inference, openapi_operation
 from service.api.payloads import check_boxes_overlap, parse_features
 from service.api.responses import OrjsonResponse
 from service.api.routes.classify import checked_top_k, predictions_json
@@ -19,7 +21,7 @@ from service.imaging.preprocess import decode_and_preprocess, map_boxes
 from service.runtime.inference import RegionOutput
 from service.runtime.postprocess import top_k
 
-router = APIRouter(prefix="/v1/models", tags=["inference"])
+router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 
 NPY_MEDIA_TYPE = "application/x-npy"
 BOX_COUNTS_HEADER = "X-Box-Counts"
@@ -101,35 +103,34 @@ def _json(
     }
 
 
-@router.post("/{name}/features", response_model=FeaturesResponse, openapi_extra=FEATURES_BODY)
-async def features(
-    entry: ModelEntryDep,
-    request: Request,
-    runtime: RuntimeDep,
-    settings: SettingsDep,
-    limits: LimitsDep,
-    top_k_: Annotated[
-        int, Query(alias="top_k", ge=1, description="labels per box, for models with scores")
-    ] = 5,
-    encoding: Annotated[Encoding, Query(description="how JSON carries each feature vector")] = "float32",
-) -> Response:
+class FeaturesQuery(BaseModel):
+    top_k: int = Field(5, ge=1, description="labels per box, for models with scores")
+    encoding: Encoding = Field("float32", description="how JSON carries each feature vector")
+
+
+@router.post(
+    "/{name}/features",
+    response_model=FeaturesResponse,
+    openapi_extra=openapi_operation(FEATURES_BODY, FeaturesQuery),
+)
+async def features(request: Request) -> Response:
     """RoI features for boxes given in each image's original pixel coordinates (zero boxes is fine).
 
     ``Accept: application/x-npy`` returns all features as one (K_total, D) float32 ``.npy`` instead, with
     each image's box count, in order, in the ``X-Box-Counts`` header.
     """
-    name = entry.name
-    manifest = runtime.model(name, Task.REGION_FEATURES)
-    k = checked_top_k(top_k_, settings.max_top_k)
-    payload = await parse_features(request, limits)
+    context, manifest, query = await begin_inference(request, FeaturesQuery, Task.REGION_FEATURES)
+    settings = context.settings
+    k = checked_top_k(query.top_k, settings.max_top_k)
+    payload = await parse_features(request, context.limits)
     assert payload.boxes is not None
     images, transforms = await run_in_threadpool(
         decode_and_preprocess, payload.images, manifest.preprocessing, settings.max_image_pixels
     )
     check_boxes_overlap(payload.boxes, [t.original_size for t in transforms])
     mapped = [map_boxes(b, t) for b, t in zip(payload.boxes, transforms, strict=True)]
-    output = await runtime.features(name, images, mapped)
+    output = await context.runtime.features(manifest.name, images, mapped)
     assert manifest.feature_dim is not None
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
         return _npy(output, manifest.feature_dim)
-    return OrjsonResponse(_json(manifest, payload.boxes, output, encoding, k))
+    return OrjsonResponse(_json(manifest, payload.boxes, output, query.encoding, k))
