@@ -1,6 +1,6 @@
 """Where poolserve's per-request time goes: the stock service against variants that change one thing
 (a settings override, or a probe from ``bench/targets/poolserve_variants.py``), two rounds, alternating,
-on the benchmark's pinning and payloads.
+on the benchmark's pinning and payloads. The variant ``bare`` is the bare endpoint, for reference.
 
     python -m bench.attribution lenet5-mnist 1,32 stock,inline_decode,stock+POOLSERVE_MAX_QUEUE_DELAY_MS=0
 """
@@ -26,9 +26,13 @@ def main(model: str, concurrencies: list[int], variants: list[str]) -> None:
     for round_no in range(ROUNDS):
         for variant in variants:
             factory, _, override = variant.partition("+")
-            launch = suite._poolserve(entry, bench_run.SCRATCH, model)
-            app = f"bench.targets.poolserve_variants:{factory}"
-            argv = [app if a == "service.app:create_app" else a for a in launch.argv]
+            if factory == "bare":  # the reference: the bare endpoint, decode only
+                launch = suite.BARE.launch(entry, bench_run.SCRATCH, model)
+                argv = launch.argv
+            else:
+                launch = suite._poolserve(entry, bench_run.SCRATCH, model)
+                app = f"bench.targets.poolserve_variants:{factory}"
+                argv = [app if a == "service.app:create_app" else a for a in launch.argv]
             env = dict(launch.env)
             if override:
                 key, value = override.split("=", 1)
