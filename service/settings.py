@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_boxes_per_request: int = Field(default=1024, ge=1)
     max_top_k: int = Field(default=100, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
+    # them the hop to a worker thread costs more than the decode (docs/benchmarks.md). 0: always a thread.
+    inline_decode_max_bytes: int = Field(default=8192, ge=0)
     # SIGTERM: stop accepting, give in-flight requests this long (uvicorn's timeout_graceful_shutdown)
     shutdown_grace_s: int = Field(default=30, ge=0)
 

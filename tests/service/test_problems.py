@@ -47,7 +47,7 @@ def test_unexpected_errors_are_logged_not_leaked(
 
 
 def test_a_request_past_its_time_limit_gets_504() -> None:
-    # Decoding runs in a worker thread, so the request always yields to the loop past a 1 µs deadline.
+    # The request waits for its batch, so it always yields to the loop past a 1 µs deadline.
     settings = Settings(repository=REPOSITORY, request_timeout_s=1e-6)
     with running_server(settings) as url:
         response = httpx.post(

@@ -4,17 +4,16 @@ from typing import Any
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from repository.manifest import Task
+from service.api.decoding import decode_images
 from service.api.direct import DirectRoute, begin_inference, openapi_operation
 from service.api.payloads import parse_classify
 from service.api.responses import OrjsonResponse
 from service.api.schemas import ClassifyResponse
 from service.errors import LimitExceeded
-from service.imaging.preprocess import decode_and_preprocess
 from service.runtime.postprocess import Prediction, top_k
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
@@ -67,9 +66,7 @@ async def classify(request: Request) -> Response:
     settings = context.settings
     k = checked_top_k(query.top_k, settings.max_top_k)
     payload = await parse_classify(request, context.limits)
-    images, _ = await run_in_threadpool(
-        decode_and_preprocess, payload.images, manifest.preprocessing, settings.max_image_pixels
-    )
+    images, _ = await decode_images(payload.images, manifest.preprocessing, settings)
     output = await context.runtime.classify(manifest.name, images)
     ranked = top_k(output.probabilities, manifest.labels, k)
     return OrjsonResponse(

@@ -7,17 +7,17 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from repository.manifest import Manifest, Task
+from service.api.decoding import decode_images
 from service.api.direct import DirectRoute, begin_inference, openapi_operation
 from service.api.payloads import check_boxes_overlap, parse_features
 from service.api.responses import OrjsonResponse
 from service.api.routes.classify import checked_top_k, predictions_json
 from service.api.schemas import FeaturesResponse
-from service.imaging.preprocess import decode_and_preprocess, map_boxes
+from service.imaging.preprocess import map_boxes
 from service.runtime.inference import RegionOutput
 from service.runtime.postprocess import top_k
 
@@ -124,9 +124,7 @@ async def features(request: Request) -> Response:
     k = checked_top_k(query.top_k, settings.max_top_k)
     payload = await parse_features(request, context.limits)
     assert payload.boxes is not None
-    images, transforms = await run_in_threadpool(
-        decode_and_preprocess, payload.images, manifest.preprocessing, settings.max_image_pixels
-    )
+    images, transforms = await decode_images(payload.images, manifest.preprocessing, settings)
     check_boxes_overlap(payload.boxes, [t.original_size for t in transforms])
     mapped = [map_boxes(b, t) for b, t in zip(payload.boxes, transforms, strict=True)]
     output = await context.runtime.features(manifest.name, images, mapped)
