@@ -17,6 +17,7 @@ import collections
 import io
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -51,6 +52,8 @@ def _session(proto: onnx.ModelProto, profile: bool = False) -> ort.InferenceSess
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.enable_profiling = profile
+    # Profiles go to the temporary directory (read, then deleted), never into the working tree.
+    options.profile_file_prefix = str(Path(tempfile.gettempdir()) / "region_scaling_profile")
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -108,7 +111,9 @@ def _fit(xs: list[float], ys: list[float]) -> dict[str, float]:
 def _roi_share(session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs: int = 10) -> float:
     for _ in range(runs):
         session.run(None, feeds)
-    events = json.loads(Path(session.end_profiling()).read_text())
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
     by_op: dict[str, list[float]] = collections.defaultdict(list)
     for event in events:
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
