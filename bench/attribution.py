@@ -2,7 +2,7 @@
 (a settings override, or a probe from ``bench/targets/poolserve_variants.py``), two rounds, alternating,
 on the benchmark's pinning and payloads. The variant ``bare`` is the bare endpoint, for reference.
 
-    python -m bench.attribution lenet5-mnist 1,32 stock,inline_decode,stock+POOLSERVE_MAX_QUEUE_DELAY_MS=0
+    python -m bench.attribution lenet5-mnist 1,32 stock,bare,stock+POOLSERVE_INLINE_DECODE_MAX_BYTES=0
 """
 
 from __future__ import annotations
