@@ -18,9 +18,8 @@ import numpy as np
 import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
-from starlette.datastructures import FormData, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 
+from service.api import multipart
 from service.errors import InvalidField, InvalidRequest, LimitExceeded, UnsupportedMediaType
 from service.imaging.decode import MEDIA_TYPES
 
@@ -80,41 +79,27 @@ def _json_model(body: bytes, model: type[JSONBody]) -> JSONBody:
         raise InvalidField(f"the JSON body does not match the expected shape ({where})") from None
 
 
-async def _parse_form(request: Request, limits: RequestLimits) -> FormData:
-    """Starlette's multipart parser, but uploads stay in memory (never a temporary file on disk).
-
-    The body is already capped at ``max_body_bytes`` by the middleware, so raising the per-file spool
-    threshold to that cap bounds memory and keeps every upload off the filesystem; file names are ignored.
-    """
-    parser = MultiPartParser(
-        request.headers,
-        request.stream(),
-        max_files=limits.max_images,
-        max_fields=8,
-        max_part_size=limits.max_body_bytes,
-    )
-    parser.spool_max_size = limits.max_body_bytes  # instance attribute: the class default stays untouched
-    return await parser.parse()
+MAX_FORM_FIELDS = 8  # text fields beside the files; the forms here have one ("boxes")
 
 
 async def _multipart_images(request: Request, limits: RequestLimits) -> tuple[list[bytes], str | None]:
+    """The ``images`` files and the ``boxes`` text field (the last one sent) of a multipart form."""
     try:
-        form = await _parse_form(request, limits)
-    except MultiPartException as exc:  # the parser reports its own limits and syntax errors
-        if "too many files" in exc.message.lower():
-            raise LimitExceeded(f"more than {limits.max_images} images per request") from None
-        raise InvalidRequest(f"malformed multipart body: {exc.message}") from None
-    try:  # closing the uploads frees their buffers, whatever happens while reading them
-        files = form.getlist("images")
-        if not all(isinstance(f, UploadFile) for f in files):
-            raise InvalidField("form field 'images' must hold files")
-        blobs = [await f.read() for f in files if isinstance(f, UploadFile)]
-        boxes = form.get("boxes")
-    finally:
-        await form.close()
-    if boxes is not None and not isinstance(boxes, str):
+        boundary = multipart.boundary_of(request.headers["content-type"])
+        parts = multipart.parse_form(await request.body(), boundary, limits.max_images + MAX_FORM_FIELDS)
+    except multipart.TooManyPartsError:
+        raise LimitExceeded(f"more than {limits.max_images} images per request") from None
+    except multipart.MultipartError as exc:
+        raise InvalidRequest(f"malformed multipart body: {exc}") from None
+    if sum(p.filename is None for p in parts) > MAX_FORM_FIELDS:
+        raise InvalidRequest(f"malformed multipart body: more than {MAX_FORM_FIELDS} text fields")
+    images = [p for p in parts if p.name == "images"]
+    if any(p.filename is None for p in images):
+        raise InvalidField("form field 'images' must hold files")
+    boxes = [p for p in parts if p.name == "boxes"]
+    if boxes and boxes[-1].filename is not None:
         raise InvalidField("form field 'boxes' must be text holding JSON")
-    return blobs, boxes
+    return [p.data for p in images], (boxes[-1].data.decode("utf-8", "replace") if boxes else None)
 
 
 def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
