@@ -36,7 +36,12 @@ def build_registry(settings: Settings, metrics: ServiceMetrics) -> ModelRegistry
     return ModelRegistry(
         settings.repository,
         SessionConfig(selection.providers, settings.intra_op_threads, settings.inter_op_threads),
-        BatchOverrides(settings.max_batch_size, settings.max_queue_delay_ms, settings.queue_capacity),
+        BatchOverrides(
+            settings.max_batch_size,
+            settings.max_queue_delay_ms,
+            settings.queue_capacity,
+            settings.inline_batch_max_ms,
+        ),
         observer=metrics,
     )
 

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(default=None, ge=1)
     max_queue_delay_ms: float | None = Field(default=None, ge=0)
     queue_capacity: int = Field(default=256, ge=1)  # queued requests per model before 503
+    # batches expected to take at most this long (measured per image) run on the event loop instead of
+    # the model's worker thread, whose hand-offs cost more than a tiny batch; 0: always the thread
+    inline_batch_max_ms: float = Field(default=0.5, ge=0)
 
     # HTTP
     cors_origins: list[str] = Field(default_factory=list)

@@ -41,6 +41,7 @@ class BatchOverrides:
     max_batch_size: int | None
     max_queue_delay_ms: float | None
     queue_capacity: int
+    inline_max_ms: float = 0.0
 
 
 @dataclass
@@ -162,6 +163,7 @@ class ModelRegistry:
                 else self._batching.max_queue_delay_ms
             ),
             queue_capacity=self._batching.queue_capacity,
+            inline_max_ms=self._batching.inline_max_ms,
         )
 
     def _fail(self, entry: ModelEntry, reason: str) -> None:

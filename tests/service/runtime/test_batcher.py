@@ -126,3 +126,59 @@ def test_a_lone_request_on_an_idle_batcher_runs_without_waiting_for_the_window()
         return handler
 
     assert asyncio.run(scenario()).batches == [[[1]], [[2]]]
+
+
+class ThreadRecorder(Recorder):
+    """Also records which thread ran each batch, and can take ``seconds`` per batch."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        self.seconds = seconds
+
+    def run(self, items: Sequence[list[int]]) -> list[int]:
+        self.threads.append(threading.current_thread().name)
+        if self.seconds:
+            threading.Event().wait(self.seconds)
+        return super().run(items)
+
+
+def _one_at_a_time(handler: ThreadRecorder, inline_max_ms: float, items: list[list[int]]) -> list[int]:
+    async def scenario() -> list[int]:
+        cfg = BatchConfig(4, max_queue_delay_ms=0, queue_capacity=8, inline_max_ms=inline_max_ms)
+        batcher = await started(handler, cfg)
+        results = [await batcher.submit(i) for i in items]
+        await batcher.close()
+        return results
+
+    return asyncio.run(scenario())
+
+
+def test_cheap_batches_run_on_the_loop_once_measured() -> None:
+    handler = ThreadRecorder()
+    assert _one_at_a_time(handler, inline_max_ms=1000, items=[[1], [2], [3]]) == [1, 2, 3]
+    # The first batch has no measurement yet: the worker thread. Then the loop's own thread.
+    assert handler.threads[0].startswith("batcher-m") and handler.threads[1] == "MainThread"
+    assert set(handler.threads[1:]) == {"MainThread"}
+
+
+def test_failures_on_the_loop_reach_the_caller_like_in_the_thread() -> None:
+    async def scenario() -> str:
+        cfg = BatchConfig(max_batch_size=4, max_queue_delay_ms=0, queue_capacity=8, inline_max_ms=1000)
+        batcher = await started(ThreadRecorder(), cfg)
+        await batcher.submit([1])
+        assert batcher.runs_inline(1)
+        with pytest.raises(ValueError, match="boom"):
+            await batcher.submit([-1])
+        result = await batcher.submit([5])  # the batcher goes on
+        await batcher.close()
+        return f"{result}"
+
+    assert asyncio.run(scenario()) == "5"
+
+
+@pytest.mark.parametrize(("seconds", "inline_max_ms"), [(0.0, 0.0), (0.02, 1.0)])
+def test_slow_or_unconfigured_batches_stay_in_the_worker_thread(seconds: float, inline_max_ms: float) -> None:
+    handler = ThreadRecorder(seconds)
+    _one_at_a_time(handler, inline_max_ms, items=[[1], [2], [3]])
+    assert all(t.startswith("batcher-m") for t in handler.threads)
