@@ -9,6 +9,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from service.errors import ImageTooLarge, InvalidImage
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
+_PROBE = tuple(sorted(ALLOWED_FORMATS))
 MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
 
 
@@ -22,7 +23,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidImage("empty image")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = _open(data)
         if image.format not in ALLOWED_FORMATS:
             raise InvalidImage(f"unsupported image format {image.format}; use JPEG, PNG, WebP or BMP")
         width, height = image.size
@@ -34,9 +35,19 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         if frames > 1:
             raise InvalidImage(f"animated image ({frames} frames); send a single still image")
         image.load()
-        return ImageOps.exif_transpose(image)
+        # In place: without an orientation tag the copying variant returns a full copy of the pixels.
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLarge(f"image exceeds the limit of {max_pixels} pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         # Pillow reports truncated or corrupt data with several exception types; all mean "not an image".
         raise InvalidImage("the data is not a readable image") from None
+
+
+def _open(data: bytes) -> Image.Image:
+    """Probe only the allowed formats first; anything else is reopened so its refusal names its format."""
+    try:
+        return Image.open(io.BytesIO(data), formats=_PROBE)
+    except UnidentifiedImageError:
+        return Image.open(io.BytesIO(data))

@@ -59,21 +59,37 @@ def _eight_bit(image: Image.Image) -> Image.Image:
 
 def preprocess(image: Image.Image, spec: Preprocessing) -> tuple[np.ndarray, ResizeTransform]:
     """One decoded image to a (C, H, W) float32 tensor, plus the transform its boxes need."""
-    rgb_or_gray = _eight_bit(image).convert("L" if spec.color_mode == "L" else "RGB")
+    tensor = np.empty((spec.channels, spec.height, spec.width), np.float32)
+    return tensor, preprocess_into(image, spec, tensor)
+
+
+def preprocess_into(image: Image.Image, spec: Preprocessing, out: np.ndarray) -> ResizeTransform:
+    """``preprocess`` written into ``out``, a (C, H, W) float32 slot such as one image of a batch.
+
+    Pillow's ``convert`` to the image's own mode and ``resize`` to its own size both return plain copies,
+    so they are skipped. Normalization runs in the same float32 order, ``(pixel * scale - mean) / std``,
+    element by element, so the values are bit-identical; it just runs in place in the output's layout.
+    """
+    eight_bit = _eight_bit(image)
+    mode = "L" if spec.color_mode == "L" else "RGB"
+    rgb_or_gray = eight_bit if eight_bit.mode == mode else eight_bit.convert(mode)
     new_w, new_h = resized_size(rgb_or_gray.size, spec)
-    resized = rgb_or_gray.resize((new_w, new_h), _RESAMPLE[spec.interpolation])
-    pixels = np.asarray(resized, dtype=np.float32)
+    if rgb_or_gray.size != (new_w, new_h):
+        rgb_or_gray = rgb_or_gray.resize((new_w, new_h), _RESAMPLE[spec.interpolation])
+    pixels = np.asarray(rgb_or_gray)  # uint8, (H, W) or (H, W, 3)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if spec.color_mode == "BGR":
         pixels = pixels[:, :, ::-1]
-    mean = np.asarray(spec.mean, np.float32)
-    std = np.asarray(spec.std, np.float32)
-    normalized = (pixels * np.float32(spec.scale) - mean) / std
-    tensor = np.full((spec.channels, spec.height, spec.width), spec.pad_value, np.float32)
-    tensor[:, :, :new_w] = normalized.transpose(2, 0, 1)
+    target = out[:, :, :new_w]
+    # uint8 to float32 is exact, so casting inside the multiply equals converting first.
+    np.multiply(pixels.transpose(2, 0, 1), np.float32(spec.scale), out=target)
+    np.subtract(target, np.asarray(spec.mean, np.float32)[:, None, None], out=target)
+    np.divide(target, np.asarray(spec.std, np.float32)[:, None, None], out=target)
+    if new_w < spec.width:
+        out[:, :, new_w:] = spec.pad_value
     width, height = image.size
-    return tensor, ResizeTransform(new_w / width, new_h / height, (width, height))
+    return ResizeTransform(new_w / width, new_h / height, (width, height))
 
 
 def map_boxes(boxes: np.ndarray, transform: ResizeTransform) -> np.ndarray:
@@ -87,13 +103,15 @@ def map_boxes(boxes: np.ndarray, transform: ResizeTransform) -> np.ndarray:
 def decode_and_preprocess(
     blobs: list[bytes], spec: Preprocessing, max_pixels: int
 ) -> tuple[np.ndarray, list[ResizeTransform]]:
-    """Encoded images to one (n, C, H, W) batch; errors name the offending image's position."""
-    tensors, transforms = [], []
+    """Encoded images to one (n, C, H, W) batch; errors name the offending image's position.
+
+    Each image is written straight into its slot of the batch: no per-image tensor, no stacking copy.
+    """
+    batch = np.empty((len(blobs), spec.channels, spec.height, spec.width), np.float32)
+    transforms = []
     for i, blob in enumerate(blobs):
         try:
-            tensor, transform = preprocess(decode_image(blob, max_pixels), spec)
+            transforms.append(preprocess_into(decode_image(blob, max_pixels), spec, batch[i]))
         except ServiceError as exc:
             raise type(exc)(f"images[{i}]: {exc.detail}") from None
-        tensors.append(tensor)
-        transforms.append(transform)
-    return np.stack(tensors), transforms
+    return batch, transforms
