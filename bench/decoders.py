@@ -248,7 +248,11 @@ def _markdown(results: dict[str, Any]) -> str:
     for name, row in results["encoders"].items():
         cells = [f"{row[k]:.1f}" if isinstance(row[k], float) else row[k] for k in ("json", "orjson")]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + preprocess_cost.markdown(results["preprocess_cost"])
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + preprocess_cost.markdown(results["preprocess_cost"], results["batch_assembly"])
+    )
 
 
 def main() -> None:
@@ -264,6 +268,7 @@ def main() -> None:
         "encoders": encoders(),
         "pixel_identity": pixel_identity(),
         "preprocess_cost": preprocess_cost.measure(),
+        "batch_assembly": preprocess_cost.batch_assembly(),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "decoders.json").write_text(json.dumps(results, indent=2) + "\n")
