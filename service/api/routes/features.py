@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import base64
 import io
 from typing import Any, Literal
 
@@ -14,12 +13,12 @@ from repository.manifest import Manifest, Task
 from service.api.decoding import decode_images
 from service.api.direct import DirectRoute, begin_inference, openapi_operation
 from service.api.payloads import check_boxes_overlap, parse_features
+from service.api.region_json import region_results_json
 from service.api.responses import OrjsonResponse
-from service.api.routes.classify import checked_top_k, predictions_json
+from service.api.routes.classify import checked_top_k
 from service.api.schemas import FeaturesResponse
 from service.imaging.preprocess import map_boxes
 from service.runtime.inference import RegionOutput
-from service.runtime.postprocess import top_k
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 
@@ -81,26 +80,7 @@ def _npy(output: RegionOutput, feature_dim: int) -> Response:
 def _json(
     manifest: Manifest, boxes: list[np.ndarray], output: RegionOutput, encoding: Encoding, k: int
 ) -> dict[str, Any]:
-    results = []
-    for i, (image_boxes, features) in enumerate(zip(boxes, output.features, strict=True)):
-        ranked = top_k(output.probabilities[i], manifest.labels, k) if output.probabilities else None
-        rows = []
-        for j, (box, vector) in enumerate(zip(image_boxes, features, strict=True)):
-            encoded: Any = vector
-            if encoding == "float16-base64":
-                encoded = base64.b64encode(vector.astype("<f2").tobytes()).decode("ascii")
-            row = {"box": box, "features": encoded}
-            if ranked is not None:
-                row["predictions"] = predictions_json(ranked[j])
-            rows.append(row)
-        results.append({"boxes": rows})
-    return {
-        "model": manifest.name,
-        "version": manifest.version,
-        "feature_dim": manifest.feature_dim,
-        "encoding": encoding,
-        "results": results,
-    }
+    return region_results_json(manifest, boxes, output, encoding, k)
 
 
 class FeaturesQuery(BaseModel):
