@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import io
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
@@ -13,7 +13,7 @@ from repository.manifest import Manifest, Task
 from service.api.decoding import decode_images
 from service.api.direct import DirectRoute, begin_inference, openapi_operation
 from service.api.payloads import check_boxes_overlap, parse_features
-from service.api.region_json import region_results_json
+from service.api.region_json import Encoding, region_results_json
 from service.api.responses import OrjsonResponse
 from service.api.routes.classify import checked_top_k
 from service.api.schemas import FeaturesResponse
@@ -24,8 +24,6 @@ router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRo
 
 NPY_MEDIA_TYPE = "application/x-npy"
 BOX_COUNTS_HEADER = "X-Box-Counts"
-Encoding = Literal["float32", "float16-base64"]
-
 FEATURES_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
