@@ -2,8 +2,9 @@
 
 Per box the response needs a dict, its feature vector and (for models with scores) ``k`` prediction dicts.
 Ranking, label lookup and base64 run once per image over all its boxes; what is left per box is building
-the dicts orjson serializes. The bytes equal those of ranking each row with ``postprocess.top_k`` and
-encoding each vector on its own (pinned by ``tests/service/test_region_json.py``).
+the dicts orjson serializes. Ranking is ``postprocess.top_k``, the same as
+classification's. The bytes equal those of building and encoding each box on its own (pinned by
+``tests/service/test_region_json.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from repository.manifest import Manifest
 from service.runtime.inference import RegionOutput
+from service.runtime.postprocess import top_k
 
 Encoding = Literal["float32", "float16-base64"]
 _PAD = ord("=")
@@ -30,13 +32,11 @@ def region_results_json(
     present, (k_i, classes). Boxes and float32 vectors stay numpy rows for orjson to write.
     """
     probabilities = output.probabilities or []
-    # One object array per request, so labels are looked up by numpy indexing rather than per prediction.
-    labels = np.asarray(manifest.labels, dtype=object) if probabilities else np.empty(0, object)
     results = []
     for i, (image_boxes, features) in enumerate(zip(boxes, output.features, strict=True)):
         encoded = float16_base64_rows(features) if encoding == "float16-base64" else list(features)
         if probabilities:
-            ranked = ranked_predictions(probabilities[i], labels, k)
+            ranked = top_k(probabilities[i], manifest.labels, k)
             rows = [
                 {"box": b, "features": f, "predictions": p}
                 for b, f, p in zip(image_boxes, encoded, ranked, strict=True)
@@ -51,25 +51,6 @@ def region_results_json(
         "encoding": encoding,
         "results": results,
     }
-
-
-def ranked_predictions(probabilities: np.ndarray, labels: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
-    """The ``k`` best classes of every row of (rows, classes), as ``top_k`` ranks them, as JSON dicts.
-
-    The same stable argsort of the negated scores as ``top_k``, so ties keep the lower class index first.
-    The three lists come from one (rows, k) index array, so zip needs no length check per box.
-    """
-    k = min(k, probabilities.shape[-1])
-    order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
-    names = labels[order].tolist()
-    scores = probabilities[np.arange(len(order))[:, None], order].tolist()
-    return [
-        [
-            {"label": n, "index": j, "score": s}
-            for n, j, s in zip(row_names, row_order, row_scores, strict=False)
-        ]
-        for row_names, row_order, row_scores in zip(names, order.tolist(), scores, strict=False)
-    ]
 
 
 def float16_base64_rows(features: np.ndarray) -> list[str]:

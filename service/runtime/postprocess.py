@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,18 +15,20 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    index: int
-    score: float
+def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict[str, Any]]]:
+    """The ``k`` best classes of every row of (rows, classes), best first, as the API writes them:
+    ``{"label", "index", "score"}``. Ties keep the lower class index first (a stable argsort).
 
-
-def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[list[Prediction]]:
-    """The ``k`` best classes per row, best first; ties keep the lower class index first."""
+    Column-wise: labels, indices and scores become Python lists once for all rows, not per prediction.
+    """
     k = min(k, probabilities.shape[-1])
     order = np.argsort(-probabilities, axis=-1, kind="stable")[:, :k]
+    names = np.asarray(labels, dtype=object)[order].tolist()
+    scores = probabilities[np.arange(len(order))[:, None], order].tolist()
     return [
-        [Prediction(labels[int(i)], int(i), float(row[i])) for i in idx]
-        for row, idx in zip(probabilities, order, strict=True)
+        [
+            {"label": n, "index": j, "score": s}
+            for n, j, s in zip(row_names, row_order, row_scores, strict=False)
+        ]
+        for row_names, row_order, row_scores in zip(names, order.tolist(), scores, strict=False)
     ]

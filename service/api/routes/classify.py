@@ -14,7 +14,7 @@ from service.api.payloads import parse_classify
 from service.api.responses import OrjsonResponse
 from service.api.schemas import ClassifyResponse
 from service.errors import LimitExceeded
-from service.runtime.postprocess import Prediction, top_k
+from service.runtime.postprocess import top_k
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 
@@ -51,10 +51,6 @@ def checked_top_k(k: int, limit: int) -> int:
     return k
 
 
-def predictions_json(ranked: list[Prediction]) -> list[dict[str, Any]]:
-    return [{"label": p.label, "index": p.index, "score": p.score} for p in ranked]
-
-
 @router.post(
     "/{name}/classify",
     response_model=ClassifyResponse,
@@ -73,6 +69,6 @@ async def classify(request: Request) -> Response:
         {
             "model": manifest.name,
             "version": manifest.version,
-            "results": [{"predictions": predictions_json(r)} for r in ranked],
+            "results": [{"predictions": r} for r in ranked],
         }
     )
