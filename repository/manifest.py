@@ -18,6 +18,12 @@ MANIFEST_FILENAME = "manifest.json"
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 
+# How many held-out samples a re-measured evaluation may differ by and still agree with the manifest.
+# onnxruntime picks its vector kernels by CPU, so logits differ in their last bits between machines; a
+# sample whose two best classes tie to within that rounding can flip. One flip is what that explains;
+# two or more means the model, its file or the evaluation data changed.
+EVALUATION_SAMPLE_SLACK = 1
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -117,6 +123,13 @@ class Evaluation(_Strict):
     split: str
     samples: int
     command: str
+
+    def agrees_with(self, measured: float, samples: int) -> bool:
+        """Whether a re-measurement on ``samples`` items reproduces this figure, allowing
+        :data:`EVALUATION_SAMPLE_SLACK` items to differ (the value is a fraction of ``samples``)."""
+        return samples == self.samples and round(abs(measured - self.value) * samples) <= (
+            EVALUATION_SAMPLE_SLACK
+        )
 
 
 class Provenance(_Strict):

@@ -27,6 +27,8 @@ from models.onet import ONet, load_onet
 from repository.manifest import Manifest
 from repository.store import discover, read_manifest, verified_model_path
 
+pytestmark = pytest.mark.parity
+
 ROOT = Path(__file__).resolve().parents[2]
 WHEEL_CACHE = ROOT / ".cache" / "wheels"
 
@@ -112,10 +114,22 @@ def test_parity_catches_a_wrong_graph(exported: dict[str, tuple[Manifest, Path]]
         compare(graph, pretrained_onet(WHEEL_CACHE), classifier_cases(), TOLERANCE)
 
 
+# The committed parity figure is one CPU's measurement: PyTorch's oneDNN and onnxruntime's MLAS choose
+# vector kernels by ISA, which reorders float32 sums. Re-measured on two hosts and under oneDNN's AVX2 and
+# SSE4.1 caps it ranged over 8.5e-7 to 1.28e-6 (this host's figures: bench/results/parity_isa.md). 2e-6
+# allows about 4x that spread and stays 5x below the export's gate (1e-5), which every re-export passes
+# anyway (a bias off by 1e-3 fails it: test_parity_catches_a_wrong_graph); the sha256 proves the bytes.
+PARITY_REMEASURE_ABS = 2e-6
+
+
 @pytest.mark.parametrize("name", [CLASSIFIER_NAME, REGIONS_NAME])
 def test_shipped_entries_are_what_export_writes(exported: dict[str, tuple[Manifest, Path]], name: str):
-    """``poolserve export-pretrained`` regenerates model_repository/'s files byte for byte."""
+    """``poolserve export-pretrained`` regenerates model_repository/'s files byte for byte; the manifest's
+    parity figure, re-measured on this CPU, within :data:`PARITY_REMEASURE_ABS`."""
     shipped = read_manifest(next(e for e in discover(ROOT / "model_repository") if e.name == name))
     manifest, _ = exported[name]
     assert shipped.sha256 == manifest.sha256
-    assert shipped.verification == manifest.verification
+    measured, committed = manifest.verification, shipped.verification
+    assert measured.max_abs_error == pytest.approx(committed.max_abs_error, rel=0, abs=PARITY_REMEASURE_ABS)
+    # Everything else in the verification record is a setting, not a measurement: exact.
+    assert measured.model_copy(update={"max_abs_error": committed.max_abs_error}) == committed

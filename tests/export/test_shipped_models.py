@@ -45,6 +45,7 @@ def test_manifest_round_trips_and_hash_matches(name: str, tmp_path: Path):
     verified_model_path(_location(name), manifest)
     write_manifest(tmp_path, manifest)
     assert Manifest.model_validate_json((tmp_path / "manifest.json").read_bytes()) == manifest
+    # The committed figure as written (nothing re-measured): shipped exports stay 10x inside the 1e-4 gate.
     assert manifest.verification.max_abs_error <= 1e-5
     assert manifest.verification.batch_sizes == [1, 2, 7]
     if manifest.task is Task.REGION_FEATURES:
@@ -95,14 +96,17 @@ MINIMUM_ACCURACY = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_held_out_accuracy_is_the_recorded_figure(name: str):
-    """Runs the committed ONNX file with onnxruntime on the held-out split (or held-out canvases)."""
+    """Runs the committed ONNX file with onnxruntime on the held-out split (or held-out canvases): the
+    manifest's figure within one sample (``EVALUATION_SAMPLE_SLACK``: a near-tie may flip on another CPU)."""
     result = audit_entry(REPOSITORY, name)
     assert result.ok, result.summary()
     assert result.measured >= MINIMUM_ACCURACY[name]
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("name", NAMES)
 def test_architecture_exports_with_parity(name: str, splits):
     """Fresh seeded weights (not the shipped ones): the architecture itself exports faithfully."""
@@ -116,5 +120,7 @@ def test_architecture_exports_with_parity(name: str, splits):
         cases, signature = region_cases(canvases, spec.input_size), REGION_SIGNATURE
     example = tuple(torch.from_numpy(v) for v in cases[-1].values())
     proto = export_onnx(model, example, signature)
+    # Measured 1.5e-8 to 1.2e-7 here under three oneDNN ISAs (bench/results/parity_isa.md): 1e-5 leaves
+    # two orders of magnitude for other CPUs and still fails a wrongly exported op (errors of order 1).
     result = compare(proto, model, cases, tolerance=1e-5)
     assert np.isfinite(result.max_abs_error)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.loadtests.conftest import REPOSITORY, ROOT
 
 SMOKE = [
@@ -27,6 +29,7 @@ SMOKE = [
 ]
 
 
+@pytest.mark.slow
 def test_a_short_mixed_run_against_a_local_poolserve_has_zero_errors(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "loadtests", "run", *SMOKE, "--repository", str(REPOSITORY)]
     done = subprocess.run(

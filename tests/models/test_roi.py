@@ -37,6 +37,7 @@ def test_roi_align_matches_reference(case: RoICase, output_size, scale, sampling
         maps, case.boxes, case.batch_indices, output_size, scale, sampling_ratio, aligned
     )
     assert got.shape == want.shape
+    # float32 vs the float64 reference; as in tests/export/test_roi_onnx.py, rounding is near 1e-7.
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-5)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from models.mnist import DigitSplit, held_out_split
@@ -11,6 +12,7 @@ from models.train_classifier import train_classifier
 from models.zoo import SPECS
 
 
+@pytest.mark.slow
 def test_one_epoch_twice_gives_identical_weights():
     train = held_out_split().train
     subset = DigitSplit(train.images[:640], train.labels[:640])

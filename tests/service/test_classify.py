@@ -90,8 +90,10 @@ def test_held_out_accuracy_matches_manifest(client: httpx.Client, manifests, hel
         predicted += [r["predictions"][0]["index"] for r in response.json()["results"]]
     accuracy = float(np.mean(np.asarray(predicted) == labels))
     (evaluation,) = [e for e in manifests[model].evaluations if e.metric == "accuracy"]
-    assert evaluation.samples == len(labels)
-    assert accuracy == pytest.approx(evaluation.value, abs=1.5 / len(labels))
+    # The manifest's figure was measured by the exporter on another CPU, in other batches: logits differ in
+    # their last bits, so one sample near a tie may flip. The manifest's own rule (EVALUATION_SAMPLE_SLACK,
+    # what `poolserve verify` applies) allows that one; a second flip fails here too.
+    assert evaluation.agrees_with(accuracy, len(labels)), (accuracy, evaluation.value)
 
 
 def test_top_k_is_bounded(client: httpx.Client, sample_pngs) -> None:

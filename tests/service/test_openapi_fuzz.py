@@ -10,6 +10,7 @@ internals that our pytest release no longer has.
 
 from __future__ import annotations
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -35,6 +36,7 @@ FUZZ = settings(
 )
 
 
+@pytest.mark.slow
 def test_no_request_crashes_the_service_or_breaks_the_schema(server_url: str) -> None:
     schema = schemathesis.openapi.from_url(f"{server_url}/openapi.json").include(path_regex=OUR_PATHS)
     results = list(schema.get_all_operations())
