@@ -1,4 +1,4 @@
-"""How region-feature cost grows with boxes, images per batch and upload size (issue 5).
+"""How region-feature cost grows with boxes, images per batch and upload size.
 
     python -m bench.region_scaling [--quick]
 
@@ -30,6 +30,7 @@ import onnxruntime as ort
 import orjson
 from PIL import Image
 
+from bench.provenance import run_metadata
 from bench.suite import ROOT
 from export.roipool_rewrite import rewrite_max_roi_pool
 from repository.manifest import Manifest
@@ -235,8 +236,10 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Region features: cost vs boxes, images and upload size",
         "",
-        f"`python -m bench.region_scaling`; onnxruntime {ort.__version__}, 1 intra-op thread, CPU; best of "
-        f"{results['rounds']} alternating rounds on a shared 2-core host (single figures drift ±30 %).",
+        f"`python -m bench.region_scaling`, run {results['meta']['started']} at commit "
+        f"`{results['meta']['git_commit']}` on {results['meta']['cpu']} ({results['meta']['cores']} cores); "
+        f"onnxruntime {ort.__version__}, 1 intra-op thread; best of {results['rounds']} alternating rounds "
+        "(single figures drift ±30 % on a shared host).",
         "",
         "## (a) raw onnxruntime, one image, digit-sized boxes (ms per session.run)",
         "",
@@ -308,7 +311,8 @@ def _markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     rounds = 3 if "--quick" in sys.argv else 5
-    results = {"rounds": rounds, "onnxruntime": ort.__version__, "raw": raw_onnxruntime(rounds)}
+    meta = run_metadata()
+    results = {"meta": meta, "rounds": rounds, "onnxruntime": ort.__version__, "raw": raw_onnxruntime(rounds)}
     results["service"] = service_stages(rounds)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "region_scaling.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -34,6 +34,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench.provenance import run_metadata
 from models.mnist import held_out_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args(argv)
 
+    meta = run_metadata()
     cases = build_cases()
     port = free_port()
     server = start_server(port)
@@ -246,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     errors = {k: v for k, v in tally.items() if not k.endswith(": ok")}
     result = {
+        "meta": meta,
         "minutes": args.minutes,
         "clients": args.clients,
         "requests": sum(tally.values()),
