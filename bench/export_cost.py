@@ -65,6 +65,7 @@ def _best_ms(call: Callable[[], None]) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
+    meta = run_metadata() | {"torch": torch.__version__, "rounds": ROUNDS}
     modules = _modules()
     rows: list[dict[str, str | float]] = []
     for dynamo in (False, True):
@@ -83,7 +84,6 @@ def main() -> None:
                 "best_ms": warm_up,
             }
         )
-    meta = run_metadata() | {"torch": torch.__version__, "rounds": ROUNDS}
     (RESULTS / "export_cost.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = [
         "# One ONNX export: TorchScript exporter vs dynamo (opset 17, one thread)",

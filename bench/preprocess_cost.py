@@ -1,4 +1,4 @@
-"""Decode + preprocess per image, before and after the lean hot path (issue 5), on the benchmark's images.
+"""Decode + preprocess per image, before and after the lean hot path, on the benchmark's images.
 
 "Before" is the service code at commit ``BEFORE`` (probe every format, EXIF transpose by copy, convert and
 resize unconditionally, normalize in (H, W, C) with temporaries, ``np.full`` padding, ``np.stack``),

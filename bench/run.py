@@ -58,6 +58,11 @@ def _pinned(argv: list[str], cores: str) -> list[str]:
     return ["taskset", "-c", cores, "nice", "-n", NICE, *argv]
 
 
+def _shown(path: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(path)
+
+
 def _meta(plan: Plan) -> dict[str, Any]:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     cpu = next(
@@ -78,7 +83,8 @@ def _meta(plan: Plan) -> dict[str, Any]:
         "client_cores": CLIENT_CORES,
         "nice": int(NICE),
         "load_generator": "wrk -t1 (closed loop, one connection per concurrent client)",
-        "plan": {**plan.__dict__, "repository": str(plan.repository)},
+        # Relative to the checkout when inside it: results files must not carry one machine's paths.
+        "plan": {**plan.__dict__, "repository": _shown(plan.repository)},
         "loadavg_start": os.getloadavg(),
     }
 

@@ -1,4 +1,4 @@
-"""Torch twins of the ONNX models, for the naive baseline: the team's (or the bench's) module definition
+"""Torch twins of the ONNX models, for the naive baseline: the project's (or the bench's) module definition
 with its weights read back from the ONNX initializers, so both services compute the same function.
 
 The exporter (``dynamo=False``) keeps parameter names as initializer names; a candidate definition is

@@ -7,8 +7,8 @@
 #   deploy/requirements-loadtest.lock     the `load` extra plus what loadtests/ imports, for the load
 #                                         generator image (compose profile `loadtest`)
 # "Current resolution": every package is pinned to the version installed in the project venv (.venv), the
-# set the test suite runs against; hashes come from PyPI. onnxruntime-gpu is pinned to the release
-# validated on the GPU machine (/work/shared/gpu/README.md). Needs uv (deploy/podman-host.sh installs it).
+# set the test suite runs against; hashes come from PyPI. onnxruntime-gpu is pinned to 1.31.1, the release
+# built for CUDA 13 (the GPU image's base). Needs uv (deploy/podman-host.sh installs it).
 #
 # Usage: deploy/lock-runtime.sh     then review and commit the three files.
 set -euo pipefail

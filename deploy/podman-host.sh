@@ -2,7 +2,7 @@
 # Prepares a Debian 12 host (root, no container registry reachable) to build and run poolserve's images:
 # podman + runc + debootstrap, /etc/containers/containers.conf, podman-compose/hadolint/check-jsonschema in
 # a tool venv, and a local Debian bookworm + python3 base image made with debootstrap.
-# Idempotent: every step is skipped when its result is already there. Facts: /work/shared/containers.md.
+# Idempotent: every step is skipped when its result is already there. Why each step: docs/deploy.md.
 #
 # Usage: deploy/podman-host.sh            (prints `export PATH=...` for the tool venv on its last line)
 # Env:   DEPLOY_VENV (default .cache/deploy-venv), BASE_IMAGE_LOCAL (default localhost/bookworm-python:latest)

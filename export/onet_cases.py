@@ -1,6 +1,6 @@
 """Parity inputs for the exported ONet graphs: real photos first, seeded noise beside them.
 
-Cases are ``export.verify.InputCase`` dicts (graph input name -> array), as the team's ``compare`` takes.
+Cases are ``export.verify.InputCase`` dicts (graph input name -> array), as ``export.verify.compare`` takes.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """torch -> ONNX with the TorchScript exporter (``dynamo=False``) at opset 17.
 
-Why this exporter: both exporters produce faithful pooling and RoI graphs (facts file), but the
-TorchScript exporter takes ~20 ms per model against 1-3 s for dynamo, which is what lets the test suite
-export hundreds of pooling configurations in seconds; and dynamo at opset 17 really exports opset 18 and
-down-converts, sometimes quietly failing. Opset 17 because the RoI ops need >= 16 and onnxruntime 1.32 has
-no RoiAlign/MaxRoiPool kernel at opset 22+.
+Why this exporter: it is one to two orders of magnitude faster per export than dynamo
+(``bench/results/export_cost.md``, ``python -m bench.export_cost``), which is what lets the test suite
+export hundreds of pooling configurations (``tests/export/test_pooling_matrix.py``); and dynamo asked for
+opset 17 may write another opset, which :func:`export_onnx` refuses whichever exporter wrote it. Opset 17
+because the RoI ops need >= 16 and onnxruntime 1.32 has no RoiAlign/MaxRoiPool kernel at opset 22+.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Refusing pooling layers that ONNX (opset 17, TorchScript exporter, onnxruntime) cannot express faithfully.
 
-Measured in /work/shared/pooling-export-facts.md: ``divisor_override`` is silently dropped by the
-exporter; adaptive pooling with a non-divisible size fails or needs a decomposition we have not verified;
-``ceil_mode`` where PyTorch drops a last window that would start in the padding gets the right values but
-a wrong declared shape. Each is refused before export, naming the layer, the parameter and why.
+``divisor_override`` is silently dropped by the exporter; ``ceil_mode`` where PyTorch drops a last window
+that would start in the padding gets the right values but a wrong declared shape: exported without this
+check, both graphs lie (``tests/export/test_pooling_matrix.py::test_what_is_refused_really_exports_wrong``).
+Adaptive pooling with a non-divisible size has no ONNX operator (its bins are uneven) and a decomposition
+would be ours to verify. Each is refused before export, naming the layer, the parameter and why; what is
+accepted is exported and compared with PyTorch in the same file's matrix.
 """
 
 from __future__ import annotations

@@ -73,5 +73,5 @@ def test_poolserve_cli_imports_only_the_runtime_lock() -> None:
     outside = modules_outside_the_lock(CLI_SERVING_PATH)
     assert not outside, (
         f"`poolserve serve` imports modules a torch-free install does not have: {outside}; "
-        "keep heavy imports inside command bodies (docs/TEAM.md)"
+        "keep heavy imports inside command bodies (CONTRIBUTING.md)"
     )
