@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from bench.provenance import run_metadata
 from models.sample_photos import (
     ASTRONAUT_FACE,
     ASTRONAUT_NON_FACES,
@@ -151,13 +152,14 @@ def pretrained_repository(target: Path) -> Path:
 
 
 def main() -> None:
+    meta = run_metadata()
     with tempfile.TemporaryDirectory() as scratch:
         repository = pretrained_repository(Path(scratch))
         with (
             running_server(Settings(repository=repository)) as url,
             httpx.Client(base_url=url, timeout=60) as http,
         ):
-            results = measure(http, repository)
+            results = {"meta": meta, **measure(http, repository)}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     faces, lines = results["faces"], results["text_line_orientation"]
