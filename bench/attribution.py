@@ -11,6 +11,7 @@ import sys
 
 from bench import loadgen, payloads, processes, suite
 from bench import run as bench_run
+from bench.provenance import git_commit
 
 ROUNDS = 2
 SECONDS = 5.0
@@ -23,6 +24,7 @@ def main(model: str, concurrencies: list[int], variants: list[str]) -> None:
         payload = payloads.classify_payload(payloads.digit_png(), "image/png")
     else:
         payload = payloads.classify_payload(payloads.photo_jpeg(), "image/jpeg")
+    print(f"# commit {git_commit()}")
     for round_no in range(ROUNDS):
         for variant in variants:
             factory, _, override = variant.partition("+")

@@ -40,6 +40,7 @@ from PIL import Image
 
 from bench import preprocess_cost
 from bench.payloads import photo_jpeg
+from bench.provenance import run_metadata
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPEATS = 7
@@ -229,6 +230,7 @@ def _markdown(results: dict[str, Any]) -> str:
     lines = [
         f"# Decoders and JSON encoders (µs per call, best of {REPEATS} alternating rounds, one core)",
         "",
+        f"Run {results['meta']['started']} at commit `{results['meta']['git_commit']}`; "
         f"Python {results['python']}, pinned to cores {results['cores']}. "
         "Re-run: `.venv/bin/python -m bench.decoders` (decoders from `.bench-venvs/tools`).",
         "",
@@ -261,6 +263,7 @@ def main() -> None:
     decoded = decoders()
     names = list(next(iter(decoded.values())))
     results = {
+        "meta": run_metadata(),
         "python": platform.python_version(),
         "cores": sorted(os.sched_getaffinity(0)),
         "decoder_names": names,

@@ -15,6 +15,7 @@ import threading
 
 from bench import loadgen, payloads, processes, suite
 from bench import run as bench_run
+from bench.provenance import git_commit
 
 STAGES = (
     "Session.run", "decode_and_preprocess", "decode_image", "parse_classify", "MultiPartParser",
@@ -63,6 +64,7 @@ def main(model: str, concurrency: int, seconds: int = 8) -> None:
             if stage in stack:
                 stages[stage] += int(count)
     print(f"# py-spy, {model}, c={concurrency}, {seconds} s at 250 Hz: {total} samples")
+    print(f"# commit {git_commit()}")
     for name, samples in threads.most_common(8):
         print(f"thread {name}: {samples / total:.1%}")
     for name, samples in stages.most_common():

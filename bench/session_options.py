@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from bench.provenance import run_metadata
 from bench.targets.common import load_served_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +86,9 @@ def _images_per_s(session: ort.InferenceSession, feed: dict[str, np.ndarray], ba
 
 
 def main() -> None:
+    meta = run_metadata()
     print("# onnxruntime session options, measured\n")
+    print(f"Run {meta['started']} at commit `{meta['git_commit']}` on {meta['cpu']}.\n")
     print(f"onnxruntime {ort.__version__}, CPU provider, one intra-op thread, best of {ROUNDS} alternating")
     print(f"rounds of {SECONDS} s each; images/s (higher is better) and the ratio to poolserve's choice.\n")
     for model, (entry, batch) in MODELS.items():
