@@ -11,14 +11,13 @@ from service.runtime.registry import ModelStatus
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details, sent as ``application/problem+json`` for every error."""
+    """RFC 9457 problem details, sent as ``application/problem+json`` for every error outside ``/v2``."""
 
     type: str
     title: str
     status: int
-    detail: str
-    instance: str | None = None
-    errors: list[dict[str, object]] | None = None  # per-parameter details of a 422 validation problem
+    detail: str  # names each offending field or parameter, and what was expected
+    instance: str
 
 
 class PredictionOut(BaseModel):
