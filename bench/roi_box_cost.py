@@ -68,8 +68,11 @@ def measure(name: str) -> dict[str, Any]:
             indices = np.zeros(count, np.int64)
             if allowed:
                 check_region_inputs(boxes, indices, 1, frame)  # the box really is within the policy
-            feeds = {manifest.io.image.name: image, manifest.io.boxes.name: boxes}
-            feeds[manifest.io.box_batch_indices.name] = indices
+            feeds: dict[str, np.ndarray] = {
+                manifest.io.image.name: image,
+                manifest.io.boxes.name: boxes,
+                manifest.io.box_batch_indices.name: indices,
+            }
             times[count] = best_ms(session, feeds)
         rows.append({"box": kind, "allowed": allowed, "ms_per_box": round((times[9] - times[1]) / 8, 3)})
         print(name, rows[-1], flush=True)
@@ -94,9 +97,10 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for name, model in results["models"].items():
         roi = model["roi"]
+        op = roi["op"] + (f" (sampling_ratio {roi['sampling_ratio']})" if roi["op"] == "RoiAlign" else "")
         for row in model["boxes"]:
             lines.append(
-                f"| {name} | {roi['op']} (sampling_ratio {roi['sampling_ratio']}) | "
+                f"| {name} | {op} | "
                 f"{model['cost_bound_cells_per_box_and_channel']:,} | {row['box']} | "
                 f"{'yes' if row['allowed'] else 'no'} | {row['ms_per_box']:.2f} |"
             )
