@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import onnxruntime as ort
@@ -22,6 +23,7 @@ from service.runtime.inference import Runtime
 from service.runtime.providers import select_providers
 from service.runtime.registry import BatchOverrides, ModelRegistry
 from service.runtime.sessions import SessionConfig
+from service.runtime.watchdog import EXIT_INFERENCE_STALLED, Watchdog, WatchdogConfig, request_shutdown
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,17 @@ def build_registry(settings: Settings, metrics: ServiceMetrics) -> ModelRegistry
     )
 
 
+def build_watchdog(settings: Settings, registry: ModelRegistry) -> Watchdog:
+    loop = asyncio.get_running_loop()
+    config = WatchdogConfig(
+        min_s=settings.stall_min_s,
+        factor=settings.stall_factor,
+        exit_after_s=settings.shutdown_grace_s + 5.0,
+    )
+    # The 503s go out first; then the same graceful stop an orchestrator's SIGTERM would start.
+    return Watchdog(registry.guards, config, loop, lambda _: loop.call_later(0.5, request_shutdown))
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Models load in the background: /health/live answers at once, /health/ready once they are in."""
@@ -53,13 +66,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry.discover()
     app.state.runtime = Runtime(registry)
     loading = asyncio.create_task(registry.load_all(), name="load-models")
+    watchdog = build_watchdog(app.state.settings, registry)
+    watchdog.start()
     try:
         yield
     finally:
+        watchdog.stop()
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
-        await registry.close()
+        stuck = await registry.close()
+        if stuck:
+            # Their threads never return, and the interpreter's exit would wait for them forever.
+            log.critical("inference in %s never returned; exiting without waiting for it", stuck)
+            logging.shutdown()
+            os._exit(EXIT_INFERENCE_STALLED)
 
 
 def configure_logging(level: str) -> None:

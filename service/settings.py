@@ -57,6 +57,17 @@ class Settings(BaseSettings):
     # batches expected to take at most this long (measured per image) run on the event loop instead of
     # the model's worker thread, whose hand-offs cost more than a tiny batch; 0: always the thread
     inline_batch_max_ms: float = Field(default=0.5, ge=0)
+    # a batch still running after max(stall_min_s, stall_factor x its expected time, measured per image)
+    # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md)
+    stall_min_s: float = Field(default=10.0, gt=0)
+    stall_factor: float = Field(default=20.0, gt=0)
+
+    # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
+    # an idle kept-alive connection closes after keep_alive_timeout_s; past max_connections open
+    # connections (or requests in progress), new requests get 503 (uvicorn's limit_concurrency)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
 
     # HTTP
     cors_origins: list[str] = Field(default_factory=list)
