@@ -55,8 +55,9 @@ def build_watchdog(settings: Settings, registry: ModelRegistry) -> Watchdog:
         factor=settings.stall_factor,
         exit_after_s=settings.shutdown_grace_s + 5.0,
     )
-    # The 503s go out first; then the same graceful stop an orchestrator's SIGTERM would start.
-    return Watchdog(registry.guards, config, loop, lambda _: loop.call_later(0.5, request_shutdown))
+    # The 503s and a readiness probe or two get out first; then the same graceful stop an orchestrator's
+    # SIGTERM would start (the listener closes, other models' requests drain, the process exits).
+    return Watchdog(registry.guards, config, loop, lambda _: loop.call_later(1.0, request_shutdown))
 
 
 @contextlib.asynccontextmanager

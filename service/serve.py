@@ -13,15 +13,34 @@ import sys
 from collections.abc import Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
 from service.app import create_app
 from service.settings import Settings
 from service.slow_clients import ServerConfig, protocol_class
 
 
-def server_config(settings: Settings) -> ServerConfig:
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app's models when its graceful shutdown starts.
+
+    At the end of the grace period uvicorn cancels the requests still running and answers them 500; told
+    in advance, the models answer those 503 with ``Retry-After`` instead (a stop is not a server error).
+    """
+
+    def __init__(self, config: ServerConfig, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        runtime = getattr(self._app.state, "runtime", None)  # absent if the lifespan never started
+        if runtime is not None:
+            runtime.registry.begin_shutdown()
+        await super().shutdown(sockets)
+
+
+def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
     return ServerConfig(
-        create_app(settings),
+        app,
         http=protocol_class(),
         header_timeout_s=settings.header_timeout_s,
         timeout_keep_alive=settings.keep_alive_timeout_s,
@@ -36,7 +55,8 @@ def serve_on(sock: socket.socket, settings: Settings) -> None:
     """Serve until SIGTERM/SIGINT, then drain for ``shutdown_grace_s`` and return (exit status 0)."""
     # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; a clean stop exits 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.Server(server_config(settings)).run(sockets=[sock])
+    app = create_app(settings)
+    DrainingServer(server_config(app, settings), app).run(sockets=[sock])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

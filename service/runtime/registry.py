@@ -138,6 +138,11 @@ class ModelRegistry:
             entry.guard.refuse_if_stalled()
         return entry
 
+    def begin_shutdown(self) -> None:
+        """The server's grace period starts: requests it cancels at the end answer 503, not 500."""
+        for guard in self.guards():
+            guard.shutting_down = True
+
     async def close(self, drain_s: float = 2.0) -> list[str]:
         """Stop every batcher; returns the models whose batch in progress did not finish within ``drain_s``.
 

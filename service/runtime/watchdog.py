@@ -47,6 +47,9 @@ class WatchdogConfig:
     factor: float  # ...nor before ``factor`` times its expected time (measured seconds per image * size)
     exit_after_s: float  # from the declaration to ``os._exit``, should a graceful stop not finish first
     check_interval_s: float = 0.25
+    # The event loop must take the declaration within this long; if it does not, the stalled batch is
+    # running on the loop itself (an inline batch), nobody can be answered, and waiting is pointless.
+    loop_ack_s: float = 2.0
 
 
 class TimedHandler(Generic[ItemT, ResultT]):
@@ -95,6 +98,7 @@ class ModelGuard(Generic[ItemT, ResultT]):
         self.name = name
         self.handler = handler
         self.stalled = False
+        self.shutting_down = False  # the server's grace period is running; what it cancels answers 503
         self._waiters: set[asyncio.Task[object]] = set()
 
     def refuse_if_stalled(self) -> None:
@@ -113,9 +117,10 @@ class ModelGuard(Generic[ItemT, ResultT]):
         try:
             return await submit(item)
         except asyncio.CancelledError:
-            if self.stalled and task.cancelling():
-                task.uncancel()  # our cancel, not the client's or the time limit's: answer it
+            if (self.stalled or self.shutting_down) and task.cancelling():
+                task.uncancel()  # the watchdog's or the server's cancel, not the time limit's: answer it
                 self.refuse_if_stalled()
+                raise ModelNotReady("the server is shutting down", retry_after_s=RETRY_AFTER_S) from None
             raise
         finally:
             self._waiters.discard(task)
@@ -142,6 +147,7 @@ class Watchdog:
         self._loop = loop
         self._on_stall = on_stall
         self._stop = threading.Event()
+        self._acknowledged = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="inference-watchdog", daemon=True)
 
     def start(self) -> None:
@@ -152,8 +158,12 @@ class Watchdog:
 
     def _watch(self) -> None:
         exit_at: float | None = None
+        ack_by: float | None = None
         while not self._stop.wait(self._config.check_interval_s):
             now = time.monotonic()
+            if ack_by is not None and now >= ack_by and not self._acknowledged.is_set():
+                log.critical("the event loop itself is stuck in the stalled inference; exiting now")
+                os._exit(EXIT_INFERENCE_STALLED)
             if exit_at is not None and now >= exit_at:
                 log.critical("the process did not stop after an inference stalled; exiting now")
                 os._exit(EXIT_INFERENCE_STALLED)
@@ -172,8 +182,10 @@ class Watchdog:
                 guard.stalled = True  # new requests are refused at once, even before the loop runs
                 self._loop.call_soon_threadsafe(self._stall_on_loop, guard)
                 exit_at = exit_at or now + self._config.exit_after_s
+                ack_by = ack_by or now + self._config.loop_ack_s
 
     def _stall_on_loop(self, guard: ModelGuard[Any, Any]) -> None:
+        self._acknowledged.set()
         guard.declare_stalled()
         self._on_stall(guard.name)
 
