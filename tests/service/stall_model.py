@@ -42,7 +42,7 @@ def stall_graph() -> onnx.ModelProto:
         ],
         [numpy_helper.from_array(np.array(1.0, np.float32), "one")],
     )
-    constants = {
+    constants: dict[str, np.ndarray] = {
         "threshold": np.array(BRIGHT_THRESHOLD, np.float32),
         "spin": np.array(SPIN_ITERATIONS, np.int64),
         "no_spin": np.array(0, np.int64),
