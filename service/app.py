@@ -14,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from service.api import problems
+from service.api.decoding import DecodeSlots, UseDecodeSlots
 from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
 from service.api.responses import OrjsonResponse
 from service.api.router import include_routes
@@ -109,7 +110,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ServiceMetrics()
     problems.install(app)
     include_routes(app)
-    # Added innermost first: CORS wraps metrics wraps the time limit wraps the body limit.
+    # Added innermost first: CORS wraps metrics wraps the time limit wraps the body limit wraps the
+    # decode slots.
+    app.add_middleware(UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
     app.add_middleware(V2ErrorShape)  # /v2 answers {"error"}, even from the two limits above

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_boxes_per_request: int = Field(default=1024, ge=1)
     max_top_k: int = Field(default=100, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # cost budgets (docs/limits.md): decoded pixels per request, from the headers before any decoding;
+    # requests decoding in worker threads at once (more get 503); JPEGs decoded at 1/2..1/8 scale
+    # when the model's input is that much smaller
+    max_request_pixels: int = Field(default=2 * 4096 * 4096, ge=1)
+    max_concurrent_decodes: int = Field(default=4, ge=1)
+    reduced_jpeg_decode: bool = True
     # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
     # them the hop to a worker thread costs more than the decode (docs/benchmarks.md). 0: always a thread.
     inline_decode_max_bytes: int = Field(default=8192, ge=0)
