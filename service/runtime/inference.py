@@ -77,9 +77,9 @@ class Runtime:
 
     async def _submit(self, name: str, item: object) -> Any:
         # Time limits live in the HTTP layer: cancelling this await drops a still-queued item.
-        batcher = self._entry(name).batcher
-        assert batcher is not None
-        return await batcher.submit(item)
+        entry = self._entry(name)
+        assert entry.batcher is not None and entry.guard is not None
+        return await entry.guard.run(entry.batcher.submit, item)
 
     @staticmethod
     def _probabilities(manifest: Manifest, scores: np.ndarray) -> np.ndarray:
