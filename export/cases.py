@@ -16,10 +16,13 @@ def _normalized(images: np.ndarray) -> np.ndarray:
     return ((scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD))[:, None].astype(np.float32)
 
 
-def _random_boxes(
-    rng: np.random.Generator, count: int, batch: int, size: int
+def random_boxes(
+    rng: np.random.Generator, count: int, batch: int, size: int | tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes of every kind: inside, crossing the border, tiny, degenerate; any image of the batch."""
+    """Boxes of every kind: inside, crossing the border, tiny, degenerate; any image of the batch.
+    ``size`` is the square frame's side, or ``(height, width)``."""
+    if not isinstance(size, int):
+        size = np.asarray([size[1], size[0]], dtype=np.float64)  # type: ignore[assignment]  (x, y)
     corner = rng.uniform(-0.2 * size, 1.1 * size, size=(count, 2))
     extent = rng.uniform(0, 0.6 * size, size=(count, 2)) * (rng.uniform(size=(count, 1)) > 0.1)
     boxes = np.concatenate([corner, corner + extent], axis=1).astype(np.float32)
@@ -41,14 +44,14 @@ def region_cases(canvases: list[Canvas], size: int) -> list[InputCase]:
     for batch in BATCH_SIZES:
         for count in BOX_COUNTS:
             images = rng.standard_normal((batch, 1, size, size)).astype(np.float32)
-            boxes, indices = _random_boxes(rng, count, batch, size)
+            boxes, indices = random_boxes(rng, count, batch, size)
             cases.append({"images": images, "boxes": boxes, "box_batch_indices": indices})
             real = canvases[:batch]
             true_boxes = np.concatenate([c.boxes for c in real])
             true_indices = np.concatenate(
                 [np.full(len(c.boxes), i, dtype=np.int64) for i, c in enumerate(real)]
             )
-            extra_boxes, extra_indices = _random_boxes(rng, max(count - len(true_boxes), 0), batch, size)
+            extra_boxes, extra_indices = random_boxes(rng, max(count - len(true_boxes), 0), batch, size)
             cases.append(
                 {
                     "images": _normalized(np.stack([c.image for c in real])),
