@@ -115,6 +115,7 @@ def _other_dims(full: bool) -> Iterator[Case]:
     for norm, ceil in itertools.product((1.0, 2.0, 3.0) if full else (2.0, 3.0), (False, True)):
         yield _module(nn.LPPool1d(norm, 2, 2, ceil_mode=ceil), (9,), False)
         yield _module(nn.LPPool2d(norm, 3, 2, ceil_mode=ceil), (8, 7), False)
+        yield _module(nn.LPPool2d(norm, 1, 2, ceil_mode=ceil), (6, 7), False)  # ceil drops on the 6
 
 
 def _adaptive(full: bool) -> Iterator[Case]:

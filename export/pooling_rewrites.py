@@ -84,16 +84,6 @@ def window_average(
     return sums / divisor
 
 
-def lp_window(
-    x: Tensor, norm_type: float, kernel: Sequence[int], stride: Sequence[int], ceil_mode: bool
-) -> Tensor:
-    """``lp_poolNd`` as PyTorch defines it: ``(avg_pool(x^p) * prod(kernel))^(1/p)`` with its own
-    averaging divisor (which, under ceil_mode, counts only the cells a window covers)."""
-    dims = len(kernel)
-    out = window_average(x.pow(norm_type), kernel, stride, [0] * dims, ceil_mode, True, None)
-    return (torch.sign(out) * F.relu(torch.abs(out))).mul(float(math.prod(kernel))).pow(1.0 / norm_type)
-
-
 def adaptive_bins(x: Tensor, outputs: Sequence[int], reduce: str) -> Tensor:
     """Adaptive pooling as one slice + reduction per bin and axis; PyTorch's bins are
     ``floor(i * n / out) .. ceil((i + 1) * n / out)`` and a rectangle's mean (or max) is the mean (max)

@@ -3,8 +3,8 @@
 The rules follow measurements (the conformance matrix in ``export.conformance`` re-measures every one):
 the TorchScript exporter at opset 17 maps most pooling faithfully to ONNX; ``divisor_override`` is
 silently dropped, non-divisible adaptive pooling does not export, ``ceil_mode`` with a dropped last window
-declares a wrong output shape and ``LPPool`` under ``ceil_mode`` averages over the wrong count. Those are
-rewritten exactly; only what has no exact form here is refused.
+declares a wrong output shape (``MaxPool``, ``AvgPool`` and ``LPPool`` alike) and ``MaxUnpool`` does not
+trace. Those are rewritten exactly; only what has no exact form here is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from export.pooling_rewrites import (
     adaptive_bins,
     ceil_drops_last_window,
     crop_to,
-    lp_window,
     unpool,
     window_average,
 )
@@ -105,16 +104,16 @@ def _avg(params: dict[str, Any], dims: int, sizes: list[int]) -> Decision:
     return Decision("native", "ONNX AveragePool")
 
 
-def _lp(params: dict[str, Any], dims: int) -> Decision:
-    if not params.get("ceil_mode"):
-        return Decision("native", "exporter's decomposition: Pow, AveragePool, Mul, Pow")
+def _lp(params: dict[str, Any], dims: int, sizes: list[int]) -> Decision:
     kernel, stride, _ = _windows(params, dims)
-    norm = float(params["norm_type"])
-    return Decision(
-        "rewritten",
-        "ceil_mode: PyTorch averages a partial window over the cells it covers; window sums / that count",
-        replacement=lambda x, native: lp_window(x, norm, kernel, stride, True),
-    )
+    if params.get("ceil_mode") and _drops(sizes, kernel, stride, [0] * dims, [1] * dims):
+        return Decision(
+            "rewritten",
+            "ceil_mode drops PyTorch's last window here: the exporter's decomposition, then sliced to "
+            "PyTorch's output shape",
+            replacement=_cropped(dims),
+        )
+    return Decision("native", "exporter's decomposition: Pow, AveragePool, Mul, Pow")
 
 
 def _adaptive(kind: str, params: dict[str, Any], dims: int, sizes: list[int]) -> Decision:
@@ -163,7 +162,7 @@ def decide(kind: str, dims: int, params: dict[str, Any], shape: list[int]) -> De
     if kind == "avg":
         return _avg(params, dims, sizes)
     if kind == "lp":
-        return _lp(params, dims)
+        return _lp(params, dims, sizes)
     if kind in ("adaptive_avg", "adaptive_max"):
         return _adaptive(kind, params, dims, sizes)
     if kind == "unpool":
