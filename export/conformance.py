@@ -1,7 +1,7 @@
 """The pooling conformance matrix: every configuration exported alone, its treatment, its measured error.
 
 ``tests/export/test_pooling_matrix.py`` runs the ``quick`` matrix on every CI run;
-``python -m export.conformance`` runs the full one and writes ``docs/pooling-conformance.md`` and
+``python -m export.conformance_report`` runs the full one and writes ``docs/pooling-conformance.md`` and
 ``export/results/pooling-conformance.json``. Targets: max pooling (values and indices) bit-exact,
 everything else within 1e-6 on float32 (relative to the output's magnitude where it exceeds 1: an LPPool
 output is a window sum, several times its inputs), declared output shapes equal to the computed ones.
