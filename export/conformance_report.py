@@ -26,12 +26,14 @@ RESULTS = ROOT / "export" / "results" / "pooling-conformance.json"
 TABLE = ROOT / "docs" / "pooling-conformance.md"
 
 
+def _git(*args: str) -> str:
+    # git from PATH, as the developer running the report has it
+    done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603, S607
+    return done.stdout.strip()
+
+
 def _commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False)
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() + ("+uncommitted" if dirty.stdout.strip() else "")
+    return _git("rev-parse", "HEAD") + ("+uncommitted" if _git("status", "--porcelain") else "")
 
 
 def measure() -> dict[str, object]:
