@@ -67,9 +67,15 @@ class Outcome:
         return self.treatment != "wrong"
 
 
+def describe(pool: nn.Module) -> str:
+    """Every constructor parameter (``repr`` leaves out some, such as ``return_indices``)."""
+    names = getattr(pool, "__constants__", [])
+    return f"{type(pool).__name__}({', '.join(f'{n}={getattr(pool, n)}' for n in names)})"
+
+
 def _module(pool: nn.Module, size: tuple[int, ...], exact: bool, refused: bool = False) -> Case:
     return Case(
-        repr(pool),
+        describe(pool),
         lambda: Standalone(pool),
         size,
         exact,
@@ -126,11 +132,12 @@ def _adaptive(full: bool) -> Iterator[Case]:
     for output, size in itertools.product(outputs, sizes):
         yield _module(nn.AdaptiveAvgPool2d(output), size, False)
         yield _module(nn.AdaptiveMaxPool2d(output), size, True)
-        divisible = output != (None, 1) and all(
-            o == 1 or n % o == 0
-            for n, o in zip(size, output if isinstance(output, tuple) else (output,) * 2, strict=True)  # type: ignore[operator]
+        divisible = all(
+            o is None or o == 1 or n % o == 0
+            for n, o in zip(size, output if isinstance(output, tuple) else (output,) * 2, strict=True)
         )
         yield _module(nn.AdaptiveMaxPool2d(output, return_indices=True), size, True, refused=not divisible)
+    yield _module(nn.AdaptiveMaxPool2d((None, 2), return_indices=True), (5, 8), True)
     yield _module(nn.AdaptiveAvgPool1d(4), (10,), False)
     yield _module(nn.AdaptiveMaxPool3d((2, 3, 2)), (5, 7, 4), True)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from export.pooling_rewrites import (
@@ -121,9 +122,17 @@ def _adaptive(kind: str, params: dict[str, Any], dims: int, sizes: list[int]) ->
     raw = [requested] * dims if requested is None or isinstance(requested, int) else list(requested)
     raw = raw * dims if len(raw) == 1 else raw
     outputs = [n if o is None else int(o) for n, o in zip(sizes, raw, strict=True)]
-    if None not in raw and all(o == 1 or n % o == 0 for n, o in zip(sizes, outputs, strict=True)):
+    if all(o == 1 or n % o == 0 for n, o in zip(sizes, outputs, strict=True)):
+        if None not in raw:
+            return Decision(
+                "native", "output divides the input: ONNX pooling, kernel = stride = input / output"
+            )
+        pool = getattr(F, f"{kind}_pool{dims}d")
+        extra = {"return_indices": bool(params.get("return_indices"))} if kind == "adaptive_max" else {}
         return Decision(
-            "native", "output divides the input: ONNX pooling with kernel = stride = input / output"
+            "rewritten",
+            f"output_size None resolved to the fixed input size {sizes}; then native ONNX pooling",
+            replacement=lambda x, native: pool(x, outputs, **extra),
         )
     if kind == "adaptive_max" and params.get("return_indices"):
         return Decision(
