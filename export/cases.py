@@ -21,10 +21,10 @@ def random_boxes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes of every kind: inside, crossing the border, tiny, degenerate; any image of the batch.
     ``size`` is the square frame's side, or ``(height, width)``."""
-    if not isinstance(size, int):
-        size = np.asarray([size[1], size[0]], dtype=np.float64)  # type: ignore[assignment]  (x, y)
-    corner = rng.uniform(-0.2 * size, 1.1 * size, size=(count, 2))
-    extent = rng.uniform(0, 0.6 * size, size=(count, 2)) * (rng.uniform(size=(count, 1)) > 0.1)
+    # per axis (x, y) for a rectangular frame; a square one keeps its scalar (and its drawn numbers)
+    frame: float | np.ndarray = size if isinstance(size, int) else np.asarray([size[1], size[0]], np.float64)
+    corner = rng.uniform(-0.2 * frame, 1.1 * frame, size=(count, 2))
+    extent = rng.uniform(0, 0.6 * frame, size=(count, 2)) * (rng.uniform(size=(count, 1)) > 0.1)
     boxes = np.concatenate([corner, corner + extent], axis=1).astype(np.float32)
     return boxes, rng.integers(0, batch, size=count).astype(np.int64)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,12 +68,12 @@ def window_average(
     ]
     # Pad left by the padding and right so that exactly ``out`` unpadded windows fit; crop when fewer do.
     pads: list[int] = []
-    crop: list[slice] = []
+    crop: list[Any] = []
     for n, k, s, p, o in zip(sizes, kernel, stride, padding, outs, strict=True):
         right = (o - 1) * s + k - n - p
         crop.append(slice(0, n + min(right, 0)))
         pads = [p, max(right, 0), *pads]  # F.pad lists the last axis first
-    x = x[(..., *crop)]
+    x = x[tuple([..., *crop])]
     padded = F.pad(x, pads)
     sums = _AVG_POOL[dims](padded, tuple(kernel), tuple(stride)) * float(math.prod(kernel))
     if divisor_override is not None:
@@ -115,7 +116,8 @@ def crop_to(outputs: Tensor | tuple[Tensor, ...], dims: int) -> Tensor | tuple[T
     makes the declared shape the computed one where ONNX's ceil_mode rule declares one window more."""
 
     def crop(tensor: Tensor) -> Tensor:
-        return tensor[(..., *[slice(0, int(n)) for n in tensor.shape[-dims:]])]
+        index: tuple[Any, ...] = (..., *[slice(0, int(n)) for n in tensor.shape[-dims:]])
+        return tensor[index]
 
     if isinstance(outputs, tuple):
         return tuple(crop(t) for t in outputs)

@@ -55,14 +55,14 @@ def _preprocessing(
     scale: float,
 ) -> Preprocessing:
     channels, height, width = shape
-    mode = color_mode or ("L" if channels == 1 else "RGB")
+    mode: str = color_mode or ("L" if channels == 1 else "RGB")  # pydantic checks the literal
     if (mode == "L") != (channels == 1):
         raise UserModelError(
             f"--color {mode} makes {1 if mode == 'L' else 3} channels; the input has {channels}"
         )
     try:
         return Preprocessing(
-            color_mode=mode,  # type: ignore[arg-type]  (pydantic checks the literal)
+            color_mode=mode,  # type: ignore[arg-type]
             height=height,
             width=width,
             scale=scale,
