@@ -11,7 +11,8 @@ from models.mnist import MNIST_MEAN, MNIST_STD
 CASE_SEED = 7
 
 
-def _normalized(images: np.ndarray) -> np.ndarray:
+def normalized_digits(images: np.ndarray) -> np.ndarray:
+    """(n, 28, 28) uint8 digits -> (n, 1, 28, 28) float32, normalized as the manifests say."""
     scaled = images.astype(np.float32) / np.float32(255.0)
     return ((scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD))[:, None].astype(np.float32)
 
@@ -34,7 +35,7 @@ def classifier_cases(test_images: np.ndarray, size: int) -> list[InputCase]:
     cases: list[InputCase] = []
     for batch in BATCH_SIZES:
         cases.append({"images": rng.standard_normal((batch, 1, size, size)).astype(np.float32)})
-        cases.append({"images": _normalized(test_images[:batch])})
+        cases.append({"images": normalized_digits(test_images[:batch])})
     return cases
 
 
@@ -54,7 +55,7 @@ def region_cases(canvases: list[Canvas], size: int) -> list[InputCase]:
             extra_boxes, extra_indices = random_boxes(rng, max(count - len(true_boxes), 0), batch, size)
             cases.append(
                 {
-                    "images": _normalized(np.stack([c.image for c in real])),
+                    "images": normalized_digits(np.stack([c.image for c in real])),
                     "boxes": np.concatenate([true_boxes, extra_boxes])[:count],
                     "box_batch_indices": np.concatenate([true_indices, extra_indices])[:count],
                 }
