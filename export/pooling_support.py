@@ -1,16 +1,14 @@
-"""Refusing pooling layers that ONNX (opset 17, TorchScript exporter, onnxruntime) cannot express faithfully.
+"""The error raised for a pooling call that has no exact ONNX form (``export.pooling_rules`` decides).
 
-Measured in /work/shared/pooling-export-facts.md: ``divisor_override`` is silently dropped by the
-exporter; adaptive pooling with a non-divisible size fails or needs a decomposition we have not verified;
-``ceil_mode`` where PyTorch drops a last window that would start in the padding gets the right values but
-a wrong declared shape. Each is refused before export, naming the layer, the parameter and why.
+Everything ONNX would get wrong but can express exactly is rewritten instead (``export.pooling_rewrites``);
+what remains is refused before the exporter runs, naming the layer's module path, the parameter and why.
 """
 
 from __future__ import annotations
 
 
 class UnsupportedPoolingError(ValueError):
-    """A pooling layer whose ONNX export would not match PyTorch."""
+    """A pooling call whose ONNX export could not match PyTorch."""
 
     def __init__(self, module_path: str, parameter: str, reason: str):
         self.module_path = module_path or "<root>"
