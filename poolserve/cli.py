@@ -47,6 +47,9 @@ def loadtest(ctx: typer.Context) -> None:
 from export.pretrained_command import export_pretrained  # noqa: E402  (torch loads inside the command)
 
 app.command("export-pretrained")(export_pretrained)
+from export.export_model_command import export_model_command  # noqa: E402  (torch loads inside the command)
+
+app.command("export-model")(export_model_command)
 from export.cli import export, export_samples, verify  # noqa: E402  (torch loads inside the commands)
 from models.cli import train  # noqa: E402  (torch loads inside the command)
 
