@@ -68,7 +68,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
 
 
 class PoolserveClient:
-    """Blocking client. ``retries``: how many times a 503 or a refused connection is retried."""
+    """Blocking client. ``retries``: how many times a 503 or a refused connection is retried, waiting
+    what ``Retry-After`` says (else backing off exponentially), never more than ``max_wait_s``.
+    ``transport``: httpx's, e.g. ``httpx.ASGITransport(app)`` to call an app in-process."""
 
     def __init__(
         self,
@@ -77,8 +79,11 @@ class PoolserveClient:
         timeout_s: float = 60.0,
         retries: int = 5,
         max_wait_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(base_url=base_url, headers=_headers(api_key), timeout=timeout_s)
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout_s, transport=transport
+        )
         self._retries, self._max_wait_s = retries, max_wait_s
 
     def models(self) -> list[ModelSummary]:
@@ -140,10 +145,15 @@ class AsyncPoolserveClient:
         retries: int = 5,
         max_wait_s: float = 30.0,
         max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         limits = httpx.Limits(max_connections=max_connections)
         self._http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout_s, limits=limits
+            base_url=base_url,
+            headers=_headers(api_key),
+            timeout=timeout_s,
+            limits=limits,
+            transport=transport,
         )
         self._retries, self._max_wait_s = retries, max_wait_s
 
