@@ -4,6 +4,7 @@ file that lists exactly the bad inputs."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -110,7 +111,7 @@ def test_ray_engine_writes_the_local_rows(dataset: Dataset, region_local: Path, 
     assert errors(out) == errors(region_local)
 
 
-def _by_name(table: pa.Table) -> dict[str, dict[str, object]]:
+def _by_name(table: pa.Table) -> dict[str, dict[str, Any]]:
     return {Path(str(r["image"])).name: r for r in table.to_pylist()}
 
 
@@ -119,7 +120,7 @@ def test_engines_agree_on_a_classifier(
     dataset: Dataset, server_url: str, tmp_path: Path, encoding: str
 ) -> None:
     local, http = tmp_path / "local", tmp_path / "http"
-    common = ["--images", dataset.digit_list, "--encoding", encoding, "--batch-size", "4"]
+    common: list[str | Path] = ["--images", dataset.digit_list, "--encoding", encoding, "--batch-size", "4"]
     extract(CLASSIFIER, *common, "--output", local)
     extract(CLASSIFIER, *common, "--output", http, "--engine", "http", "--server", server_url)
     assert_same_rows(rows(http), rows(local))
