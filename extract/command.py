@@ -43,6 +43,9 @@ def extract_command(
     workers: Annotated[
         int, typer.Option(min=1, help="local: decode threads; ray: actors; http: requests in flight")
     ] = 2,
+    threads: Annotated[
+        int, typer.Option(min=0, help="local: onnxruntime intra-op threads (0: all cores)")
+    ] = 0,
     encoding: Annotated[EncodingChoice, typer.Option(help="features column type")] = EncodingChoice.FLOAT32,
     top_k: Annotated[int, typer.Option(min=1, help="labels per row, for models with scores")] = 5,
     shard_size: Annotated[int, typer.Option(min=1, help="images per Parquet shard")] = 1000,
@@ -72,6 +75,7 @@ def extract_command(
                 encoding=encoding.value,
                 batch_size=batch_size,
                 workers=workers,
+                threads=threads,
                 top_k=top_k,
                 shard_size=shard_size,
                 resume=resume,

@@ -11,10 +11,16 @@ from extract.shards import Shard
 
 
 def run_local(
-    model: LocalModel, job: JobSpec, out: Path, shards: Sequence[Shard], workers: int, report: ProgressSink
+    model: LocalModel,
+    job: JobSpec,
+    out: Path,
+    shards: Sequence[Shard],
+    workers: int,
+    threads: int,
+    report: ProgressSink,
 ) -> None:
-    """``workers``: decode threads; onnxruntime picks its own intra-op threads."""
-    extractor = ShardExtractor(model, job, out, decode_workers=workers)
+    """``workers``: decode threads; ``threads``: onnxruntime's intra-op threads (0: its own choice)."""
+    extractor = ShardExtractor(model, job, out, decode_workers=workers, threads=threads)
     try:
         for shard in shards:
             extractor.run(shard, report)

@@ -34,6 +34,7 @@ class ExtractRequest:
     encoding: FeatureEncoding = "float32"
     batch_size: int = 32
     workers: int = 2
+    threads: int = 0  # local engine: onnxruntime intra-op threads; Ray actors run one each
     top_k: int = 5
     shard_size: int = 1000
     resume: bool = False
@@ -129,4 +130,4 @@ def _run_engine(
         return
     from extract.local import run_local
 
-    run_local(local, job, request.output, todo, request.workers, report)
+    run_local(local, job, request.output, todo, request.workers, request.threads, report)
