@@ -17,20 +17,18 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from PIL import Image
 
 from bench.processes import rss_bytes
+from bench.soak import free_port, start_server
 from extract.run import EngineName, ExtractRequest, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,26 +98,6 @@ def _canvases(folder: Path, copies: int) -> tuple[Path, Path, int]:
     return folder, jsonl, boxes
 
 
-def _serve(port: int) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "poolserve", "serve", "--port", str(port)]
-    server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.2)
-    server.terminate()
-    raise RuntimeError("poolserve serve did not become ready")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def digits_region(work: Path, copies: int, http_settings: list[tuple[int, int]]) -> dict[str, Any]:
     images, jsonl, boxes = _canvases(work / "canvases", copies)
     common: dict[str, Any] = {
@@ -133,8 +111,8 @@ def digits_region(work: Path, copies: int, http_settings: list[tuple[int, int]])
         return boxes / _job(work, label, engine=engine, **common, **options)
 
     local = boxes_per_s("local", "local", batch_size=64, workers=1)
-    port = _free_port()
-    server = _serve(port)
+    port = free_port()
+    server = start_server(port)
     try:
         http = {
             f"batch {b}, concurrency {c}": boxes_per_s(
