@@ -147,19 +147,17 @@ class HttpExtractor:
 
     async def run(self, out: Path, shard: Shard, report: ProgressSink) -> None:
         size = self._job.batch_size
+
+        async def reported(items: Sequence[Item]) -> tuple[list[ImageResult], list[ItemError]]:
+            done, failed = await self._batch(items)
+            boxes = sum(len(r.boxes) for r in done if r.boxes is not None)
+            report(Progress(len(done) + len(failed), boxes, len(failed)))
+            return done, failed
+
         batches = [shard.items[i : i + size] for i in range(0, len(shard.items), size)]
-        outcomes = await asyncio.gather(*(self._batch(b) for b in batches))
-        results, errors = [], []
-        for done, failed in outcomes:
-            results += done
-            errors += failed
-            report(
-                Progress(
-                    len(done) + len(failed),
-                    sum(len(r.boxes) for r in done if r.boxes is not None),
-                    len(failed),
-                )
-            )
+        outcomes = await asyncio.gather(*(reported(b) for b in batches))
+        results = [r for done, _ in outcomes for r in done]
+        errors = [e for _, failed in outcomes for e in failed]
         write_shard(out, shard.index, rows.table(self._job, results), _in_item_order(errors, shard))
 
 

@@ -10,13 +10,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as Bar
 
-from extract.pipeline import Progress
+from extract.pipeline import Progress, ProgressSink
 
 LOG_EVERY_S = 5.0
 
 
 class ProgressReport:
-    def __init__(self, total_images: int, done_images: int, label: str) -> None:
+    def __init__(
+        self, total_images: int, done_images: int, label: str, listener: ProgressSink | None = None
+    ) -> None:
+        self._listener = listener
         self._total, self._done = total_images, done_images
         self._boxes = self._errors = self._new_images = 0
         self._started = self._logged = time.monotonic()
@@ -42,6 +45,8 @@ class ProgressReport:
         )
 
     def __call__(self, step: Progress) -> None:
+        if self._listener is not None:
+            self._listener(step)
         self._done += step.images
         self._new_images += step.images
         self._boxes += step.boxes

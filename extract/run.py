@@ -10,6 +10,7 @@ from typing import Literal
 
 from extract.dataset import DatasetError, build_items, list_images, read_boxes
 from extract.job import FeatureEncoding, JobSpec, LocalModel, ModelRef, find_model
+from extract.pipeline import ProgressSink
 from extract.prepare import InputLimits
 from extract.progress import ProgressReport
 from extract.shards import OutputError, Shard, merge_errors, open_output, pending, plan
@@ -64,8 +65,9 @@ def _model_ref(request: ExtractRequest, settings: Settings) -> tuple[ModelRef, L
     return ModelRef.of(local.manifest), local
 
 
-def run_job(request: ExtractRequest) -> int:
-    """Runs the job; returns how many inputs ``errors.jsonl`` lists."""
+def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) -> int:
+    """Runs the job; returns how many inputs ``errors.jsonl`` lists. ``on_progress`` hears what the
+    progress display hears (finished batches; finished shards with Ray)."""
     # The service's own limits (POOLSERVE_* variables and .env apply), so every engine refuses alike.
     settings = Settings()
     model, local = _model_ref(request, settings)
@@ -93,7 +95,9 @@ def run_job(request: ExtractRequest) -> int:
     except OutputError as exc:
         raise JobError(str(exc)) from None
     todo = pending(request.output, shards)
-    report = ProgressReport(len(items), len(items) - sum(len(s.items) for s in todo), request.engine)
+    report = ProgressReport(
+        len(items), len(items) - sum(len(s.items) for s in todo), request.engine, on_progress
+    )
     try:
         _run_engine(request, job, local, todo, report)
     finally:
