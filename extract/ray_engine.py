@@ -54,6 +54,8 @@ def run_ray(
     report: ProgressSink,
 ) -> None:
     """``workers``: actors. Without ``address``, a local Ray with that many CPUs, shut down afterwards."""
+    if not shards:
+        return  # a resumed job with nothing left: no cluster to start
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
