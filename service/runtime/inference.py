@@ -14,7 +14,7 @@ import numpy as np
 from repository.manifest import Manifest, Task
 from service.errors import WrongTask
 from service.runtime.handlers import RegionItem, RegionResult
-from service.runtime.postprocess import softmax
+from service.runtime.postprocess import probabilities
 from service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
 from service.runtime.registry import ModelEntry, ModelRegistry
 
@@ -83,6 +83,4 @@ class Runtime:
 
     @staticmethod
     def _probabilities(manifest: Manifest, scores: np.ndarray) -> np.ndarray:
-        if manifest.io.scores_are_probabilities:
-            return scores.astype(np.float32, copy=False)
-        return softmax(scores) if len(scores) else scores.astype(np.float32, copy=False)
+        return probabilities(scores, manifest.io.scores_are_probabilities)
