@@ -230,3 +230,23 @@ def test_gpu_overlay_takes_one_gpu_per_process_on_the_scheduling_it_names() -> N
     assert spec["tolerations"] == [
         {"key": scheduling["tolerationKey"], "operator": "Exists", "effect": scheduling["tolerationEffect"]}
     ]
+
+
+def test_rayjob_runs_the_extract_command_as_the_cli_defines_it() -> None:
+    """The RayJob's entrypoint parses with ``poolserve extract``'s own options and names a shipped model."""
+    import shlex
+
+    import typer
+
+    from poolserve.cli import app
+
+    entrypoint = shlex.split(the(render_overlay("ray-extract"), "RayJob")["spec"]["entrypoint"])
+    assert entrypoint[:2] == ["poolserve", "extract"]
+    assert [*entrypoint[-2:]] == ["--engine", "ray"]
+    assert (ROOT / "model_repository" / entrypoint[2]).is_dir()
+    commands = getattr(typer.main.get_command(app), "commands", {})
+    assert "serve" in commands
+    extract = commands.get("extract")
+    if extract is None:
+        pytest.skip("`poolserve extract` is not in this build yet: the entrypoint is checked once it is")
+    extract.make_context("extract", entrypoint[2:])  # raises on an unknown option or a missing argument
