@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from service.api.problems import _slug
 
 from extract import rows
 from extract.boxes import check_image_boxes
@@ -25,6 +24,7 @@ from extract.prepare import InputError, ItemError, read_image_file
 from extract.rows import ImageResult, Ranked
 from extract.shards import Shard, write_shard
 from poolserve.client import AsyncPoolserveClient, BadInput
+from service.api.problems import _slug
 from service.errors import ServiceError
 
 _ORIENTATION = 0x0112

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from service.api.problems import _slug
 
 from extract.boxes import check_image_boxes
 from extract.dataset import Item
 from repository.manifest import Preprocessing
+from service.api.problems import _slug
 from service.errors import ServiceError
 from service.imaging.preprocess import decode_and_preprocess, map_boxes
 
