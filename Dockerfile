@@ -21,6 +21,8 @@ COPY poolserve poolserve
 # Training and export code ships in the wheel (the CLI registers their commands) but never loads: no torch.
 COPY models models
 COPY export export
+# `poolserve extract` too; pyarrow and Ray load inside the command, and the runtime image has neither.
+COPY extract extract
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
 # ---- the shipped models, readable by the unprivileged user whatever modes the checkout has -----------
@@ -64,14 +66,18 @@ ENV PATH=/opt/venv/bin:$PATH \
     POOLSERVE_EXECUTION_PROVIDER=cuda
 USER 10001:10001
 EXPOSE 8000
-# SIGTERM: uvicorn stops accepting, drains in-flight requests (25 s at most, inside compose's 30 s grace)
-# and exits 143 (it re-raises the signal).
+# SIGTERM: the supervisor closes the socket, the server drains in-flight requests (25 s at most, inside
+# compose's 30 s grace) and exits 0 (70 when it had to abandon an inference that never returned).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
-# uvicorn itself, not `poolserve serve`: the serving process imports only service/ (never the CLI's other
-# commands and what they import), and uvicorn's options stay open: UVICORN_WORKERS=2, UVICORN_LOG_LEVEL...
+# The supervisor `poolserve serve` runs, without the CLI (the serving processes import only service/): it
+# holds the socket and restarts the server process whenever it dies (a native crash, a stalled inference;
+# docs/limits.md), so the container outlives those; compose's `restart:` covers the supervisor itself.
 # Settings: POOLSERVE_* (docs/api.md); the healthcheck probes 127.0.0.1:8000, the bind below.
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "25", "--no-server-header"]
+ENV POOLSERVE_HOST=0.0.0.0 \
+    POOLSERVE_PORT=8000 \
+    POOLSERVE_SHUTDOWN_GRACE_S=25
+CMD ["python3", "-m", "service.supervisor"]
 
 # ---- load generator: locust + loadtests/ + sample images (compose profile `loadtest`) --------------
 FROM ${BASE_IMAGE} AS loadtest
@@ -99,11 +105,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     POOLSERVE_REPOSITORY=/app/model_repository
 USER 10001:10001
 EXPOSE 8000
-# SIGTERM: uvicorn stops accepting, drains in-flight requests (25 s at most, inside compose's 30 s grace)
-# and exits 143 (it re-raises the signal).
+# SIGTERM: the supervisor closes the socket, the server drains in-flight requests (25 s at most, inside
+# compose's 30 s grace) and exits 0 (70 when it had to abandon an inference that never returned).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
-# uvicorn itself, not `poolserve serve`: the serving process imports only service/ (never the CLI's other
-# commands and what they import), and uvicorn's options stay open: UVICORN_WORKERS=2, UVICORN_LOG_LEVEL...
+# The supervisor `poolserve serve` runs, without the CLI (the serving processes import only service/): it
+# holds the socket and restarts the server process whenever it dies (a native crash, a stalled inference;
+# docs/limits.md), so the container outlives those; compose's `restart:` covers the supervisor itself.
 # Settings: POOLSERVE_* (docs/api.md); the healthcheck probes 127.0.0.1:8000, the bind below.
-CMD ["uvicorn", "service.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--timeout-graceful-shutdown", "25", "--no-server-header"]
+ENV POOLSERVE_HOST=0.0.0.0 \
+    POOLSERVE_PORT=8000 \
+    POOLSERVE_SHUTDOWN_GRACE_S=25
+CMD ["python3", "-m", "service.supervisor"]

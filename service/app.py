@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import onnxruntime as ort
@@ -13,6 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from service.api import error_responses
+from service.api.decoding import DecodeSlots, UseDecodeSlots
 from service.api.error_responses import ErrorBoundary
 from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
 from service.api.responses import OrjsonResponse
@@ -22,6 +24,7 @@ from service.runtime.inference import Runtime
 from service.runtime.providers import select_providers
 from service.runtime.registry import BatchOverrides, ModelRegistry
 from service.runtime.sessions import SessionConfig
+from service.runtime.watchdog import EXIT_INFERENCE_STALLED, Watchdog, WatchdogConfig, request_shutdown
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,18 @@ def build_registry(settings: Settings, metrics: ServiceMetrics) -> ModelRegistry
     )
 
 
+def build_watchdog(settings: Settings, registry: ModelRegistry) -> Watchdog:
+    loop = asyncio.get_running_loop()
+    config = WatchdogConfig(
+        min_s=settings.stall_min_s,
+        factor=settings.stall_factor,
+        exit_after_s=settings.shutdown_grace_s + 5.0,
+    )
+    # The 503s and a readiness probe or two get out first; then the same graceful stop an orchestrator's
+    # SIGTERM would start (the listener closes, other models' requests drain, the process exits).
+    return Watchdog(registry.guards, config, loop, lambda _: loop.call_later(1.0, request_shutdown))
+
+
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Models load in the background: /health/live answers at once, /health/ready once they are in."""
@@ -53,13 +68,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     registry.discover()
     app.state.runtime = Runtime(registry)
     loading = asyncio.create_task(registry.load_all(), name="load-models")
+    watchdog = build_watchdog(app.state.settings, registry)
+    watchdog.start()
     try:
         yield
     finally:
+        watchdog.stop()
         loading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await loading
-        await registry.close()
+        stuck = await registry.close()
+        if stuck:
+            # Their threads never return, and the interpreter's exit would wait for them forever.
+            log.critical("inference in %s never returned; exiting without waiting for it", stuck)
+            logging.shutdown()
+            os._exit(EXIT_INFERENCE_STALLED)
 
 
 def configure_logging(level: str) -> None:
@@ -88,7 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     error_responses.install(app)
     include_routes(app)
     # Added innermost first: CORS wraps metrics wraps the error boundary wraps the time limit wraps the
-    # body limit. Each answers its errors in the route family's shape (service.api.error_responses).
+    # body limit wraps the decode slots. Each answers its errors in the route family's shape
+    # (service.api.error_responses).
+    app.add_middleware(UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
     app.add_middleware(ErrorBoundary)  # unexpected errors: a 500 that keeps the connection alive

@@ -1,8 +1,7 @@
-"""``poolserve serve``: run the HTTP service with uvicorn."""
+"""``poolserve serve``: run the HTTP service, supervised (restarted whenever the server process dies)."""
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -16,24 +15,26 @@ def serve(
     repository: Annotated[
         Path | None, typer.Option(help="model repository [default: ./model_repository]")
     ] = None,
+    supervise: Annotated[
+        bool,
+        typer.Option(
+            help="run the server in a child process and start a new one whenever it dies (a native "
+            "crash, a stalled inference); --no-supervise runs it in this process"
+        ),
+    ] = True,
 ) -> None:
     """Serve the model repository over HTTP (settings also from POOLSERVE_* variables and .env)."""
-    import uvicorn  # lazily: `poolserve --help` should not pay for the server stack
-
-    from service.app import create_app
-    from service.settings import Settings
+    from service.settings import Settings  # lazily: `poolserve --help` should not pay for the server stack
+    from service.supervisor import listen, serve_supervised
 
     overrides = {
         k: v for k, v in {"host": host, "port": port, "repository": repository}.items() if v is not None
     }
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; a clean stop exits 0.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
-        server_header=False,  # no "Server: uvicorn" for fingerprinting; the Date header stays
-    )
+    if supervise:
+        # The server process reads its settings from the environment: the command line's go there too.
+        env = {f"POOLSERVE_{k.upper()}": str(v) for k, v in overrides.items()}
+        sys.exit(serve_supervised(settings, env))
+    from service.serve import serve_on
+
+    serve_on(listen(settings.host, settings.port), settings)

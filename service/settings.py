@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_boxes_per_request: int = Field(default=1024, ge=1)
     max_top_k: int = Field(default=100, ge=1)
     request_timeout_s: float = Field(default=30.0, gt=0)
+    # cost budgets (docs/limits.md): decoded pixels per request, from the headers before any decoding;
+    # requests decoding in worker threads at once (more get 503); JPEGs decoded at 1/2..1/8 scale
+    # when the model's input is that much smaller
+    max_request_pixels: int = Field(default=2 * 4096 * 4096, ge=1)
+    max_concurrent_decodes: int = Field(default=4, ge=1)
+    reduced_jpeg_decode: bool = True
     # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
     # them the hop to a worker thread costs more than the decode (docs/benchmarks.md). 0: always a thread.
     inline_decode_max_bytes: int = Field(default=8192, ge=0)
@@ -57,6 +63,17 @@ class Settings(BaseSettings):
     # batches expected to take at most this long (measured per image) run on the event loop instead of
     # the model's worker thread, whose hand-offs cost more than a tiny batch; 0: always the thread
     inline_batch_max_ms: float = Field(default=0.5, ge=0)
+    # a batch still running after max(stall_min_s, stall_factor x its expected time, measured per image)
+    # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md)
+    stall_min_s: float = Field(default=10.0, gt=0)
+    stall_factor: float = Field(default=20.0, gt=0)
+
+    # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
+    # an idle kept-alive connection closes after keep_alive_timeout_s; past max_connections open
+    # connections (or requests in progress), new requests get 503 (uvicorn's limit_concurrency)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    max_connections: int = Field(default=1000, ge=1)
 
     # HTTP
     cors_origins: list[str] = Field(default_factory=list)

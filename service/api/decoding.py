@@ -1,13 +1,65 @@
-"""Where a request's images are decoded: on the event loop when they are small, else in a worker thread."""
+"""Where a request's images are decoded: on the event loop when they are small, else in a worker thread,
+and how many requests may be decoding in threads at once.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import partial
+
 import numpy as np
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from repository.manifest import Preprocessing
+from service.errors import QueueFull
 from service.imaging.preprocess import ResizeTransform, decode_and_preprocess
 from service.settings import Settings
+
+
+class DecodeSlots:
+    """At most ``limit`` requests decode in worker threads at once; one more is refused, not queued.
+
+    Refusing (503 + ``Retry-After``) rather than queueing keeps a burst of large images from stacking up
+    seconds of CPU work behind which every later request would wait. Used on the event loop only.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if self.in_use >= self.limit:
+            raise QueueFull(
+                f"the server is decoding {self.limit} requests' images already; retry shortly",
+                retry_after_s=1,
+            )
+        self.in_use += 1
+        try:
+            yield
+        finally:
+            self.in_use -= 1
+
+
+# The app's slots, set for each request by ``UseDecodeSlots``: request-scoped, like the request itself.
+_slots: ContextVar[DecodeSlots | None] = ContextVar("decode_slots", default=None)
+
+
+class UseDecodeSlots:
+    """Pure ASGI middleware: makes the app's ``DecodeSlots`` the ones its requests decode under."""
+
+    def __init__(self, app: ASGIApp, slots: DecodeSlots) -> None:
+        self.app, self.slots = app, slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = _slots.set(self.slots)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _slots.reset(token)
 
 
 async def decode_images(
@@ -19,6 +71,18 @@ async def decode_images(
     photo takes milliseconds, which would stall every other request on the loop. The encoded size is a
     cheap, conservative proxy for the decode's cost, known before any work is done.
     """
+    decode = partial(
+        decode_and_preprocess,
+        blobs,
+        spec,
+        settings.max_image_pixels,
+        settings.max_request_pixels,
+        settings.reduced_jpeg_decode,
+    )
     if sum(len(b) for b in blobs) <= settings.inline_decode_max_bytes:
-        return decode_and_preprocess(blobs, spec, settings.max_image_pixels)
-    return await run_in_threadpool(decode_and_preprocess, blobs, spec, settings.max_image_pixels)
+        return decode()
+    slots = _slots.get()
+    if slots is None:  # the app outside its middleware stack (a bare router in a test): no bound
+        return await run_in_threadpool(decode)
+    with slots.slot():
+        return await run_in_threadpool(decode)

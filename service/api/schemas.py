@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from repository.manifest import Evaluation, Preprocessing, RoISettings, TensorSpec
+from repository.manifest import Evaluation, PoolingLayer, Preprocessing, RoISettings, TensorSpec
 from service.runtime.registry import ModelStatus
 
 
@@ -74,6 +74,7 @@ class ModelInfo(BaseModel):
     evaluations: list[Evaluation] = []
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
+    pooling: list[PoolingLayer] | None = None  # the export's pooling audit, when the manifest has one
 
 
 class ModelList(BaseModel):

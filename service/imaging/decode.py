@@ -1,8 +1,15 @@
-"""Bytes to a Pillow image: format allow-list, pixel limit checked from the header, EXIF orientation."""
+"""Bytes to a Pillow image: format allow-list, pixel limit checked from the header, EXIF orientation.
+
+Two steps, so that a request's whole cost is known before any of its images is decoded: ``open_image``
+reads only the header (format, size, frame count) and refuses what is over the limits; ``load_image``
+decodes the pixels, at a reduced scale when the caller needs far fewer (JPEG only, ``Image.draft``).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -11,10 +18,17 @@ from service.errors import ImageTooLarge, InvalidImage
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 _PROBE = tuple(sorted(ALLOWED_FORMATS))
 MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
+_ORIENTATION = 0x0112
+_SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image a quarter
 
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode one image, refusing bombs before any pixel is allocated.
+    """Decode one image at full scale, refusing bombs before any pixel is allocated."""
+    return load_image(open_image(data, max_pixels))
+
+
+def open_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only and refuse what the service does not take.
 
     ``Image.open`` reads only the header, so ``img.size`` is known before ``load()`` allocates. Pillow's own
     bomb guard (``Image.MAX_IMAGE_PIXELS``) is process-global, so we leave it alone and check our limit here;
@@ -22,7 +36,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """
     if not data:
         raise InvalidImage("empty image")
-    try:
+    with _as_client_errors(max_pixels):
         image = _open(data)
         if image.format not in ALLOWED_FORMATS:
             raise InvalidImage(f"unsupported image format {image.format}; use JPEG, PNG, WebP or BMP")
@@ -34,14 +48,46 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         frames = int(getattr(image, "n_frames", 1))
         if frames > 1:
             raise InvalidImage(f"animated image ({frames} frames); send a single still image")
+        return image
+
+
+def oriented_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as displayed, after EXIF orientation: what box coordinates refer to."""
+    width, height = image.size
+    return (height, width) if _orientation(image) in _SWAPS_AXES else (width, height)
+
+
+def load_image(image: Image.Image, at_least: tuple[int, int] | None = None) -> Image.Image:
+    """Decode an opened image, EXIF orientation applied.
+
+    ``at_least`` (width, height, as displayed): a JPEG that large several times over is decoded at 1/2,
+    1/4 or 1/8 scale by libjpeg itself (``Image.draft``), never below that size: most of the decoding
+    work is skipped, and a resize to the model's input follows anyway (docs/limits.md measures the effect
+    on accuracy). Other formats have no such mode and decode in full.
+    """
+    with _as_client_errors(None):
+        if at_least is not None and image.format == "JPEG":
+            wanted = at_least[::-1] if _orientation(image) in _SWAPS_AXES else at_least
+            image.draft(image.mode, (max(1, wanted[0]), max(1, wanted[1])))
         image.load()
         # In place: without an orientation tag the copying variant returns a full copy of the pixels.
         ImageOps.exif_transpose(image, in_place=True)
         return image
+
+
+def _orientation(image: Image.Image) -> int:
+    return int(image.getexif().get(_ORIENTATION, 1))
+
+
+@contextlib.contextmanager
+def _as_client_errors(max_pixels: int | None) -> Iterator[None]:
+    """Pillow reports truncated, corrupt or oversized data with several exception types: map them."""
+    try:
+        yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLarge(f"image exceeds the limit of {max_pixels} pixels") from None
+        limit = f" of {max_pixels} pixels" if max_pixels is not None else ""
+        raise ImageTooLarge(f"image exceeds the limit{limit}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        # Pillow reports truncated or corrupt data with several exception types; all mean "not an image".
         raise InvalidImage("the data is not a readable image") from None
 
 

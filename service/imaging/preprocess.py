@@ -6,14 +6,18 @@ decode -> color mode -> resize -> ``pixel * scale`` -> ``(x - mean) / std`` -> (
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
 
 from repository.manifest import Preprocessing
-from service.errors import ServiceError
-from service.imaging.decode import decode_image
+from service.errors import ImageTooLarge, ServiceError
+from service.imaging.decode import load_image, open_image, oriented_size
+
+T = TypeVar("T")
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,
@@ -63,9 +67,16 @@ def preprocess(image: Image.Image, spec: Preprocessing) -> tuple[np.ndarray, Res
     return tensor, preprocess_into(image, spec, tensor)
 
 
-def preprocess_into(image: Image.Image, spec: Preprocessing, out: np.ndarray) -> ResizeTransform:
+def preprocess_into(
+    image: Image.Image,
+    spec: Preprocessing,
+    out: np.ndarray,
+    original_size: tuple[int, int] | None = None,
+) -> ResizeTransform:
     """``preprocess`` written into ``out``, a (C, H, W) float32 slot such as one image of a batch.
 
+    ``original_size``: the image's size as sent, when ``image`` was decoded at a reduced scale; the resize
+    target and the box transform come from it, so a reduced decode changes pixels only, never geometry.
     Pillow's ``convert`` to the image's own mode and ``resize`` to its own size both return plain copies,
     so they are skipped. Normalization runs in the same float32 order, ``(pixel * scale - mean) / std``,
     element by element, so the values are bit-identical; it just runs in place in the output's layout.
@@ -73,7 +84,8 @@ def preprocess_into(image: Image.Image, spec: Preprocessing, out: np.ndarray) ->
     eight_bit = _eight_bit(image)
     mode = "L" if spec.color_mode == "L" else "RGB"
     rgb_or_gray = eight_bit if eight_bit.mode == mode else eight_bit.convert(mode)
-    new_w, new_h = resized_size(rgb_or_gray.size, spec)
+    width, height = original_size or image.size
+    new_w, new_h = resized_size((width, height), spec)
     if rgb_or_gray.size != (new_w, new_h):
         rgb_or_gray = rgb_or_gray.resize((new_w, new_h), _RESAMPLE[spec.interpolation])
     pixels = np.asarray(rgb_or_gray)  # uint8, (H, W) or (H, W, 3)
@@ -88,7 +100,6 @@ def preprocess_into(image: Image.Image, spec: Preprocessing, out: np.ndarray) ->
     np.divide(target, np.asarray(spec.std, np.float32)[:, None, None], out=target)
     if new_w < spec.width:
         out[:, :, new_w:] = spec.pad_value
-    width, height = image.size
     return ResizeTransform(new_w / width, new_h / height, (width, height))
 
 
@@ -101,17 +112,38 @@ def map_boxes(boxes: np.ndarray, transform: ResizeTransform) -> np.ndarray:
 
 
 def decode_and_preprocess(
-    blobs: list[bytes], spec: Preprocessing, max_pixels: int
+    blobs: list[bytes],
+    spec: Preprocessing,
+    max_pixels: int,
+    max_request_pixels: int | None = None,
+    reduced_jpeg: bool = False,
 ) -> tuple[np.ndarray, list[ResizeTransform]]:
     """Encoded images to one (n, C, H, W) batch; errors name the offending image's position.
 
-    Each image is written straight into its slot of the batch: no per-image tensor, no stacking copy.
+    Every header is read first, so a request over ``max_request_pixels`` in all is refused before any
+    pixel is decoded. ``reduced_jpeg``: JPEGs several times larger than the model's input are decoded at
+    1/2, 1/4 or 1/8 scale (``load_image``). Each image is written straight into its slot of the batch.
     """
+    opened = [_at(i, open_image, blob, max_pixels) for i, blob in enumerate(blobs)]
+    total = sum(image.size[0] * image.size[1] for image in opened)
+    if max_request_pixels is not None and total > max_request_pixels:
+        raise ImageTooLarge(
+            f"the request's {len(blobs)} images total {total} pixels; the limit per request is "
+            f"{max_request_pixels} pixels (max_request_pixels): send fewer or smaller images per request"
+        )
     batch = np.empty((len(blobs), spec.channels, spec.height, spec.width), np.float32)
     transforms = []
-    for i, blob in enumerate(blobs):
-        try:
-            transforms.append(preprocess_into(decode_image(blob, max_pixels), spec, batch[i]))
-        except ServiceError as exc:
-            raise type(exc)(f"images[{i}]: {exc.detail}") from None
+    for i, image in enumerate(opened):
+        original = oriented_size(image) if reduced_jpeg and image.format == "JPEG" else None
+        at_least = resized_size(original, spec) if original is not None else None
+        loaded = _at(i, load_image, image, at_least)
+        transforms.append(_at(i, preprocess_into, loaded, spec, batch[i], original))
     return batch, transforms
+
+
+def _at(index: int, step: Callable[..., T], *args: Any) -> T:
+    """Run one image's step; a client error names the image's position in the request."""
+    try:
+        return step(*args)
+    except ServiceError as exc:
+        raise type(exc)(f"images[{index}]: {exc.detail}") from None

@@ -14,7 +14,7 @@ import numpy as np
 from repository.manifest import Manifest, Task
 from service.errors import WrongTask
 from service.runtime.handlers import RegionItem, RegionResult
-from service.runtime.postprocess import softmax
+from service.runtime.postprocess import probabilities
 from service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
 from service.runtime.registry import ModelEntry, ModelRegistry
 
@@ -77,12 +77,10 @@ class Runtime:
 
     async def _submit(self, name: str, item: object) -> Any:
         # Time limits live in the HTTP layer: cancelling this await drops a still-queued item.
-        batcher = self._entry(name).batcher
-        assert batcher is not None
-        return await batcher.submit(item)
+        entry = self._entry(name)
+        assert entry.batcher is not None and entry.guard is not None
+        return await entry.guard.run(entry.batcher.submit, item)
 
     @staticmethod
     def _probabilities(manifest: Manifest, scores: np.ndarray) -> np.ndarray:
-        if manifest.io.scores_are_probabilities:
-            return scores.astype(np.float32, copy=False)
-        return softmax(scores) if len(scores) else scores.astype(np.float32, copy=False)
+        return probabilities(scores, manifest.io.scores_are_probabilities)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +25,7 @@ from service.errors import ModelNotFound, ModelNotReady
 from service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
 from service.runtime.handlers import ClassificationHandler, RegionHandler
 from service.runtime.sessions import SessionConfig, create_session, provider_in_use
+from service.runtime.watchdog import ModelGuard, TimedHandler
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class ModelEntry:
     provider: str | None = None
     session: ort.InferenceSession | None = None
     batcher: DynamicBatcher[Any, Any] | None = field(default=None, repr=False)
+    guard: ModelGuard[Any, Any] | None = field(default=None, repr=False)
 
 
 class ModelRegistry:
@@ -103,8 +106,18 @@ class ModelRegistry:
 
     @property
     def is_ready(self) -> bool:
-        """Ready once loading finished and at least one model serves; a failed model does not block others."""
-        return self._loaded.is_set() and any(e.status is ModelStatus.READY for e in self._entries.values())
+        """Ready once loading finished and at least one model serves; a failed model does not block others.
+
+        A stalled model (an inference that never returned) makes the whole process unready: it is about to
+        be replaced, and a load balancer should send its traffic elsewhere meanwhile.
+        """
+        entries = self._entries.values()
+        if any(e.guard is not None and e.guard.stalled for e in entries):
+            return False
+        return self._loaded.is_set() and any(e.status is ModelStatus.READY for e in entries)
+
+    def guards(self) -> list[ModelGuard[Any, Any]]:
+        return [e.guard for e in self._entries.values() if e.guard is not None]
 
     def entries(self) -> list[ModelEntry]:
         return sorted(self._entries.values(), key=lambda e: e.name)
@@ -121,12 +134,33 @@ class ModelRegistry:
             raise ModelNotReady(f"model {name!r} is still loading", retry_after_s=5)
         if entry.status is ModelStatus.FAILED:
             raise ModelNotReady(f"model {name!r} failed to load; GET /v1/models/{name} says why")
+        if entry.guard is not None:
+            entry.guard.refuse_if_stalled()
         return entry
 
-    async def close(self) -> None:
+    def begin_shutdown(self) -> None:
+        """The server's grace period starts: requests it cancels at the end answer 503, not 500."""
+        for guard in self.guards():
+            guard.shutting_down = True
+
+    async def close(self, drain_s: float = 2.0) -> list[str]:
+        """Stop every batcher; returns the models whose batch in progress did not finish within ``drain_s``.
+
+        Closing a batcher waits for its worker thread, which would be forever for an inference that never
+        returns: such a model is left as it is, and the caller ends the process without waiting for it.
+        """
+        stuck = []
         for entry in self._entries.values():
-            if entry.batcher is not None:
+            if entry.batcher is None or entry.guard is None:
+                continue
+            deadline = time.monotonic() + drain_s
+            while entry.guard.handler.busy and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if entry.guard.handler.busy:
+                stuck.append(entry.name)
+            else:
                 await entry.batcher.close()
+        return stuck
 
     async def _load(self, entry: ModelEntry) -> None:
         manifest = entry.manifest
@@ -143,9 +177,9 @@ class ModelRegistry:
         handler = ClassificationHandler if manifest.task is Task.CLASSIFICATION else RegionHandler
         entry.session = session
         entry.provider = provider_in_use(session)
-        entry.batcher = DynamicBatcher(
-            entry.name, handler(session, manifest), self._batch_config(manifest), self._observer
-        )
+        timed = TimedHandler(handler(session, manifest))
+        entry.guard = ModelGuard(entry.name, timed)
+        entry.batcher = DynamicBatcher(entry.name, timed, self._batch_config(manifest), self._observer)
         entry.batcher.start()
         entry.status = ModelStatus.READY
         log.info("model %s v%d ready on %s", entry.name, entry.version, entry.provider)

@@ -14,15 +14,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "deploy" / "requirements-runtime.lock"
-OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export"}
+OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export", "extract"}
 # The interpreter's and this venv's own hooks: __main__, the editable-install finder, setuptools' .pth
-# hack, sysconfig data. None of them is something the serving code asked for.
-ENVIRONMENT_PREFIXES = ("__", "_distutils_hack", "_sysconfigdata")
+# hack, sysconfig data, and the modules Cython-compiled extensions (httptools) register. None of them is
+# something the serving code asked for.
+ENVIRONMENT_PREFIXES = ("__", "_distutils_hack", "_sysconfigdata", "_cython_", "cython_runtime")
 
-# What the image runs (uvicorn service.app:create_app --factory, HEALTHCHECK python3 -m service.healthcheck).
+# What the image runs (python3 -m service.supervisor, which starts python3 -m service.serve; HEALTHCHECK
+# python3 -m service.healthcheck).
 IMAGE_SERVING_PATH = """
 import json, sys
 import uvicorn.main
+import service.supervisor, service.serve
 import service.healthcheck
 from service.app import create_app
 from service.settings import Settings

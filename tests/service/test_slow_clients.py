@@ -1,0 +1,110 @@
+"""Slow and idle clients on real sockets, against the server as ``poolserve serve`` configures uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.serve import DrainingServer, server_config
+from service.settings import Settings
+from tests.service.conftest import REPOSITORY, DigitFile
+
+HEADER_TIMEOUT_S = 1.0
+MAX_CONNECTIONS = 100
+HALF_HEAD = b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nX-Slow: "  # never finished
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    settings = Settings(
+        repository=REPOSITORY,
+        log_level="warning",
+        header_timeout_s=HEADER_TIMEOUT_S,
+        max_connections=MAX_CONNECTIONS,
+        request_timeout_s=2,
+    )
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    app = create_app(settings)
+    server = DrainingServer(server_config(app, settings), app)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started or httpx.get(f"{base}/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def connect(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def closed_by_server(sock: socket.socket, deadline: float) -> bool:
+    """Whether the server closes the connection (recv sees EOF or a reset) before ``deadline``."""
+    sock.settimeout(max(0.01, deadline - time.monotonic()))
+    try:
+        return sock.recv(1024) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_half_sent_heads_are_closed_after_the_header_timeout_and_the_cap_holds(
+    url: str, digit_files: list[DigitFile]
+) -> None:
+    slow = [connect(url) for _ in range(200)]
+    try:
+        for sock in slow[:150]:
+            sock.sendall(HALF_HEAD)  # the other 50 send nothing at all
+        # Over the connection cap a new client is answered 503 at once, not left waiting.
+        deadline = time.monotonic() + 10
+        while (status := httpx.get(f"{url}/health/live").status_code) != 503:
+            assert time.monotonic() < deadline, f"never refused over the cap (last {status})"
+        # Every slow connection is closed by the server once its head is overdue...
+        closes_by = time.monotonic() + HEADER_TIMEOUT_S + 15  # slack for a loaded machine
+        assert all(closed_by_server(sock, closes_by) for sock in slow)
+    finally:
+        for sock in slow:
+            sock.close()
+    # ...and a good client is served again, with the right answer.
+    digit = digit_files[0]
+    reply = httpx.post(
+        f"{url}/v1/models/lenet5-mnist/classify",
+        content=digit.path.read_bytes(),
+        headers={"Content-Type": "image/png"},
+    )
+    assert reply.status_code == 200
+    assert reply.json()["results"][0]["predictions"][0]["label"] == digit.label
+
+
+def test_a_kept_alive_connection_that_starts_a_second_head_and_stalls_is_closed(url: str) -> None:
+    with connect(url) as sock:
+        sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(HALF_HEAD)
+        assert closed_by_server(sock, time.monotonic() + HEADER_TIMEOUT_S + 15)
+
+
+def test_a_body_that_stops_arriving_is_answered_504_within_the_request_time_limit(url: str) -> None:
+    with connect(url) as sock:
+        sock.sendall(
+            b"POST /v1/models/lenet5-mnist/classify HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG"
+        )
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 504"), reply[:100]
