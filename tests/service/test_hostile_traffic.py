@@ -73,8 +73,12 @@ def server() -> Iterator[Server]:
         "POOLSERVE_MAX_IMAGES_PER_REQUEST": str(LIMITS.max_images_per_request),
         "POOLSERVE_MAX_BOXES_PER_REQUEST": str(LIMITS.max_boxes_per_request),
         "POOLSERVE_MAX_TOP_K": str(LIMITS.max_top_k),
+        # Decode overload (503) is tested elsewhere; here every client may decode at once.
+        "POOLSERVE_MAX_CONCURRENT_DECODES": "16",
     }
-    process = subprocess.Popen([sys.executable, "-m", "poolserve", "serve"], cwd=ROOT, env=env)
+    # Unsupervised: a crash must show as a dead process, not be hidden by a restart.
+    command = [sys.executable, "-m", "poolserve", "serve", "--no-supervise"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         wait_until_ready(process, port, timeout_s=120)
         yield Server(f"http://127.0.0.1:{port}", process)
