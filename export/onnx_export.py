@@ -17,6 +17,7 @@ import onnx
 import torch
 from torch import nn
 
+from export.pooling_support import UnsupportedPoolingError
 from export.pooling_trace import audit_pooling, audited
 from export.roi_symbolics import register_roi_symbolics
 from repository.manifest import PoolingLayer
@@ -54,6 +55,23 @@ REGION_SIGNATURE = GraphSignature(
 )
 
 
+def _refuse_rewrites_at_dynamic_sizes(layers: list[PoolingLayer], signature: GraphSignature) -> None:
+    """Rewrites are exact for the input size they were traced at; a graph whose spatial axes are dynamic
+    would apply them to other sizes."""
+    dynamic = [
+        name for name in signature.inputs if any(axis >= 2 for axis in signature.dynamic_axes.get(name, {}))
+    ]
+    rewritten = [layer for layer in layers if layer.export == "rewritten"]
+    if dynamic and rewritten:
+        first = rewritten[0]
+        raise UnsupportedPoolingError(
+            first.path,
+            first.op,
+            f"rewritten exactly for input {first.input_shape} only, but input {dynamic[0]!r} declares "
+            "dynamic spatial axes; export at a fixed spatial size",
+        )
+
+
 def export_onnx(
     model: nn.Module, example_inputs: tuple[torch.Tensor, ...], signature: GraphSignature, opset: int = OPSET
 ) -> onnx.ModelProto:
@@ -66,7 +84,8 @@ def export_audited(
 ) -> tuple[onnx.ModelProto, list[PoolingLayer]]:
     """:func:`export_onnx` that also returns the pooling audit: each call, native or rewritten."""
     model.eval()
-    audit_pooling(model, example_inputs)  # refusals raise here, before the exporter runs
+    layers = audit_pooling(model, example_inputs)  # refusals raise here, before the exporter runs
+    _refuse_rewrites_at_dynamic_sizes(layers, signature)
     register_roi_symbolics(opset)
     buffer = io.BytesIO()
     with warnings.catch_warnings():

@@ -61,19 +61,19 @@ def _drops(
     )
 
 
-def _cropped(dims: int) -> Replacement:
-    return lambda x, native: crop_to(native(), dims)
+def _cropped(op: str, dims: int) -> Decision:
+    return Decision(
+        "rewritten",
+        f"ceil_mode drops PyTorch's last window here: {op}, then sliced to PyTorch's output shape",
+        replacement=lambda x, native: crop_to(native(), dims),
+    )
 
 
 def _max(params: dict[str, Any], dims: int, sizes: list[int]) -> Decision:
     kernel, stride, padding = _windows(params, dims)
     dilation = _per_axis(params.get("dilation", 1), dims)
     if params.get("ceil_mode") and _drops(sizes, kernel, stride, padding, dilation):
-        return Decision(
-            "rewritten",
-            "ceil_mode drops PyTorch's last window here: MaxPool, then sliced to PyTorch's output shape",
-            replacement=_cropped(dims),
-        )
+        return _cropped("MaxPool", dims)
     return Decision("native", "ONNX MaxPool")
 
 
@@ -97,23 +97,14 @@ def _avg(params: dict[str, Any], dims: int, sizes: list[int]) -> Decision:
             replacement=lambda x, native: average(x),
         )
     if ceil_mode and _drops(sizes, kernel, stride, padding, [1] * dims):
-        return Decision(
-            "rewritten",
-            "ceil_mode drops PyTorch's last window here: AveragePool, then sliced to PyTorch's output shape",
-            replacement=_cropped(dims),
-        )
+        return _cropped("AveragePool", dims)
     return Decision("native", "ONNX AveragePool")
 
 
 def _lp(params: dict[str, Any], dims: int, sizes: list[int]) -> Decision:
     kernel, stride, _ = _windows(params, dims)
     if params.get("ceil_mode") and _drops(sizes, kernel, stride, [0] * dims, [1] * dims):
-        return Decision(
-            "rewritten",
-            "ceil_mode drops PyTorch's last window here: the exporter's decomposition, then sliced to "
-            "PyTorch's output shape",
-            replacement=_cropped(dims),
-        )
+        return _cropped("the exporter's decomposition", dims)
     return Decision("native", "exporter's decomposition: Pow, AveragePool, Mul, Pow")
 
 

@@ -24,7 +24,7 @@ from extract.prepare import InputError, ItemError, read_image_file
 from extract.rows import ImageResult, Ranked
 from extract.shards import Shard, write_shard
 from poolserve.client import AsyncPoolserveClient, BadInput
-from service.api.problems import _slug
+from service.api.error_table import slug
 from service.errors import ServiceError
 
 _ORIENTATION = 0x0112
@@ -83,7 +83,7 @@ class HttpExtractor:
         try:
             return _Ready(item, blob, size, check_image_boxes(item.boxes, size, self._job.limits.max_boxes))
         except ServiceError as exc:
-            raise InputError(_slug(type(exc)), exc.detail) from None
+            raise InputError(slug(type(exc)), exc.detail) from None
 
     async def _request(self, ready: list[_Ready]) -> tuple[list[ImageResult], list[ItemError]]:
         model, job = self._job.model, self._job

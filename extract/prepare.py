@@ -12,7 +12,7 @@ import numpy as np
 from extract.boxes import check_image_boxes
 from extract.dataset import Item
 from repository.manifest import Preprocessing
-from service.api.problems import _slug
+from service.api.error_table import slug
 from service.errors import ServiceError
 from service.imaging.preprocess import decode_and_preprocess, map_boxes
 
@@ -79,7 +79,7 @@ def prepare_image(item: Item, spec: Preprocessing, limits: InputLimits) -> Prepa
             return PreparedImage(item, transform.original_size, tensor, None, None)
         boxes = check_image_boxes(item.boxes, transform.original_size, limits.max_boxes)
     except ServiceError as exc:
-        raise InputError(_slug(type(exc)), exc.detail) from None
+        raise InputError(slug(type(exc)), exc.detail) from None
     return PreparedImage(item, transform.original_size, tensor, boxes, map_boxes(boxes, transform))
 
 

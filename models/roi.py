@@ -217,6 +217,13 @@ def split_rois(rois: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
     return rois[:, 1:], rois[:, 0].to(torch.int64)
 
 
+def _contract(boxes: Tensor | list[Tensor], box_batch_indices: Tensor | None) -> tuple[Tensor, Tensor]:
+    if box_batch_indices is None:
+        return split_rois(boxes)
+    assert isinstance(boxes, Tensor), "boxes with box_batch_indices are one (K, 4) tensor"
+    return boxes, box_batch_indices
+
+
 class RoIAlign(nn.Module):
     """torchvision.ops.RoIAlign's constructor; ``forward(input, rois)`` takes torchvision's box formats,
     or ``forward(input, boxes, box_batch_indices)`` poolserve's (K, 4) boxes and (K,) indices."""
@@ -237,9 +244,7 @@ class RoIAlign(nn.Module):
     def forward(
         self, features: Tensor, boxes: Tensor | list[Tensor], box_batch_indices: Tensor | None = None
     ) -> Tensor:
-        if box_batch_indices is None:
-            boxes, box_batch_indices = split_rois(boxes)
-        assert isinstance(boxes, Tensor)
+        boxes, box_batch_indices = _contract(boxes, box_batch_indices)
         if torch.onnx.is_in_onnx_export():
             return roi_align_op(
                 features,
@@ -278,9 +283,7 @@ class RoIPool(nn.Module):
     def forward(
         self, features: Tensor, boxes: Tensor | list[Tensor], box_batch_indices: Tensor | None = None
     ) -> Tensor:
-        if box_batch_indices is None:
-            boxes, box_batch_indices = split_rois(boxes)
-        assert isinstance(boxes, Tensor)
+        boxes, box_batch_indices = _contract(boxes, box_batch_indices)
         if torch.onnx.is_in_onnx_export():
             rois = torch.cat([box_batch_indices.to(boxes.dtype)[:, None], boxes], dim=1)
             return roi_pool_op(features, rois, *self.output_size, self.spatial_scale)

@@ -90,7 +90,7 @@ def check_region_inputs(
         (x1 < low_x) | (y1 < low_y) | (x2 > high_x) | (y2 > high_y),
         lambda r: (
             f"{name(r)} reaches past its image by more than {MAX_OVERHANG:g} of the image's width or "
-            "height; expected boxes within that margin (docs/limits.md)"
+            "height; expected boxes within that margin"
         ),
     )
 

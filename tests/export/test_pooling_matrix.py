@@ -66,6 +66,16 @@ def test_a_refusal_names_the_layer_and_the_reason():
     assert "[7, 7]" in refused.value.reason
 
 
+def test_rewrites_need_a_fixed_spatial_size():
+    model = Standalone(nn.AvgPool2d(2, divisor_override=3)).eval()
+    dynamic = GraphSignature(["images"], ["values"], {"images": {0: "batch", 2: "height", 3: "width"}})
+    with pytest.raises(UnsupportedPoolingError, match="dynamic spatial axes") as refused:
+        export_audited(model, (torch.randn(1, 2, 6, 6),), dynamic)
+    assert refused.value.module_path == "pool"
+    native = Standalone(nn.AvgPool2d(2)).eval()  # no rewrite: dynamic sizes are fine
+    export_audited(native, (torch.randn(1, 2, 6, 6),), dynamic)
+
+
 def _unchecked_export(model: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with warnings.catch_warnings():

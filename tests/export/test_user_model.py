@@ -144,6 +144,11 @@ def test_factory_and_weights_errors(tmp_path: Path):
             return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
         """)
     )
+    assert isinstance(build_module(load_factory("torch.nn:Identity"), "torch.nn:Identity"), nn.Identity)
+    with pytest.raises(UserModelError, match=r"returned int, not a torch\.nn\.Module"):
+        build_module(lambda: 3, "three")  # type: ignore[arg-type, return-value]
+    with pytest.raises(UserModelError, match=r"expected FILE\.py:FACTORY"):
+        load_factory("net.py")
     with pytest.raises(UserModelError, match="has no callable 'missing'"):
         load_factory(f"{good}:missing")
     module = build_module(load_factory(f"{good}:build"), "good.py:build")

@@ -45,7 +45,11 @@ HOSTILE_BOXES: dict[str, list[float]] = {  # on a 200x200 image
     "wholly outside": [-500, -500, -300, -300],
     "far past the margin": [-150, -150, 100, 100],
 }
-GOOD_BOXES = {"normal": [10, 10, 100, 120], "degenerate": [50, 50, 50, 50], "whole image": [0, 0, 200, 200]}
+GOOD_BOXES: dict[str, list[float]] = {
+    "normal": [10, 10, 100, 120],
+    "degenerate": [50, 50, 50, 50],
+    "whole image": [0, 0, 200, 200],
+}
 
 Response = tuple[int, bytes]
 Send = Callable[[httpx.Client], httpx.Response]
@@ -69,8 +73,12 @@ def server() -> Iterator[Server]:
         "POOLSERVE_MAX_IMAGES_PER_REQUEST": str(LIMITS.max_images_per_request),
         "POOLSERVE_MAX_BOXES_PER_REQUEST": str(LIMITS.max_boxes_per_request),
         "POOLSERVE_MAX_TOP_K": str(LIMITS.max_top_k),
+        # Decode overload (503) is tested elsewhere; here every client may decode at once.
+        "POOLSERVE_MAX_CONCURRENT_DECODES": "16",
     }
-    process = subprocess.Popen([sys.executable, "-m", "poolserve", "serve"], cwd=ROOT, env=env)
+    # Unsupervised: a crash must show as a dead process, not be hidden by a restart.
+    command = [sys.executable, "-m", "poolserve", "serve", "--no-supervise"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         wait_until_ready(process, port, timeout_s=120)
         yield Server(f"http://127.0.0.1:{port}", process)
@@ -134,6 +142,11 @@ def features_v2(manifest: Manifest, boxes: list[list[float]], indices: list[int]
     )
 
 
+def classify(blob: bytes) -> Send:
+    headers = {"content-type": "image/png"}
+    return lambda http: http.post("/v1/models/lenet5-mnist/classify?top_k=10", content=blob, headers=headers)
+
+
 def corpus_digit(digit_files: list[DigitFile]) -> Digit:
     file = digit_files[0]
     return Digit(Image.open(file.path).convert("L"), file.label)
@@ -176,18 +189,7 @@ def jobs(manifests: dict[str, Manifest], digit: Digit, digit_files: list[DigitFi
                 out.append(Job(f"{model} v1 {name} #{copy}", features_v1(model, box), True))
                 out.append(Job(f"{model} v2 {name} #{copy}", features_v2(manifests[model], [box]), True))
     for file in digit_files[:12]:
-        blob = file.path.read_bytes()
-        out.append(
-            Job(
-                f"classify {file.path.name}",
-                lambda http, b=blob: http.post(
-                    "/v1/models/lenet5-mnist/classify?top_k=10",
-                    content=b,
-                    headers={"content-type": "image/png"},
-                ),
-                True,
-            )
-        )
+        out.append(Job(f"classify {file.path.name}", classify(file.path.read_bytes()), True))
     return out
 
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from repository.manifest import Manifest
 from repository.store import discover, latest_versions, read_manifest, verified_model_path
 from service.errors import InvalidField
-from service.runtime.region_inputs import MAX_OVERHANG, BoxFrame, check_region_inputs
+from service.runtime.region_inputs import MAX_OVERHANG, BoxFrame, check_region_inputs, roi_cost_bound
 from tests.service.conftest import REPOSITORY
 
 # Every region model in the shipped repository, the converted ONet included.
@@ -180,3 +180,19 @@ def test_whatever_passes_runs(
         and ((indices >= 0) & (indices < images)).all()
     )
     assert passed <= within  # nothing outside the policy ever passes
+
+
+# By hand: RoiAlign reads 4 cells per sample, out_h * out_w bins, grid^2 samples per bin (sampling_ratio,
+# or ceil(1.5 * frame side * spatial_scale / out side) for 0); MaxRoiPool the box's feature-map cells,
+# (ceil(1.5 * 112 * 0.25) + 1 + 7)^2 with the rounding and the bins' widening.
+EXPECTED_BOUND = {
+    "digits-roialign": 4 * 7 * 7 * 2 * 2,
+    "digits-roipool": (42 + 1 + 7) ** 2,
+    "mtcnn-onet-regions": 4 * 48 * 48 * 16 * 16,
+}
+
+
+def test_the_stated_cost_bound(model: RegionModel) -> None:
+    roi = model.manifest.roi
+    assert roi is not None
+    assert roi_cost_bound(roi, model.frame) == EXPECTED_BOUND[model.manifest.name]
