@@ -250,3 +250,14 @@ def test_rayjob_runs_the_extract_command_as_the_cli_defines_it() -> None:
     if extract is None:
         pytest.skip("`poolserve extract` is not in this build yet: the entrypoint is checked once it is")
     extract.make_context("extract", entrypoint[2:])  # raises on an unknown option or a missing argument
+
+
+@pytest.mark.parametrize(
+    ("overlay", "suffix"), [("cpu", ""), ("gpu", "-gpu"), ("kserve", ""), ("ray-extract", "")]
+)
+def test_images_are_tagged_with_the_project_version(overlay: str, suffix: str) -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = {c["image"] for _, c, _ in k8s_policy.containers(render_overlay(overlay))}
+    assert images and all(image.endswith(f":{version}{suffix}") for image in images)
