@@ -19,7 +19,7 @@ EXPECTED_KINDS = {
     "gpu": {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"},
     "kserve": {"InferenceService"},
     "ray-extract": {"RayJob"},
-    "podman-play": {"Deployment", "Secret"},
+    "podman-play": {"Deployment"},
 }
 
 

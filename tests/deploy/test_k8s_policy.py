@@ -22,14 +22,15 @@ BENCH_RESULTS = ROOT / "bench" / "results" / "results.json"
 
 
 def image_drain_seconds() -> int:
-    """What the runtime image's command gives uvicorn for draining; the Settings default when the command
-    does not pass the flag (``poolserve serve`` reads ``POOLSERVE_SHUTDOWN_GRACE_S``)."""
+    """How long the runtime image drains after SIGTERM: uvicorn's flag when its command passes one, else
+    the image's ``POOLSERVE_SHUTDOWN_GRACE_S``, else the Settings default."""
     dockerfile = (ROOT / "Dockerfile").read_text()
     runtime_stage = dockerfile[dockerfile.rindex("AS runtime") :]
     (cmd,) = re.findall(r"^CMD (\[.*\])$", runtime_stage, re.MULTILINE)
-    match = k8s_policy.GRACE_FLAG.search(" ".join(json.loads(cmd)))
+    flag = k8s_policy.GRACE_FLAG.search(" ".join(json.loads(cmd)))
+    env = re.search(r"\bPOOLSERVE_SHUTDOWN_GRACE_S=(\d+)", runtime_stage)
     default: int = Settings.model_fields["shutdown_grace_s"].default
-    return int(match.group(1)) if match else default
+    return int(flag.group(1)) if flag else int(env.group(1)) if env else default
 
 
 RULES = k8s_policy.rules(image_drain_seconds())
@@ -223,7 +224,8 @@ def test_gpu_overlay_takes_one_gpu_per_process_on_the_scheduling_it_names() -> N
     container = serving_container(manifests)
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert env["UVICORN_WORKERS"] == "1"
+    # One process per GPU: the image's own command (one server), no extra workers.
+    assert "command" not in container and "args" not in container and "UVICORN_WORKERS" not in env
     assert env["POOLSERVE_EXECUTION_PROVIDER"] == "cuda"
     assert container["image"].endswith("-gpu")
     assert spec["nodeSelector"] == {"nvidia.com/gpu.present": scheduling["nodeSelectorValue"]}
@@ -250,3 +252,14 @@ def test_rayjob_runs_the_extract_command_as_the_cli_defines_it() -> None:
     if extract is None:
         pytest.skip("`poolserve extract` is not in this build yet: the entrypoint is checked once it is")
     extract.make_context("extract", entrypoint[2:])  # raises on an unknown option or a missing argument
+
+
+@pytest.mark.parametrize(
+    ("overlay", "suffix"), [("cpu", ""), ("gpu", "-gpu"), ("kserve", ""), ("ray-extract", "")]
+)
+def test_images_are_tagged_with_the_project_version(overlay: str, suffix: str) -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = {c["image"] for _, c, _ in k8s_policy.containers(render_overlay(overlay))}
+    assert images and all(image.endswith(f":{version}{suffix}") for image in images)

@@ -34,7 +34,6 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KUBERNETES_KINDS = [
     ("apps", "v1", "Deployment"),
     ("", "v1", "Service"),
-    ("", "v1", "Secret"),
     ("autoscaling", "v2", "HorizontalPodAutoscaler"),
     ("policy", "v1", "PodDisruptionBudget"),
 ]
