@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/poolserve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[export,dev]'
+	$(BIN)/pip install -q -e '.[export,load,extract,ray,client,dev]'
 	touch $@
 
 venv: $(BIN)/poolserve
