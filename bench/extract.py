@@ -49,6 +49,7 @@ def _commit() -> str:
 @dataclass(frozen=True)
 class Timing:
     seconds: float  # the whole job: listing, model load, every shard
+    cpu_seconds: float  # this process's CPU time over the job (all of it for the local engine)
     steady_images_per_s: float  # from the first finished batch (or Ray shard) to the last
     steady_boxes_per_s: float
 
@@ -62,16 +63,19 @@ def _best_of(runs: int, work: Path, label: str, **options: Any) -> Timing:
 def _job(work: Path, label: str, **options: Any) -> Timing:
     """One whole ``poolserve extract`` job, timed end to end and in its steady state."""
     events: list[tuple[float, Progress]] = []
-    started = time.perf_counter()
+    cpu_started, started = time.process_time(), time.perf_counter()
     run_job(
         ExtractRequest(output=work / label, **options),
         on_progress=lambda p: events.append((time.perf_counter(), p)),
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     span = events[-1][0] - events[0][0] if len(events) > 1 else float("nan")
     after_first = [p for _, p in events[1:]]
     return Timing(
-        seconds, sum(p.images for p in after_first) / span, sum(p.boxes for p in after_first) / span
+        seconds,
+        cpu_seconds,
+        sum(p.images for p in after_first) / span,
+        sum(p.boxes for p in after_first) / span,
     )
 
 
@@ -192,6 +196,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"**{resnet['steady_ratio_to_raw_ort']:.2f}** / {resnet['end_to_end_ratio_to_raw_ort']:.2f}"),
         (f"digit regions, local engine ({region['images']} images, {region['boxes']} boxes), steady",
          f"{region['local']['steady_boxes_per_s']:.0f} boxes/s"),
+        ("digit regions, local engine, CPU time per box (whole job, one process)",
+         f"{1e3 * region['local']['cpu_seconds'] / region['boxes']:.2f} ms"),
         *((f"digit regions, http engine, {k}, steady", f"{v:.0f} boxes/s")
           for k, v in region["http_boxes_per_s"].items()),
         ("**ratio local / best HTTP**", f"**{region['local_over_best_http']:.2f}**"),
@@ -202,7 +208,9 @@ def markdown(results: dict[str, Any]) -> str:
         (f"RSS of `poolserve extract` over {memory['images']} digit images at 25/50/75/100% of the job",
          " / ".join(f"{v:.0f}" for v in at.values()) + f" MiB ({memory['images_per_s']:.0f} images/s)"),
     ]  # fmt: skip
-    head = [f"# poolserve extract, measured (commit {results['commit'][:12]}, {results['cpus']} CPUs)", "",
+    start, end = results["load_average_at_start"][0], results["load_average_at_end"][0]
+    title = f"# poolserve extract, measured (commit {results['commit'][:12]}, {results['cpus']} CPUs)"
+    head = [title, "", f"Host load average (1 min): {start:.1f} at the start, {end:.1f} at the end.", "",
             "| measurement | value |", "| --- | --- |"]  # fmt: skip
     return "\n".join(head + [f"| {k} | {v} |" for k, v in rows]) + "\n"
 
@@ -218,10 +226,13 @@ def main() -> None:
         results = {
             "commit": _commit(),
             "cpus": os.cpu_count(),
+            # Load from other users of the host: above the CPU count, rates measure CPU share too.
+            "load_average_at_start": os.getloadavg(),
             "resnet": resnet(work, args.photos, seconds_per_batch=2.0),
             "digits_region": digits_region(work, args.canvas_copies, [(8, 2), (32, 2), (64, 4)]),
             "rss": rss(work, args.images_for_rss),
         }
+    results["load_average_at_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "extract.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "extract.md").write_text(markdown(results))
