@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 BENCH_REPOSITORY = ROOT / ".bench-repository"
 DATA = ROOT / "tests" / "data"
+RUNS = 2  # of each digit-region job, the best kept
 
 
 def _commit() -> str:
@@ -48,23 +49,33 @@ def _commit() -> str:
 @dataclass(frozen=True)
 class Timing:
     seconds: float  # the whole job: listing, model load, every shard
+    cpu_seconds: float  # this process's CPU time over the job (all of it for the local engine)
     steady_images_per_s: float  # from the first finished batch (or Ray shard) to the last
     steady_boxes_per_s: float
+
+
+def _best_of(runs: int, work: Path, label: str, **options: Any) -> Timing:
+    """The fastest of ``runs`` jobs (by steady rate): on a shared host, slower runs measure the others."""
+    timings = [_job(work, f"{label}-{n}", **options) for n in range(runs)]
+    return max(timings, key=lambda t: t.steady_images_per_s)
 
 
 def _job(work: Path, label: str, **options: Any) -> Timing:
     """One whole ``poolserve extract`` job, timed end to end and in its steady state."""
     events: list[tuple[float, Progress]] = []
-    started = time.perf_counter()
+    cpu_started, started = time.process_time(), time.perf_counter()
     run_job(
         ExtractRequest(output=work / label, **options),
         on_progress=lambda p: events.append((time.perf_counter(), p)),
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     span = events[-1][0] - events[0][0] if len(events) > 1 else float("nan")
     after_first = [p for _, p in events[1:]]
     return Timing(
-        seconds, sum(p.images for p in after_first) / span, sum(p.boxes for p in after_first) / span
+        seconds,
+        cpu_seconds,
+        sum(p.images for p in after_first) / span,
+        sum(p.boxes for p in after_first) / span,
     )
 
 
@@ -93,7 +104,7 @@ def resnet(work: Path, count: int, seconds_per_batch: float) -> dict[str, Any]:
     options: dict[str, Any] = {"name": NAME, "version": None, "boxes": None, "repository": BENCH_REPOSITORY,
                                "batch_size": int(raw["best_batch_size"]), "workers": 1, "threads": 1}  # type: ignore[call-overload]  # fmt: skip
     _job(work, "resnet-warm-up", images=str(photos / "photo-0000[0-3].jpg"), **options)  # imports, caches
-    timing = _job(work, "resnet", images=str(photos), **options)
+    timing = _best_of(RUNS, work, "resnet", images=str(photos), **options)
     return {"raw_ort": raw, "images": count, "local": asdict(timing),
             "steady_ratio_to_raw_ort": timing.steady_images_per_s / best,
             "end_to_end_ratio_to_raw_ort": count / timing.seconds / best}  # fmt: skip
@@ -123,13 +134,13 @@ def digits_region(work: Path, copies: int, http_settings: list[tuple[int, int]])
         "images": str(images),
         "boxes": jsonl,
     }
-    local = _job(work, "local", engine="local", batch_size=64, workers=1, **common)
+    local = _best_of(RUNS, work, "local", engine="local", batch_size=64, workers=1, **common)
     port = free_port()
     server = start_server(port)
     try:
         http = {
-            f"batch {b}, concurrency {c}": _job(
-                work, f"http-{b}-{c}", engine="http", server=f"http://127.0.0.1:{port}", batch_size=b,
+            f"batch {b}, concurrency {c}": _best_of(
+                RUNS, work, f"http-{b}-{c}", engine="http", server=f"http://127.0.0.1:{port}", batch_size=b,
                 workers=c, **common,
             ).steady_boxes_per_s
             for b, c in http_settings
@@ -137,7 +148,8 @@ def digits_region(work: Path, copies: int, http_settings: list[tuple[int, int]])
     finally:
         server.terminate()
         server.wait(timeout=30)
-    ray = _job(work, "ray", engine="ray", batch_size=64, workers=2, shard_size=max(1, copies), **common)
+    # Small shards: Ray reports per shard, and the steady rate counts from the first one finished.
+    ray = _best_of(RUNS, work, "ray", engine="ray", batch_size=64, workers=2, shard_size=50, **common)
     return {"images": copies * 5, "boxes": boxes, "local": asdict(local), "http_boxes_per_s": http,
             "local_over_best_http": local.steady_boxes_per_s / max(http.values()), "ray": asdict(ray),
             "ray_over_local_steady": ray.steady_boxes_per_s / local.steady_boxes_per_s,
@@ -164,16 +176,16 @@ def rss(work: Path, count: int) -> dict[str, Any]:
     if job.returncode != 0:
         raise RuntimeError(f"poolserve extract exited {job.returncode}")
     mib = [r / 2**20 for _, r in samples if r]
-    tenth = mib[len(mib) // 10 :]  # after the first tenth: imports done, model loaded, first shards out
+    quarters = {f"{q * 25}%": mib[min(len(mib) - 1, q * len(mib) // 4)] for q in (1, 2, 3, 4)}
     return {"images": count, "seconds": seconds, "images_per_s": count / seconds,
-            "rss_mib_after_first_tenth": {"min": min(tenth), "max": max(tenth)},
+            "rss_mib_at": quarters, "rss_mib_peak": max(mib),
             "rss_mib_samples": [round(m, 1) for m in mib]}  # fmt: skip
 
 
 def markdown(results: dict[str, Any]) -> str:
     resnet, region, memory = results["resnet"], results["digits_region"], results["rss"]
     raw = resnet["raw_ort"]
-    rss_range = memory["rss_mib_after_first_tenth"]
+    at = memory["rss_mib_at"]
     rows = [
         (f"ResNet-size, raw onnxruntime, best batch ({raw['best_batch_size']})",
          f"{raw['best_images_per_s']:.2f} images/s"),
@@ -184,6 +196,8 @@ def markdown(results: dict[str, Any]) -> str:
          f"**{resnet['steady_ratio_to_raw_ort']:.2f}** / {resnet['end_to_end_ratio_to_raw_ort']:.2f}"),
         (f"digit regions, local engine ({region['images']} images, {region['boxes']} boxes), steady",
          f"{region['local']['steady_boxes_per_s']:.0f} boxes/s"),
+        ("digit regions, local engine, CPU time per box (whole job, one process)",
+         f"{1e3 * region['local']['cpu_seconds'] / region['boxes']:.2f} ms"),
         *((f"digit regions, http engine, {k}, steady", f"{v:.0f} boxes/s")
           for k, v in region["http_boxes_per_s"].items()),
         ("**ratio local / best HTTP**", f"**{region['local_over_best_http']:.2f}**"),
@@ -191,10 +205,12 @@ def markdown(results: dict[str, Any]) -> str:
          f"{region['ray']['steady_boxes_per_s']:.0f} boxes/s"),
         ("**ratio ray / local**, steady / whole job (Ray start-up included)",
          f"**{region['ray_over_local_steady']:.2f}** / {region['ray_over_local_end_to_end']:.2f}"),
-        (f"RSS of `poolserve extract` over {memory['images']} digit images, after the first tenth",
-         f"{rss_range['min']:.0f}-{rss_range['max']:.0f} MiB ({memory['images_per_s']:.0f} images/s)"),
+        (f"RSS of `poolserve extract` over {memory['images']} digit images at 25/50/75/100% of the job",
+         " / ".join(f"{v:.0f}" for v in at.values()) + f" MiB ({memory['images_per_s']:.0f} images/s)"),
     ]  # fmt: skip
-    head = [f"# poolserve extract, measured (commit {results['commit'][:12]}, {results['cpus']} CPUs)", "",
+    start, end = results["load_average_at_start"][0], results["load_average_at_end"][0]
+    title = f"# poolserve extract, measured (commit {results['commit'][:12]}, {results['cpus']} CPUs)"
+    head = [title, "", f"Host load average (1 min): {start:.1f} at the start, {end:.1f} at the end.", "",
             "| measurement | value |", "| --- | --- |"]  # fmt: skip
     return "\n".join(head + [f"| {k} | {v} |" for k, v in rows]) + "\n"
 
@@ -210,10 +226,13 @@ def main() -> None:
         results = {
             "commit": _commit(),
             "cpus": os.cpu_count(),
+            # Load from other users of the host: above the CPU count, rates measure CPU share too.
+            "load_average_at_start": os.getloadavg(),
             "resnet": resnet(work, args.photos, seconds_per_batch=2.0),
             "digits_region": digits_region(work, args.canvas_copies, [(8, 2), (32, 2), (64, 4)]),
             "rss": rss(work, args.images_for_rss),
         }
+    results["load_average_at_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "extract.json").write_text(json.dumps(results, indent=2) + "\n")
     (RESULTS / "extract.md").write_text(markdown(results))

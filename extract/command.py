@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -57,6 +58,11 @@ def extract_command(
     Exit status: 0 when every input was used, 1 when errors.jsonl lists inputs that were not, 2 when the
     job could not run.
     """
+    if importlib.util.find_spec("pyarrow") is None:  # e.g. the serving image: say what to install
+        typer.echo(
+            "poolserve extract writes Parquet with pyarrow: pip install 'poolserve[extract]'", err=True
+        )
+        raise typer.Exit(EXIT_UNUSABLE)
     from extract.run import ExtractRequest, JobError, run_job
 
     try:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from extract import rows
@@ -66,7 +67,7 @@ class _Ready:
     item: Item
     blob: bytes
     size: tuple[int, int]
-    boxes: object  # checked (k, 4) float32 for region models, None for classifiers
+    boxes: np.ndarray | None  # checked (k, 4) float32 for region models, None for classifiers
 
 
 class HttpExtractor:
@@ -78,8 +79,10 @@ class HttpExtractor:
     def _ready(self, item: Item) -> _Ready:
         blob = read_image_file(item, self._job.limits.max_file_bytes)
         size = header_size(blob)
-        if item.boxes is None or size is None:
-            return _Ready(item, blob, size or (0, 0), item.boxes)
+        if item.boxes is None:
+            return _Ready(item, blob, size or (0, 0), None)
+        if size is None:  # not an image: sent without boxes, so the server refuses it in its own words
+            return _Ready(item, blob, (0, 0), np.zeros((0, 4), np.float32))
         try:
             return _Ready(item, blob, size, check_image_boxes(item.boxes, size, self._job.limits.max_boxes))
         except ServiceError as exc:
@@ -137,7 +140,7 @@ class HttpExtractor:
         requests: list[list[_Ready]] = []
         boxes = 0
         for r in ready:
-            count = len(r.boxes) if r.boxes is not None else 0  # type: ignore[arg-type]
+            count = len(r.boxes) if r.boxes is not None else 0
             if not requests or len(requests[-1]) >= self._job.batch_size or boxes + count > self._max_boxes:
                 requests.append([])
                 boxes = 0

@@ -12,6 +12,7 @@ Ray is imported here only, inside the function: serving never imports it (``pip 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -53,12 +54,14 @@ def run_ray(
     address: str | None,
     report: ProgressSink,
 ) -> None:
-    """``workers``: actors. Without ``address``, a local Ray with that many CPUs, shut down afterwards."""
+    """``workers``: actors. ``address``, else ``RAY_ADDRESS`` (a RayJob's entrypoint has it set): the
+    cluster to use; with neither, a local Ray with ``workers`` CPUs, shut down afterwards."""
     if not shards:
         return  # a resumed job with nothing left: no cluster to start
     import ray
     from ray.data import ActorPoolStrategy, DataContext
 
+    address = address or os.environ.get("RAY_ADDRESS")
     if address is None:
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     else:

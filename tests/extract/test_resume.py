@@ -17,7 +17,7 @@ from tests.extract.conftest import CLASSIFIER
 from tests.extract.helpers import assert_same_rows, extract, rows, shards
 from tests.service.conftest import DATA, REPOSITORY
 
-COPIES = 3  # 300 one-image shards: far more than the job finishes in the moment the test needs to kill it
+COPIES = 2  # 200 one-image shards: far more than the job finishes in the moment the test needs to kill it
 
 
 @pytest.fixture(scope="module")
