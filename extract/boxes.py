@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from service.api.payloads import RequestLimits, _boxes_array, _check_boxes
+from service.api.payloads import RequestLimits, boxes_array, check_boxes
 from service.runtime.region_inputs import BoxFrame, check_region_inputs
 
 
@@ -23,8 +23,8 @@ def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> 
     The box policy is checked in the image's own pixels: the resize to the model input scales each axis
     by a positive factor, so a box within the policy here is within it in the input frame too.
     """
-    boxes = _boxes_array(raw, "boxes[0]")
-    _check_boxes([boxes], RequestLimits(max_images=1, max_boxes=max_boxes, max_body_bytes=0))
+    boxes = boxes_array(raw, "boxes[0]")
+    check_boxes([boxes], RequestLimits(max_images=1, max_boxes=max_boxes, max_body_bytes=0))
     check_region_inputs(
         boxes,
         np.zeros(len(boxes), np.int64),

@@ -110,7 +110,7 @@ def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
     return images
 
 
-def _boxes_array(raw: object, where: str) -> np.ndarray:
+def boxes_array(raw: object, where: str) -> np.ndarray:
     shape_ok = isinstance(raw, list) and all(isinstance(b, list | tuple) and len(b) == 4 for b in raw)
     try:
         boxes = np.asarray(raw, dtype=np.float64).reshape(-1, 4) if shape_ok else None
@@ -123,7 +123,7 @@ def _boxes_array(raw: object, where: str) -> np.ndarray:
     return boxes.astype(np.float32)
 
 
-def _check_boxes(boxes: list[np.ndarray], limits: RequestLimits) -> list[np.ndarray]:
+def check_boxes(boxes: list[np.ndarray], limits: RequestLimits) -> list[np.ndarray]:
     total = sum(len(b) for b in boxes)
     if total > limits.max_boxes:
         raise LimitExceeded(f"{total} boxes; at most {limits.max_boxes} per request")
@@ -159,13 +159,13 @@ async def parse_features(request: Request, limits: RequestLimits) -> ImagePayloa
             raise InvalidRequest("form field 'boxes' is not valid JSON") from None
         if not isinstance(per_image, list) or len(per_image) != len(images):
             raise InvalidField(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
-        boxes = [_boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
+        boxes = [boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
     elif media_type == "application/json":
         parsed = _json_model(await request.body(), FeaturesJSON)
         images = [_b64(item.image, f"items[{i}].image") for i, item in enumerate(parsed.items)]
-        boxes = [_boxes_array(item.boxes, f"items[{i}].boxes") for i, item in enumerate(parsed.items)]
+        boxes = [boxes_array(item.boxes, f"items[{i}].boxes") for i, item in enumerate(parsed.items)]
     else:
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
         )
-    return ImagePayload(_check_images(images, limits), _check_boxes(boxes, limits))
+    return ImagePayload(_check_images(images, limits), check_boxes(boxes, limits))
