@@ -3,14 +3,15 @@
     python -m bench.worst_request
 
 A request is bounded by ``max_images_per_request`` (64), ``max_request_pixels`` (2 x 4096^2 decoded
-pixels, from the headers), ``max_body_bytes`` (16 MiB) and ``max_boxes_per_request`` (1024). The costly
-request within them is the one that decodes the whole pixel budget and then runs the largest batch:
-64 images of 724 x 724 (the budget split evenly) in several encodings, for region models with 1024
-whole-image boxes (16 per image). Each case runs the service's own stages in process, no HTTP: decode +
-preprocess (``decode_and_preprocess``, reduced JPEG decoding on, as served) and the model's batch handler
-(onnxruntime, default threads). Figures are CPU seconds of the whole process (``time.process_time``:
-onnxruntime's threads included) and wall seconds, the smaller of two runs. Writes
-bench/results/worst_request.json and .md with the git commit and the machine's core count.
+pixels, from the headers), ``max_request_input_pixels`` (4 Mi pixels of model input: 16 images of
+512 x 512), ``max_body_bytes`` (16 MiB) and ``max_boxes_per_request`` (1024). The costly request within
+them decodes the whole pixel budget and then runs the most images the model takes: as many images as
+``max_request_input_pixels`` allows (at most 64), splitting the pixel budget evenly, in several
+encodings; region models get 1024 whole-image boxes. Each case runs the service's own stages in
+process, no HTTP: decode + preprocess (``decode_and_preprocess``, reduced JPEG decoding on, as
+served) and the model's batch handler (onnxruntime, default threads). Figures are CPU seconds of the
+whole process (``time.process_time``: onnxruntime's threads included) and wall seconds, the smaller
+of two runs. Writes bench/results/worst_request.json and .md with the git commit and core count.
 """
 
 from __future__ import annotations
@@ -35,20 +36,28 @@ from service.runtime.handlers import ClassificationHandler, RegionHandler, Regio
 from service.settings import Settings
 
 LIMITS = Settings()
-IMAGES = LIMITS.max_images_per_request
-SIDE = int((LIMITS.max_request_pixels / IMAGES) ** 0.5)  # 724: 64 of them fill the pixel budget
-BOXES_PER_IMAGE = LIMITS.max_boxes_per_request // IMAGES
 
 
-def encodings() -> dict[str, bytes]:
-    """One 724 x 724 picture per encoding: a digit's strokes over a gradient, and grain for the codecs."""
+def images_for(manifest: Manifest) -> int:
+    per_image = manifest.preprocessing.height * manifest.preprocessing.width
+    return min(LIMITS.max_images_per_request, LIMITS.max_request_input_pixels // per_image)
+
+
+def encodings(images: int) -> dict[str, bytes]:
+    """One picture per encoding, ``images`` of which fill the pixel budget: a gradient with grain (costly
+    for every codec), and a smooth one as PNG (the grainy PNG would not fit the body limit)."""
+    side = int((LIMITS.max_request_pixels / images) ** 0.5)
     rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:SIDE, 0:SIDE]
-    base = (x * 0.2 + y * 0.1 + rng.integers(0, 24, (SIDE, SIDE))).astype(np.uint8)
+    y, x = np.mgrid[0:side, 0:side]
+    smooth = (x * 0.2 + y * 0.1).astype(np.uint8)
+    base = (smooth + rng.integers(0, 24, (side, side))).astype(np.uint8)
     rgb = Image.fromarray(np.stack([base, base[::-1], base.T], axis=2))
     out = {}
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([smooth, smooth[::-1], smooth.T], axis=2)).save(buffer, format="PNG")
+    out["PNG RGB smooth"] = buffer.getvalue()
     for name, fmt, options in (
-        ("PNG RGB", "PNG", {}),
+        ("PNG RGB grain", "PNG", {}),
         ("JPEG baseline q95", "JPEG", {"quality": 95}),
         ("JPEG progressive q95", "JPEG", {"quality": 95, "progressive": True}),
         ("WebP q90", "WEBP", {"quality": 90}),
@@ -69,47 +78,53 @@ def best(call: Callable[[], Any], runs: int = 2) -> tuple[float, float]:
     return cpu, wall
 
 
-def handler_call(manifest: Manifest, session: ort.InferenceSession, blob: bytes) -> Callable[[], Any]:
-    images, transforms = decode_and_preprocess(
-        [blob] * IMAGES, manifest.preprocessing, LIMITS.max_image_pixels
-    )
+def decode_call(manifest: Manifest, blobs: list[bytes]) -> Callable[[], Any]:
+    def decode() -> Any:
+        return decode_and_preprocess(
+            blobs,
+            manifest.preprocessing,
+            LIMITS.max_image_pixels,
+            LIMITS.max_request_pixels,
+            LIMITS.reduced_jpeg_decode,
+            LIMITS.max_request_input_pixels,
+        )
+
+    return decode
+
+
+def handler_call(manifest: Manifest, session: ort.InferenceSession, blobs: list[bytes]) -> Callable[[], Any]:
+    images, transforms = decode_call(manifest, blobs)()
     if manifest.task is Task.CLASSIFICATION:
         classifier = ClassificationHandler(session, manifest)
         return lambda: classifier.run([images])
-    whole = np.tile(np.asarray([[0, 0, SIDE, SIDE]], np.float32), (BOXES_PER_IMAGE, 1))
+    side = Image.open(io.BytesIO(blobs[0])).width
+    per_image = LIMITS.max_boxes_per_request // len(blobs)
+    whole = np.tile(np.asarray([[0, 0, side, side]], np.float32), (per_image, 1))
     boxes = [map_boxes(whole, t) for t in transforms]
     regions = RegionHandler(session, manifest)
     return lambda: regions.run([RegionItem(images, boxes)])
 
 
 def main() -> None:
-    blobs = encodings()
     rows: list[dict[str, Any]] = []
     for location in latest_versions(discover(ROOT / "model_repository")):
         manifest = read_manifest(location)
         session = ort.InferenceSession(
             str(verified_model_path(location, manifest)), providers=["CPUExecutionProvider"]
         )
-        infer_cpu, infer_wall = best(handler_call(manifest, session, blobs["PNG RGB"]))
+        images = images_for(manifest)
+        blobs = encodings(images)
+        infer_cpu, infer_wall = best(handler_call(manifest, session, [blobs["PNG RGB smooth"]] * images))
         for encoding, blob in blobs.items():
-            body = len(blob) * IMAGES
+            body = len(blob) * images
+            common = {"model": location.name, "images": images, "encoding": encoding, "body_bytes": body}
             if body > LIMITS.max_body_bytes:
-                rows.append({"model": location.name, "encoding": encoding, "body_bytes": body, "fits": False})
+                rows.append({**common, "fits": False})
                 continue
-            decode_cpu, decode_wall = best(
-                lambda blob=blob, spec=manifest.preprocessing: decode_and_preprocess(
-                    [blob] * IMAGES,
-                    spec,
-                    LIMITS.max_image_pixels,
-                    LIMITS.max_request_pixels,
-                    LIMITS.reduced_jpeg_decode,
-                )
-            )
+            decode_cpu, decode_wall = best(decode_call(manifest, [blob] * images))
             rows.append(
                 {
-                    "model": location.name,
-                    "encoding": encoding,
-                    "body_bytes": body,
+                    **common,
                     "fits": True,
                     "decode_cpu_s": round(decode_cpu, 3),
                     "inference_cpu_s": round(infer_cpu, 3),
@@ -123,12 +138,14 @@ def main() -> None:
         "commit": git_commit(),
         "cpu_count": os.cpu_count(),
         "onnxruntime": ort.__version__,
-        "request": f"{IMAGES} images of {SIDE}x{SIDE}, {BOXES_PER_IMAGE * IMAGES} boxes on region models",
+        "request": "the pixel budget split over the most images the model takes, "
+        f"{LIMITS.max_boxes_per_request} whole-image boxes on region models",
         "limits": {
             k: getattr(LIMITS, k)
             for k in (
                 "max_images_per_request",
                 "max_request_pixels",
+                "max_request_input_pixels",
                 "max_image_pixels",
                 "max_body_bytes",
                 "max_boxes_per_request",
@@ -146,18 +163,20 @@ def main() -> None:
         f"(`python -m bench.worst_request`, commit {result['commit']},",
         f"{result['cpu_count']} cores, onnxruntime {result['onnxruntime']}): {result['request']}.",
         "",
-        "| model | encoding | body MB | decode CPU s | inference CPU s | total CPU s | total wall s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| model | images | encoding | body MB | decode CPU s | inference CPU s | total CPU s "
+        "| total wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         if not r["fits"]:
             lines.append(
-                f"| {r['model']} | {r['encoding']} | {r['body_bytes'] / 1e6:.1f} "
+                f"| {r['model']} | {r['images']} | {r['encoding']} | {r['body_bytes'] / 1e6:.1f} "
                 "| over max_body_bytes | | | |"
             )
             continue
         lines.append(
-            f"| {r['model']} | {r['encoding']} | {r['body_bytes'] / 1e6:.1f} | {r['decode_cpu_s']:.2f} "
+            f"| {r['model']} | {r['images']} | {r['encoding']} | {r['body_bytes'] / 1e6:.1f} "
+            f"| {r['decode_cpu_s']:.2f} "
             f"| {r['inference_cpu_s']:.2f} | {r['total_cpu_s']:.2f} | {r['total_wall_s']:.2f} |"
         )
     (RESULTS / "worst_request.md").write_text("\n".join(lines) + "\n")

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # requests decoding in worker threads at once (more get 503); JPEGs decoded at 1/2..1/8 scale
     # when the model's input is that much smaller
     max_request_pixels: int = Field(default=2 * 4096 * 4096, ge=1)
+    # model-input pixels per request (images x the model's input height x width): inference cost grows
+    # with it; 4 Mi is 64 digit-sized or 16 512x512 images
+    max_request_input_pixels: int = Field(default=4 * 1024 * 1024, ge=1)
     max_concurrent_decodes: int = Field(default=4, ge=1)
     reduced_jpeg_decode: bool = True
     # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
