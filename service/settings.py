@@ -67,8 +67,10 @@ class Settings(BaseSettings):
     # the model's worker thread, whose hand-offs cost more than a tiny batch; 0: always the thread
     inline_batch_max_ms: float = Field(default=0.5, ge=0)
     # a batch still running after max(stall_min_s, stall_factor x its expected time, measured per image)
-    # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md)
-    stall_min_s: float = Field(default=10.0, gt=0)
+    # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md). The
+    # floor is the request time limit: every request of such a batch has timed out already, and the
+    # costliest request the limits allow takes well under it (bench/results/worst_request.md)
+    stall_min_s: float = Field(default=30.0, gt=0)
     stall_factor: float = Field(default=20.0, gt=0)
 
     # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
