@@ -21,6 +21,8 @@ COPY poolserve poolserve
 # Training and export code ships in the wheel (the CLI registers their commands) but never loads: no torch.
 COPY models models
 COPY export export
+# `poolserve extract` too; pyarrow and Ray load inside the command, and the runtime image has neither.
+COPY extract extract
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
 # ---- the shipped models, readable by the unprivileged user whatever modes the checkout has -----------

@@ -33,12 +33,12 @@ from PIL import Image
 from bench.suite import ROOT
 from export.roipool_rewrite import rewrite_max_roi_pool
 from repository.manifest import Manifest
-from service.api.payloads import check_boxes_overlap
 from service.api.routes.features import _json
 from service.imaging.preprocess import decode_and_preprocess, map_boxes
 from service.runtime.handlers import RegionHandler, RegionItem
 from service.runtime.inference import RegionOutput
 from service.runtime.postprocess import softmax
+from service.runtime.region_inputs import BoxFrame, check_region_inputs
 
 MODELS = ("digits-roialign", "digits-roipool")
 RESULTS = ROOT / "bench" / "results"
@@ -212,9 +212,9 @@ def service_stages(rounds: int) -> dict[str, Any]:
             scores = result.scores or []
             output = RegionOutput(result.features, result.scores, [softmax(s) for s in scores])
 
-            def checks(b: np.ndarray = boxes) -> None:
-                check_boxes_overlap([b], [t.original_size for t in transforms])
-                map_boxes(b, transforms[0])
+            def checks(b: np.ndarray = boxes, m: Manifest = model_manifest) -> None:
+                frame = map_boxes(b, transforms[0])
+                check_region_inputs(frame, np.zeros(len(frame), np.int64), 1, BoxFrame.of(m))
 
             def body(b: np.ndarray = boxes, o: RegionOutput = output, m: Manifest = model_manifest) -> bytes:
                 return orjson.dumps(_json(m, [b], o, "float32", 5), option=orjson.OPT_SERIALIZE_NUMPY)

@@ -11,11 +11,12 @@
 #      (SMOKE_LOADTEST=1: a 10 s run of the loadtest profile against it), then a graceful stop: SIGTERM,
 #      uvicorn drains and exits, no SIGKILL after the grace period
 #   6. scale profile: 3 replicas behind nginx, requests must reach all three (SMOKE_SCALE=0 skips)
+#   6b. the Kubernetes Deployment through `podman kube play`: deploy/k8s-play.sh (SMOKE_K8S=0 skips)
 #   7. always: compose down (trap). Results: $SMOKE_RESULTS/container-smoke.{json,log}
 #
 # Usage: deploy/container-smoke.sh          (root on Debian 12; ~5 min on a fresh machine, ~1.5 min warm)
 # Env:   SMOKE_RESULTS (.cache/container-smoke), SMOKE_MODEL (lenet5-mnist), SMOKE_DIGITS (tests/data/digits),
-#        SMOKE_MIN_ACCURACY (0.95), SMOKE_VENV=1, SMOKE_SCALE=1, SMOKE_LOADTEST=0,
+#        SMOKE_MIN_ACCURACY (0.95), SMOKE_VENV=1, SMOKE_SCALE=1, SMOKE_K8S=1, SMOKE_LOADTEST=0,
 #        BASE_IMAGE_LOCAL (localhost/bookworm-python:latest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ SMOKE_DIGITS=${SMOKE_DIGITS:-tests/data/digits}
 export SMOKE_MIN_ACCURACY=${SMOKE_MIN_ACCURACY:-0.95}
 SMOKE_VENV=${SMOKE_VENV:-1}
 SMOKE_SCALE=${SMOKE_SCALE:-1}
+SMOKE_K8S=${SMOKE_K8S:-1}
 SMOKE_LOADTEST=${SMOKE_LOADTEST:-0}
 export BASE_IMAGE_LOCAL=${BASE_IMAGE_LOCAL:-localhost/bookworm-python:latest}
 IMAGE=localhost/poolserve:cpu
@@ -153,6 +155,12 @@ if [[ $SMOKE_SCALE == 1 ]]; then
     python3 -c 'import json, sys; n = len(json.load(open(sys.argv[1]))["upstreams"]); sys.exit(n != 3)' \
         "$SMOKE_RESULTS/scale.json" || { log "FAIL: nginx did not reach all 3 replicas"; exit 1; }
     phase scale_out
+fi
+
+if [[ $SMOKE_K8S == 1 ]]; then
+    log "6b/7 Kubernetes Deployment (deploy/k8s/overlays/podman-play) through podman kube play"
+    SMOKE_RESULTS=$SMOKE_RESULTS SMOKE_MODEL=$SMOKE_MODEL SMOKE_DIGITS=$SMOKE_DIGITS deploy/k8s-play.sh
+    phase k8s_play
 fi
 
 python3 - "$SMOKE_RESULTS" "$image_bytes" "$base_bytes" "$((SECONDS - started))" \

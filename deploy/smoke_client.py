@@ -52,11 +52,12 @@ def expected_label(image: Path) -> str:
     return match.group()
 
 
-def classify(url: str, model: str, image: Path) -> tuple[int, dict[str, object], str]:
+def classify(url: str, model: str, image: Path, api_key: str | None) -> tuple[int, dict[str, object], str]:
+    headers = {"Content-Type": "image/png"} | ({"X-API-Key": api_key} if api_key else {})
     request = urllib.request.Request(  # noqa: S310 - the URL is the smoke's own loopback address
         f"{url}/v1/models/{model}/classify?top_k=1",
         data=image.read_bytes(),
-        headers={"Content-Type": "image/png"},
+        headers=headers,
         method="POST",
     )
     try:
@@ -93,6 +94,7 @@ def main() -> int:
         help="fraction of labels that must match (every status: 200)",
     )
     parser.add_argument("--repeat", type=int, default=1, help="send every image this many times")
+    parser.add_argument("--api-key", default=None, help="sent as X-API-Key")
     parser.add_argument("images", nargs="+", type=Path, help="PNG files named after their digit")
     args = parser.parse_args()
 
@@ -104,7 +106,7 @@ def main() -> int:
     results, upstreams = [], set()
     for _ in range(args.repeat):
         for image in args.images:
-            status, body, upstream = classify(args.url, args.model, image)
+            status, body, upstream = classify(args.url, args.model, image, args.api_key)
             got = body["results"][0]["predictions"][0]["label"] if status == 200 else None  # type: ignore[index]
             results.append(
                 {"image": image.name, "status": status, "expected": expected_label(image), "label": got}

@@ -2,38 +2,33 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
 from export.cases import classifier_cases, region_cases
+from export.entry_writer import parity_verification, torch_provenance, write_entry
 from export.evaluate import Accuracy, classifier_accuracy, region_accuracy
-from export.onnx_export import CLASSIFIER_SIGNATURE, EXPORTER, OPSET, REGION_SIGNATURE, export_onnx
-from export.verify import BATCH_SIZES, BOX_COUNTS, TOLERANCE, ParityResult, check_graph, compare, session_for
+from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
+from export.verify import TOLERANCE, ParityResult, check_graph, compare, session_for
 from models.mnist import DATASET_NAME, MNIST_MEAN, MNIST_STD, MnistSplits
 from models.region import FEATURE_DIM, ROI_OUTPUT_SIZE, RegionModel
 from models.roi import RoIAlign
 from models.train_region import evaluation_canvases
 from models.zoo import ModelSpec
 from repository.manifest import (
-    MODEL_FILENAME,
     BatchingDefaults,
     Evaluation,
     Manifest,
     ModelIO,
     Preprocessing,
-    Provenance,
     RoISettings,
     Task,
     TensorSpec,
-    Verification,
 )
-from repository.store import sha256_file, write_manifest
 
 VERSION = 1
 
@@ -94,66 +89,51 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
         classifier_accuracy(session, splits.test) if classification else region_accuracy(session, canvases)
     )
 
-    directory = repository / spec.name / str(VERSION)
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".onnx.tmp", delete=False) as handle:
-        handle.write(proto.SerializeToString())
-    # NamedTemporaryFile creates 0600; a model served by another user (the container's) must be readable.
-    Path(handle.name).chmod(0o644)
-    model_path = Path(handle.name).replace(directory / MODEL_FILENAME)
-    manifest = Manifest(
-        name=spec.name,
-        version=VERSION,
-        task=Task.CLASSIFICATION if classification else Task.REGION_FEATURES,
-        description=spec.description,
-        sha256=sha256_file(model_path),
-        io=_io(spec),
-        preprocessing=Preprocessing(
-            color_mode="L",
-            height=spec.input_size,
-            width=spec.input_size,
-            resize="stretch",
-            interpolation="bilinear",
-            scale=1.0 / 255.0,
-            mean=[MNIST_MEAN],
-            std=[MNIST_STD],
-        ),
-        labels=spec.labels,
-        feature_dim=None if classification else FEATURE_DIM,
-        roi=None if classification else _roi_settings(model),
-        batching=BatchingDefaults(max_batch_size=64, max_queue_delay_ms=2.0),
-        verification=Verification(
-            reference=f"torch {torch.__version__} eager (CPU)",
-            max_abs_error=parity.max_abs_error,
-            tolerance=TOLERANCE,
-            batch_sizes=list(BATCH_SIZES),
-            box_counts=[] if classification else list(BOX_COUNTS),
-            onnx_checker=True,
-        ),
-        evaluations=[
-            Evaluation(
-                metric="accuracy" if classification else "region_accuracy",
-                value=accuracy.value,
-                dataset=DATASET_NAME
-                if classification
-                else f"canvases of held-out digits from {DATASET_NAME}",
-                split="held-out test (1,000 images, 100 per digit; models.mnist.held_out_split)",
-                samples=accuracy.samples,
-                command=f"poolserve train {spec.name} && poolserve export {spec.name} && "
-                f"poolserve verify {spec.name}",
-            )
-        ],
-        provenance=Provenance(
-            source="trained",
-            description="trained by `poolserve train` on the training split only (CPU, fixed seeds)",
-            license="MIT (weights); MNIST data: Yann LeCun and Corinna Cortes, CC BY-SA 3.0",
-            weights_origin=f"poolserve train {spec.name}",
-            exporter=EXPORTER,
-            opset=OPSET,
-            torch_version=torch.__version__,
-            onnx_version=onnx.__version__,
-            onnxruntime_version=ort.__version__,
-        ),
-    )
-    write_manifest(directory, manifest)
-    return ExportedEntry(directory, manifest, parity, accuracy)
+    verification = parity_verification(parity, cases, TOLERANCE, f"torch {torch.__version__} eager (CPU)")
+
+    def manifest_for(sha256: str) -> Manifest:
+        return Manifest(
+            name=spec.name,
+            version=VERSION,
+            task=Task.CLASSIFICATION if classification else Task.REGION_FEATURES,
+            description=spec.description,
+            sha256=sha256,
+            io=_io(spec),
+            preprocessing=Preprocessing(
+                color_mode="L",
+                height=spec.input_size,
+                width=spec.input_size,
+                resize="stretch",
+                interpolation="bilinear",
+                scale=1.0 / 255.0,
+                mean=[MNIST_MEAN],
+                std=[MNIST_STD],
+            ),
+            labels=spec.labels,
+            feature_dim=None if classification else FEATURE_DIM,
+            roi=None if classification else _roi_settings(model),
+            batching=BatchingDefaults(max_batch_size=64, max_queue_delay_ms=2.0),
+            verification=verification,
+            evaluations=[
+                Evaluation(
+                    metric="accuracy" if classification else "region_accuracy",
+                    value=accuracy.value,
+                    dataset=DATASET_NAME
+                    if classification
+                    else f"canvases of held-out digits from {DATASET_NAME}",
+                    split="held-out test (1,000 images, 100 per digit; models.mnist.held_out_split)",
+                    samples=accuracy.samples,
+                    command=f"poolserve train {spec.name} && poolserve export {spec.name} && "
+                    f"poolserve verify {spec.name}",
+                )
+            ],
+            provenance=torch_provenance(
+                "trained",
+                "trained by `poolserve train` on the training split only (CPU, fixed seeds)",
+                "MIT (weights); MNIST data: Yann LeCun and Corinna Cortes, CC BY-SA 3.0",
+                f"poolserve train {spec.name}",
+            ),
+        )
+
+    manifest = write_entry(repository, spec.name, VERSION, proto, manifest_for, overwrite=True)
+    return ExportedEntry(repository / spec.name / str(VERSION), manifest, parity, accuracy)

@@ -7,15 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
+from export.cases import normalized_digits
 from models.canvas import Canvas
-from models.mnist import MNIST_MEAN, MNIST_STD, DigitSplit
+from models.mnist import DigitSplit
 
 _CHUNK = 250
-
-
-def _normalized(images: np.ndarray) -> np.ndarray:
-    scaled = images.astype(np.float32) / np.float32(255.0)
-    return ((scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD))[:, None].astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -27,7 +23,9 @@ class Accuracy:
 def classifier_accuracy(session: ort.InferenceSession, test: DigitSplit) -> Accuracy:
     predictions = []
     for start in range(0, len(test), _CHUNK):
-        (logits,) = session.run(["logits"], {"images": _normalized(test.images[start : start + _CHUNK])})
+        (logits,) = session.run(
+            ["logits"], {"images": normalized_digits(test.images[start : start + _CHUNK])}
+        )
         predictions.append(logits.argmax(1))
     correct = np.concatenate(predictions) == test.labels
     return Accuracy(float(correct.mean()), int(correct.size))
@@ -41,7 +39,7 @@ def region_accuracy(session: ort.InferenceSession, canvases: list[Canvas]) -> Ac
         boxes = np.concatenate([c.boxes for c in chunk]).astype(np.float32)
         indices = np.concatenate([np.full(len(c.boxes), i, dtype=np.int64) for i, c in enumerate(chunk)])
         feeds = {
-            "images": _normalized(np.stack([c.image for c in chunk])),
+            "images": normalized_digits(np.stack([c.image for c in chunk])),
             "boxes": boxes,
             "box_batch_indices": indices,
         }

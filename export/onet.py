@@ -11,16 +11,15 @@ The weights are never installed: ``facenet_pytorch/data/onet.pt`` is read from t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import onnx
-import onnxruntime as ort
 import torch
 
+from export.entry_writer import parity_verification, torch_provenance, write_entry
 from export.onet_cases import REGION_FRAME, classifier_cases, region_cases
-from export.onnx_export import EXPORTER, OPSET, GraphSignature, export_onnx
-from export.staging import staged_entry
-from export.verify import InputCase, ParityResult, check_graph, compare
+from export.onnx_export import GraphSignature, export_onnx
+from export.verify import InputCase, check_graph, compare
 from export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
 from models.onet import (
     ONET_FEATURE_DIM,
@@ -34,7 +33,6 @@ from models.onet import (
     load_onet,
 )
 from repository.manifest import (
-    MODEL_FILENAME,
     Manifest,
     ModelIO,
     Preprocessing,
@@ -44,7 +42,6 @@ from repository.manifest import (
     TensorSpec,
     Verification,
 )
-from repository.store import sha256_file, write_manifest
 
 ONET_WEIGHTS = WheelMember(
     project="facenet-pytorch",
@@ -93,6 +90,7 @@ def region_roi_settings(model: ONetRegions) -> RoISettings:
 
 
 TOLERANCE = 1e-5  # tighter than the team default (1e-4): measured < 1e-6
+REFERENCE = f"torch {torch.__version__} eager (all four outputs; real photos and seeded noise)"
 CLASSIFIER_SIGNATURE = GraphSignature(
     inputs=["images"],
     outputs=list(OUTPUT_NAMES),
@@ -106,29 +104,8 @@ REGION_SIGNATURE = GraphSignature(
 )
 
 
-def verification(parity: ParityResult, cases: list[InputCase]) -> Verification:
-    return Verification(
-        reference=f"torch {torch.__version__} eager (all four outputs; real photos and seeded noise)",
-        max_abs_error=parity.max_abs_error,
-        tolerance=TOLERANCE,
-        batch_sizes=sorted({len(case["images"]) for case in cases}),
-        box_counts=sorted({len(case["boxes"]) for case in cases if "boxes" in case}),
-        onnx_checker=True,
-    )
-
-
 def _provenance(description: str) -> Provenance:
-    return Provenance(
-        source="converted",
-        description=description,
-        license=LICENSE,
-        weights_origin=ONET_WEIGHTS.origin(),
-        exporter=EXPORTER,
-        opset=OPSET,
-        torch_version=torch.__version__,
-        onnx_version=onnx.__version__,
-        onnxruntime_version=ort.__version__,
-    )
+    return torch_provenance("converted", description, LICENSE, ONET_WEIGHTS.origin())
 
 
 def onet_io(frame: int, region: bool) -> ModelIO:
@@ -214,10 +191,7 @@ def export_onet_entries(
         proto = export_onnx(entry.model, example, entry.signature)
         check_graph(proto)
         parity = compare(proto, entry.model, entry.cases, TOLERANCE)  # raises ExportError above tolerance
-        with staged_entry(repository, entry.name, 1, overwrite) as staging:
-            path = staging / MODEL_FILENAME
-            path.write_bytes(proto.SerializeToString())
-            manifest = entry.manifest(sha256_file(path), verification(parity, entry.cases))
-            write_manifest(staging, manifest)
-        written.append(manifest)
+        checked = parity_verification(parity, entry.cases, TOLERANCE, REFERENCE)
+        manifest_for = partial(entry.manifest, verification=checked)
+        written.append(write_entry(repository, entry.name, 1, proto, manifest_for, overwrite))
     return written

@@ -17,8 +17,10 @@ import onnx
 import torch
 from torch import nn
 
-from export.pooling_support import check_pooling
+from export.pooling_support import UnsupportedPoolingError
+from export.pooling_trace import audit_pooling, audited
 from export.roi_symbolics import register_roi_symbolics
+from repository.manifest import PoolingLayer
 
 OPSET = 17
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
@@ -53,12 +55,37 @@ REGION_SIGNATURE = GraphSignature(
 )
 
 
+def _refuse_rewrites_at_dynamic_sizes(layers: list[PoolingLayer], signature: GraphSignature) -> None:
+    """Rewrites are exact for the input size they were traced at; a graph whose spatial axes are dynamic
+    would apply them to other sizes."""
+    dynamic = [
+        name for name in signature.inputs if any(axis >= 2 for axis in signature.dynamic_axes.get(name, {}))
+    ]
+    rewritten = [layer for layer in layers if layer.export == "rewritten"]
+    if dynamic and rewritten:
+        first = rewritten[0]
+        raise UnsupportedPoolingError(
+            first.path,
+            first.op,
+            f"rewritten exactly for input {first.input_shape} only, but input {dynamic[0]!r} declares "
+            "dynamic spatial axes; export at a fixed spatial size",
+        )
+
+
 def export_onnx(
     model: nn.Module, example_inputs: tuple[torch.Tensor, ...], signature: GraphSignature, opset: int = OPSET
 ) -> onnx.ModelProto:
-    """Refuse unfaithful pooling, export, and check the opset actually written."""
+    """Audit pooling (refusing what has no exact form), export, and check the opset actually written."""
+    return export_audited(model, example_inputs, signature, opset)[0]
+
+
+def export_audited(
+    model: nn.Module, example_inputs: tuple[torch.Tensor, ...], signature: GraphSignature, opset: int = OPSET
+) -> tuple[onnx.ModelProto, list[PoolingLayer]]:
+    """:func:`export_onnx` that also returns the pooling audit: each call, native or rewritten."""
     model.eval()
-    check_pooling(model, example_inputs)
+    layers = audit_pooling(model, example_inputs)  # refusals raise here, before the exporter runs
+    _refuse_rewrites_at_dynamic_sizes(layers, signature)
     register_roi_symbolics(opset)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -66,19 +93,20 @@ def export_onnx(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(
-            model,
-            example_inputs,
-            buffer,  # type: ignore[arg-type]
-            dynamo=False,
-            opset_version=opset,
-            input_names=signature.inputs,
-            output_names=signature.outputs,
-            dynamic_axes=signature.dynamic_axes,
-            do_constant_folding=True,
-        )
+        with audited(model, rewrite=True) as audit:
+            torch.onnx.export(
+                model,
+                example_inputs,
+                buffer,  # type: ignore[arg-type]
+                dynamo=False,
+                opset_version=opset,
+                input_names=signature.inputs,
+                output_names=signature.outputs,
+                dynamic_axes=signature.dynamic_axes,
+                do_constant_folding=True,
+            )
     proto = onnx.load_from_string(buffer.getvalue())
     written = {entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")}
     if written != {opset}:
         raise ExportError(f"asked for opset {opset}, the exporter wrote {sorted(written)}")
-    return proto
+    return proto, audit.layers

@@ -202,21 +202,49 @@ def _roi_pool_fake(
     return features.new_empty((rois.shape[0], features.shape[1], pooled_height, pooled_width))
 
 
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def split_rois(rois: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
+    """torchvision's box formats to ``(boxes (K, 4), box_batch_indices (K,))``: a (K, 5) tensor of
+    ``[batch_index, x1, y1, x2, y2]`` rows, or a list with one (L, 4) tensor per image."""
+    if isinstance(rois, list | tuple):
+        indices = [torch.full((len(b),), i, dtype=torch.int64, device=b.device) for i, b in enumerate(rois)]
+        return torch.cat(list(rois)), torch.cat(indices)
+    if rois.dim() != 2 or rois.shape[1] != 5:
+        raise ValueError(f"rois must be (K, 5) [batch_index, x1, y1, x2, y2], got {tuple(rois.shape)}")
+    return rois[:, 1:], rois[:, 0].to(torch.int64)
+
+
+def _contract(boxes: Tensor | list[Tensor], box_batch_indices: Tensor | None) -> tuple[Tensor, Tensor]:
+    if box_batch_indices is None:
+        return split_rois(boxes)
+    assert isinstance(boxes, Tensor), "boxes with box_batch_indices are one (K, 4) tensor"
+    return boxes, box_batch_indices
+
+
 class RoIAlign(nn.Module):
+    """torchvision.ops.RoIAlign's constructor; ``forward(input, rois)`` takes torchvision's box formats,
+    or ``forward(input, boxes, box_batch_indices)`` poolserve's (K, 4) boxes and (K,) indices."""
+
     def __init__(
         self,
-        output_size: tuple[int, int],
+        output_size: int | tuple[int, int],
         spatial_scale: float,
         sampling_ratio: int = -1,
         aligned: bool = False,
     ):
         super().__init__()
-        self.output_size = output_size
+        self.output_size = _pair(output_size)
         self.spatial_scale = spatial_scale
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
 
-    def forward(self, features: Tensor, boxes: Tensor, box_batch_indices: Tensor) -> Tensor:
+    def forward(
+        self, features: Tensor, boxes: Tensor | list[Tensor], box_batch_indices: Tensor | None = None
+    ) -> Tensor:
+        boxes, box_batch_indices = _contract(boxes, box_batch_indices)
         if torch.onnx.is_in_onnx_export():
             return roi_align_op(
                 features,
@@ -245,12 +273,17 @@ class RoIAlign(nn.Module):
 
 
 class RoIPool(nn.Module):
-    def __init__(self, output_size: tuple[int, int], spatial_scale: float):
+    """torchvision.ops.RoIPool's constructor; ``forward`` takes the same box formats as :class:`RoIAlign`."""
+
+    def __init__(self, output_size: int | tuple[int, int], spatial_scale: float):
         super().__init__()
-        self.output_size = output_size
+        self.output_size = _pair(output_size)
         self.spatial_scale = spatial_scale
 
-    def forward(self, features: Tensor, boxes: Tensor, box_batch_indices: Tensor) -> Tensor:
+    def forward(
+        self, features: Tensor, boxes: Tensor | list[Tensor], box_batch_indices: Tensor | None = None
+    ) -> Tensor:
+        boxes, box_batch_indices = _contract(boxes, box_batch_indices)
         if torch.onnx.is_in_onnx_export():
             rois = torch.cat([box_batch_indices.to(boxes.dtype)[:, None], boxes], dim=1)
             return roi_pool_op(features, rois, *self.output_size, self.spatial_scale)

@@ -44,9 +44,16 @@ def loadtest(ctx: typer.Context) -> None:
     run_as("poolserve loadtest", ctx.args)
 
 
+from extract.command import extract_command  # noqa: E402  (onnxruntime, pyarrow and Ray load inside the command)
+
+app.command("extract")(extract_command)
+
 from export.pretrained_command import export_pretrained  # noqa: E402  (torch loads inside the command)
 
 app.command("export-pretrained")(export_pretrained)
+from export.export_model_command import export_model_command  # noqa: E402  (torch loads inside the command)
+
+app.command("export-model")(export_model_command)
 from export.cli import export, export_samples, verify  # noqa: E402  (torch loads inside the commands)
 from models.cli import train  # noqa: E402  (torch loads inside the command)
 

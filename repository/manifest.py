@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 SCHEMA_VERSION: Literal[1] = 1
 MODEL_FILENAME = "model.onnx"
@@ -97,6 +97,17 @@ class RoISettings(_Strict):
     aligned: bool = False
 
 
+class PoolingLayer(_Strict):
+    """One pooling call seen while the exporter ran the model, and what export did with it."""
+
+    path: str  # the module it runs in ("<root>" for the model's own forward)
+    op: str  # the module class (``MaxPool2d``) or the function (``F.avg_pool2d``) called
+    parameters: dict[str, JsonValue]
+    input_shape: list[int]
+    export: Literal["native", "rewritten", "refused"]
+    note: str  # the ONNX form, the rewrite, or why it was refused
+
+
 class Verification(_Strict):
     """The parity check the exporter ran before writing this entry."""
 
@@ -153,6 +164,7 @@ class Manifest(_Strict):
     verification: Verification
     evaluations: list[Evaluation] = Field(default_factory=list)
     provenance: Provenance
+    pooling: list[PoolingLayer] | None = None  # the export's pooling audit; None: exported without one
 
     @model_validator(mode="after")
     def _task_shape(self) -> Manifest:

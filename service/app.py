@@ -13,12 +13,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
-from service.api import problems
+from service.api import error_responses
 from service.api.decoding import DecodeSlots, UseDecodeSlots
+from service.api.error_responses import ErrorBoundary
 from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
 from service.api.responses import OrjsonResponse
 from service.api.router import include_routes
-from service.api.v2.middleware import V2ErrorShape
 from service.metrics import ServiceMetrics
 from service.runtime.inference import Runtime
 from service.runtime.providers import select_providers
@@ -108,14 +108,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
-    problems.install(app)
+    error_responses.install(app)
     include_routes(app)
-    # Added innermost first: CORS wraps metrics wraps the time limit wraps the body limit wraps the
-    # decode slots.
+    # Added innermost first: CORS wraps metrics wraps the error boundary wraps the time limit wraps the
+    # body limit wraps the decode slots. Each answers its errors in the route family's shape
+    # (service.api.error_responses).
     app.add_middleware(UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
-    app.add_middleware(V2ErrorShape)  # /v2 answers {"error"}, even from the two limits above
+    app.add_middleware(ErrorBoundary)  # unexpected errors: a 500 that keeps the connection alive
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(

@@ -8,19 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.problems import PROBLEM_MEDIA_TYPE
-from service.errors import PayloadTooLarge
+from service import errors
+from service.api.error_responses import send_error
+from service.api.error_table import describe
 from service.metrics import ServiceMetrics
-
-
-async def send_problem(send: Send, status: int, title: str, detail: str) -> None:
-    body = orjson.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail})
-    headers = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestMetrics:
@@ -74,15 +67,14 @@ class RequestTimeout:
         except TimeoutError:
             if started:  # too late for a status code; let the server drop the connection
                 raise
-            await send_problem(
-                send, 504, "Gateway Timeout", f"the request took longer than {self.seconds:g} s"
-            )
+            timeout = errors.RequestTimeout(f"the request took longer than {self.seconds:g} s")
+            await send_error(scope, send, describe(timeout))
 
 
 class BodySizeLimit:
     """413 from ``Content-Length`` before reading anything, else once the streamed body passes the limit.
 
-    Past the limit, ``receive`` raises ``PayloadTooLarge``, which the problem handlers turn into 413.
+    Past the limit, ``receive`` raises ``PayloadTooLarge``, which the error handlers turn into 413.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -95,7 +87,7 @@ class BodySizeLimit:
         detail = f"the request body exceeds {self.max_bytes} bytes"
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_problem(send, 413, "Content Too Large", detail)
+            await send_error(scope, send, describe(errors.PayloadTooLarge(detail)))
             return
         seen = 0
 
@@ -105,7 +97,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise PayloadTooLarge(detail)
+                    raise errors.PayloadTooLarge(detail)
             return message
 
         await self.app(scope, counting_receive, send)

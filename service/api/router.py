@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Depends, FastAPI
 
 from service.api.deps import require_api_key, require_api_key_for_health, require_api_key_for_metrics
-from service.api.problems import openapi_responses
+from service.api.error_responses import openapi_responses
 from service.api.routes import classify, features, health, metrics, models, v2
 
 PROBLEMS = openapi_responses()

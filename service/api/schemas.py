@@ -6,19 +6,18 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from repository.manifest import Evaluation, Preprocessing, RoISettings, TensorSpec
+from repository.manifest import Evaluation, PoolingLayer, Preprocessing, RoISettings, TensorSpec
 from service.runtime.registry import ModelStatus
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details, sent as ``application/problem+json`` for every error."""
+    """RFC 9457 problem details, sent as ``application/problem+json`` for every error outside ``/v2``."""
 
     type: str
     title: str
     status: int
-    detail: str
-    instance: str | None = None
-    errors: list[dict[str, object]] | None = None  # per-parameter details of a 422 validation problem
+    detail: str  # names each offending field or parameter, and what was expected
+    instance: str
 
 
 class PredictionOut(BaseModel):
@@ -75,6 +74,7 @@ class ModelInfo(BaseModel):
     evaluations: list[Evaluation] = []
     max_batch_size: int | None = None
     max_queue_delay_ms: float | None = None
+    pooling: list[PoolingLayer] | None = None  # the export's pooling audit, when the manifest has one
 
 
 class ModelList(BaseModel):

@@ -168,10 +168,8 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
                 results = self._handler.run(items)
             else:
                 results = await loop.run_in_executor(self._executor, self._handler.run, items)
-        except Exception as exc:  # the batch fails as a whole; every caller gets the error
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
+        except Exception as exc:
+            await self._isolate(loop, batch, exc)
             return
         seconds = time.perf_counter() - started
         # Thread runs include the hand-offs, so the average errs towards the thread: the safe side.
@@ -183,6 +181,19 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
         for pending, result in zip(batch, results, strict=True):
             if not pending.future.done():
                 pending.future.set_result(result)
+
+    async def _isolate(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Pending[ItemT, ResultT]], exc: Exception
+    ) -> None:
+        """A failed batch is run again in halves until the failure is down to single requests: those get
+        the error, everyone else their result. One bad request among n costs about 2 log2(n) extra runs."""
+        live = [p for p in batch if not p.future.done()]
+        if len(live) == 1:
+            live[0].future.set_exception(exc)
+        elif live:
+            middle = len(live) // 2
+            await self._run(loop, live[:middle])
+            await self._run(loop, live[middle:])
 
     def _report_depth(self) -> None:
         if self._observer is not None:

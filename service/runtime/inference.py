@@ -5,6 +5,7 @@ Inputs are preprocessed tensors; outputs are numpy arrays. Encoding either is th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,8 @@ import numpy as np
 from repository.manifest import Manifest, Task
 from service.errors import WrongTask
 from service.runtime.handlers import RegionItem, RegionResult
-from service.runtime.postprocess import softmax
+from service.runtime.postprocess import probabilities
+from service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
 from service.runtime.registry import ModelEntry, ModelRegistry
 
 
@@ -48,10 +50,23 @@ class Runtime:
         scores = await self._submit(name, images)
         return ClassificationOutput(scores, self._probabilities(manifest, scores))
 
-    async def features(self, name: str, images: np.ndarray, boxes: list[np.ndarray]) -> RegionOutput:
-        """``images``: (n, C, H, W); ``boxes``: per image (k_i, 4) x1 y1 x2 y2 in the model input frame."""
+    async def features(
+        self,
+        name: str,
+        images: np.ndarray,
+        boxes: np.ndarray,
+        batch_indices: np.ndarray,
+        describe_box: Callable[[int], str] = box_name,
+    ) -> RegionOutput:
+        """``images``: (n, C, H, W); ``boxes``: (K, 4) x1 y1 x2 y2 in the model input frame, box ``r``
+        on image ``batch_indices[r]``. Outputs come back per image, each image's boxes in request order.
+
+        The boxes pass ``check_region_inputs`` here, the one way into a region model's session.
+        """
         manifest = self.model(name, Task.REGION_FEATURES)
-        result: RegionResult = await self._submit(name, RegionItem(images, boxes))
+        check_region_inputs(boxes, batch_indices, len(images), BoxFrame.of(manifest), describe_box)
+        per_image = [boxes[batch_indices == i].astype(np.float32, copy=False) for i in range(len(images))]
+        result: RegionResult = await self._submit(name, RegionItem(images, per_image))
         probabilities = None
         if result.scores is not None:
             probabilities = [self._probabilities(manifest, s) for s in result.scores]
@@ -68,6 +83,4 @@ class Runtime:
 
     @staticmethod
     def _probabilities(manifest: Manifest, scores: np.ndarray) -> np.ndarray:
-        if manifest.io.scores_are_probabilities:
-            return scores.astype(np.float32, copy=False)
-        return softmax(scores) if len(scores) else scores.astype(np.float32, copy=False)
+        return probabilities(scores, manifest.io.scores_are_probabilities)

@@ -15,6 +15,13 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
+def probabilities(scores: np.ndarray, are_probabilities: bool) -> np.ndarray:
+    """A model's (rows, classes) scores as probabilities: softmax unless the model already outputs them."""
+    if are_probabilities or not len(scores):
+        return scores.astype(np.float32, copy=False)
+    return softmax(scores)
+
+
 def top_k(probabilities: np.ndarray, labels: Sequence[str], k: int) -> list[list[dict[str, Any]]]:
     """The ``k`` best classes of every row of (rows, classes), best first, as the API writes them:
     ``{"label", "index", "score"}``. Ties keep the lower class index first (a stable argsort).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "deploy" / "requirements-runtime.lock"
-OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export"}
+OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export", "extract"}
 # The interpreter's and this venv's own hooks: __main__, the editable-install finder, setuptools' .pth
 # hack, sysconfig data, and the modules Cython-compiled extensions (httptools) register. None of them is
 # something the serving code asked for.

@@ -71,3 +71,25 @@ def test_gradients_reach_the_features(module):
     case = random_case(3, 10)
     module(maps, torch.from_numpy(case.boxes), torch.from_numpy(case.batch_indices)).sum().backward()
     assert maps.grad is not None and maps.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "module",
+    [RoIAlign(3, spatial_scale=0.5, sampling_ratio=2, aligned=True), RoIPool(3, 0.5)],
+    ids=["align", "pool"],
+)
+def test_torchvision_box_formats_give_the_same_result(module):
+    """``forward(input, rois)`` with torchvision's (K, 5) tensor or per-image list equals the (K, 4) +
+    indices form; an int ``output_size`` means a square, as in torchvision."""
+    maps = torch.from_numpy(features())
+    case = random_case(4, 12)
+    boxes, indices = torch.from_numpy(case.boxes), torch.from_numpy(case.batch_indices)
+    want = module(maps, boxes, indices)
+    rois = torch.cat([indices.to(boxes.dtype)[:, None], boxes], dim=1)
+    assert module.output_size == (3, 3)
+    assert torch.equal(module(maps, rois), want)
+    per_image = [boxes[indices == i] for i in range(maps.shape[0])]
+    order = torch.cat([torch.nonzero(indices == i).flatten() for i in range(maps.shape[0])])
+    assert torch.equal(module(maps, per_image), want[order])
+    with pytest.raises(ValueError, match=r"\(K, 5\)"):
+        module(maps, boxes)

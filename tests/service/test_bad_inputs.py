@@ -256,6 +256,13 @@ CORPUS: dict[str, tuple[Sender, int, str | None]] = {
     "negative height": (boxes("[[[0, 10, 5, 5]]]"), 422, "invalid-field"),
     "wholly outside": (boxes("[[[100, 100, 120, 120]]]"), 422, "invalid-field"),
     "wholly outside, negative": (boxes("[[[-20, -20, -5, -5]]]"), 422, "invalid-field"),
+    "past the overhang margin": (boxes("[[[0, 0, 36, 10]]]"), 422, "invalid-field"),
+    "huge box": (boxes("[[[0, 0, 40000, 40000]]]"), 422, "invalid-field"),
+    "degenerate box is fine, huge one beside it is not": (
+        boxes("[[[4, 4, 4, 4], [0, 0, 1e30, 4]]]"),
+        422,
+        "invalid-field",
+    ),
     "too many boxes": (boxes(json.dumps([[[0, 0, 4, 4]] * 9])), 422, "limit-exceeded"),
     "fewer box lists than images": (boxes("[[]]", images=2), 422, "invalid-field"),
     "more box lists than images": (boxes("[[], []]"), 422, "invalid-field"),
@@ -324,11 +331,12 @@ def test_path_tricks_find_no_model(strict: httpx.Client, path: str) -> None:
 
 
 def test_boxes_partly_outside_are_pooled_and_zero_boxes_are_empty(strict: httpx.Client, digit: Digit) -> None:
-    response = boxes("[[[-5, -5, 10, 40], [20, 20, 60, 60]], []]", images=2)(strict, digit)
+    # The images are 28x28: a box may reach 7 pixels (a quarter of the side) past each edge.
+    response = boxes("[[[-5, -7, 10, 35], [20, 20, 35, 34]], []]", images=2)(strict, digit)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     assert [len(r["boxes"]) for r in results] == [2, 0]
-    assert results[0]["boxes"][0]["box"] == [-5, -5, 10, 40]  # echoed as sent
+    assert results[0]["boxes"][0]["box"] == [-5, -7, 10, 35]  # echoed as sent
 
 
 def test_the_server_still_answers_correctly_after_the_corpus(strict: httpx.Client, digit: Digit) -> None:

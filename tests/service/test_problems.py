@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.api.problems import STATUS
+from service.api.error_table import STATUS
 from service.errors import ServiceError
 from service.runtime.inference import Runtime
 from service.settings import Settings

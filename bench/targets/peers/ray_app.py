@@ -38,7 +38,8 @@ class OnnxClassifier:
     async def __call__(self, request: Request) -> dict[str, Any]:
         form = await request.form()
         upload = form["images"]
-        data = upload if isinstance(upload, str) else await upload.read()
+        # a text field where a file belongs: its bytes, which the decoder then refuses like any non-image
+        data = upload.encode() if isinstance(upload, str) else await upload.read()
         return {"predictions": [await self.classify(data)]}
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from repository.manifest import Manifest, Task
 from service.api.decoding import decode_images
 from service.api.direct import DirectRoute, begin_inference, openapi_operation
-from service.api.payloads import check_boxes_overlap, parse_features
+from service.api.payloads import parse_features
 from service.api.region_json import Encoding, region_results_json
 from service.api.responses import OrjsonResponse
 from service.api.routes.classify import checked_top_k
@@ -103,9 +103,19 @@ async def features(request: Request) -> Response:
     payload = await parse_features(request, context.limits)
     assert payload.boxes is not None
     images, transforms = await decode_images(payload.images, manifest.preprocessing, settings)
-    check_boxes_overlap(payload.boxes, [t.original_size for t in transforms])
-    mapped = [map_boxes(b, t) for b, t in zip(payload.boxes, transforms, strict=True)]
-    output = await context.runtime.features(manifest.name, images, mapped)
+    sent = payload.boxes
+    mapped = [map_boxes(b, t) for b, t in zip(sent, transforms, strict=True)]
+    counts = [len(b) for b in sent]
+    flat = np.concatenate(mapped) if mapped else np.zeros((0, 4), np.float32)
+    image_of_row = np.repeat(np.arange(len(sent), dtype=np.int64), counts)
+    first_row = np.cumsum([0, *counts])
+
+    def describe(row: int) -> str:  # the box as the client sent it: image, position, original pixels
+        i = int(image_of_row[row])
+        j = row - int(first_row[i])
+        return f"boxes[{i}][{j}] {[float(v) for v in sent[i][j]]}"
+
+    output = await context.runtime.features(manifest.name, images, flat, image_of_row, describe)
     assert manifest.feature_dim is not None
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
         return _npy(output, manifest.feature_dim)

@@ -38,6 +38,7 @@ def model_info(entry: ModelEntry) -> ModelInfo:
             "evaluations": manifest.evaluations,
             "max_batch_size": batching.max_batch_size if batching else None,
             "max_queue_delay_ms": batching.max_queue_delay_ms if batching else None,
+            "pooling": manifest.pooling,
         }
     )
 

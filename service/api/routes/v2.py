@@ -13,9 +13,9 @@ from starlette.responses import Response
 
 from poolserve import __version__
 from service.api.deps import ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
+from service.api.error_responses import v2_error
 from service.api.responses import OrjsonResponse
 from service.api.v2 import codec
-from service.api.v2.errors import V2Route, error_response
 from service.api.v2.models import (
     TensorLimits,
     infer,
@@ -29,8 +29,9 @@ from service.runtime.registry import ModelEntry, ModelStatus
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
-health_router = APIRouter(prefix="/v2/health", tags=["kserve-v2"], route_class=V2Route)
-router = APIRouter(prefix="/v2", tags=["kserve-v2"], route_class=V2Route)
+# Errors on both answer {"error": ...}: service.api.error_responses picks the shape by path.
+health_router = APIRouter(prefix="/v2/health", tags=["kserve-v2"])
+router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 
 
 def _versioned(entry: ModelEntry, version: str | None) -> ModelEntry:
@@ -55,7 +56,7 @@ async def live() -> OrjsonResponse:
 async def ready(registry: RegistryDep) -> Response:
     if registry.is_ready:
         return OrjsonResponse({"ready": True})
-    return error_response(503, "server not ready: models loading or none serving")
+    return v2_error(503, "server not ready: models loading or none serving")
 
 
 @router.get("")
@@ -105,7 +106,7 @@ def _config(entry: ModelEntry, runtime: RuntimeDep, settings: SettingsDep) -> di
 def _ready(entry: ModelEntry) -> Response:
     if entry.status is ModelStatus.READY:
         return OrjsonResponse({"name": entry.name, "ready": True})
-    return error_response(503, f"model {entry.name!r} is {entry.status.value}")
+    return v2_error(503, f"model {entry.name!r} is {entry.status.value}")
 
 
 async def _infer(entry: ModelEntry, request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:

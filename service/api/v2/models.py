@@ -5,6 +5,7 @@ Tensors are checked against the manifest, then run through the same ``Runtime`` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,22 +113,20 @@ async def infer(
         return {io.scores.name: output.scores}
     assert io.boxes is not None and io.box_batch_indices is not None and io.features is not None
     boxes, indices = tensors[io.boxes.name], tensors[io.box_batch_indices.name]
-    if len(boxes) != len(indices):
-        raise InvalidRequest(f"{len(boxes)} boxes but {len(indices)} box batch indices")
     if len(boxes) > limits.max_boxes:
         raise LimitExceeded(f"{len(boxes)} boxes; at most {limits.max_boxes}")
-    if len(indices) and (indices.min() < 0 or indices.max() >= len(images)):
-        raise InvalidRequest(f"box batch indices must lie in [0, {len(images)})")
-    if not np.isfinite(boxes).all():
-        raise InvalidRequest("boxes must be finite")
-    # The runtime takes boxes per image; gather them, then scatter the rows back into request order.
+    # Values, order, frame and batch indices: checked by the runtime, as for every entry point.
+    region = await runtime.features(manifest.name, images, boxes, indices, _row_name(io.boxes.name))
+    # The runtime answers per image; scatter the rows back into request order.
     order = np.argsort(indices, kind="stable")
-    per_image = [boxes[indices == i] for i in range(len(images))]
-    region = await runtime.features(manifest.name, images, per_image)
     result = {io.features.name: _unsort(region.features, order)}
     if io.scores is not None and region.scores is not None:
         result[io.scores.name] = _unsort(region.scores, order)
     return result
+
+
+def _row_name(tensor: str) -> Callable[[int], str]:
+    return lambda row: f"input {tensor!r} row {row}"
 
 
 def _unsort(rows: list[np.ndarray], order: np.ndarray) -> np.ndarray:

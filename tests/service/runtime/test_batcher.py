@@ -83,15 +83,36 @@ def test_full_queue_raises_queue_full() -> None:
     asyncio.run(scenario())
 
 
-def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on() -> None:
-    async def scenario() -> None:
-        batcher = await started(Recorder(), config(max_batch_size=8, delay_ms=20))
-        results = await asyncio.gather(batcher.submit([-1]), batcher.submit([2]), return_exceptions=True)
-        assert all(isinstance(r, ValueError) for r in results)
+def test_a_failing_request_fails_alone_and_the_batcher_goes_on() -> None:
+    async def scenario() -> Recorder:
+        handler = Recorder()
+        batcher = await started(handler, config(max_batch_size=8, delay_ms=20))
+        items = [[1], [2], [-1], [4], [5]]
+        results = await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
+        assert results[:2] == [1, 2] and results[3:] == [4, 5]
+        assert isinstance(results[2], ValueError)
         assert await batcher.submit([3]) == 3
         await batcher.close()
+        return handler
 
-    asyncio.run(scenario())
+    batches = asyncio.run(scenario()).batches
+    # The failed batch of five, then halves until the bad request runs alone; the good ones never alone.
+    assert batches[0] == [[1], [2], [-1], [4], [5]]
+    assert [[1], [2]] in batches and [[-1]] in batches and [[-1], [4], [5]] in batches
+    assert batches[-1] == [[3]]
+
+
+def test_two_failing_requests_in_one_batch_each_get_the_error() -> None:
+    async def scenario() -> list[object]:
+        batcher = await started(Recorder(), config(max_batch_size=8, delay_ms=20))
+        items = [[-1], [2], [3], [-1, 4]]
+        results = await asyncio.gather(*(batcher.submit(i) for i in items), return_exceptions=True)
+        await batcher.close()
+        return list(results)
+
+    results = asyncio.run(scenario())
+    assert results[1:3] == [2, 3]
+    assert isinstance(results[0], ValueError) and isinstance(results[3], ValueError)
 
 
 def test_cancelled_items_are_skipped_and_closed_batchers_refuse() -> None:

@@ -1,0 +1,142 @@
+"""Loading what a user brings: a factory from a file or module, a ``state_dict``, labels, sample images.
+
+Every failure is a :class:`UserModelError` whose one-line message names the file and what to fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from repository.manifest import Preprocessing
+
+SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_MAX_SAMPLE_PIXELS = 64_000_000
+_LISTED_KEYS = 5
+
+
+class UserModelError(Exception):
+    """The model, its weights or the options cannot become an entry; the message says what to fix."""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _import_file(path: Path) -> object:
+    if not path.is_file():
+        raise UserModelError(f"{path}: no such file")
+    # A name of its own per file, so the user's module never shadows one of ours (or another user file).
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(f"_poolserve_user_{path.stem}_{digest}", path)
+    if spec is None or spec.loader is None:
+        raise UserModelError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    # Sibling modules of the file (``from layers import Block``) import as they would when run there.
+    sys.path.insert(0, str(path.parent.resolve()))
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(spec.name, None)
+        raise UserModelError(f"{path}: cannot be imported: {_one_line(exc)}") from exc
+    finally:
+        sys.path.remove(str(path.parent.resolve()))
+    return module
+
+
+def load_factory(target: str) -> Callable[[], nn.Module]:
+    """``path/to/net.py:build`` or ``package.module:build``."""
+    where, sep, attribute = target.rpartition(":")
+    if not sep or not where or not attribute:
+        raise UserModelError(f"{target!r}: expected FILE.py:FACTORY or package.module:FACTORY")
+    if where.endswith(".py"):
+        module = _import_file(Path(where))
+    else:
+        try:
+            module = importlib.import_module(where)
+        except Exception as exc:
+            raise UserModelError(f"{where}: cannot be imported: {_one_line(exc)}") from exc
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise UserModelError(f"{where} has no callable {attribute!r}")
+    return factory
+
+
+def build_module(factory: Callable[[], nn.Module], target: str) -> nn.Module:
+    try:
+        module = factory()
+    except Exception as exc:
+        raise UserModelError(f"{target}() failed: {_one_line(exc)}") from exc
+    if not isinstance(module, nn.Module):
+        raise UserModelError(f"{target}() returned {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LISTED_KEYS])
+    more = len(keys) - _LISTED_KEYS
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def load_weights(module: nn.Module, path: Path) -> None:
+    """Load a ``state_dict`` with ``weights_only=True``: tensors only, never arbitrary pickled objects."""
+    if not path.is_file():
+        raise UserModelError(f"{path}: no such weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserModelError(
+            f"{path}: not a state_dict torch.load(weights_only=True) accepts: {_one_line(exc)}"
+        ) from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserModelError(
+            f"{path}: expected a state_dict (parameter name -> tensor), got {type(state).__name__}"
+        )
+    expected = set(module.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        parts = [
+            f"missing keys {_listed(missing)}" if missing else "",
+            f"unexpected keys {_listed(unexpected)}" if unexpected else "",
+        ]
+        raise UserModelError(f"{path}: weights do not match the model: {'; '.join(p for p in parts if p)}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # shapes that differ
+        raise UserModelError(f"{path}: weights do not match the model: {_one_line(exc)}") from exc
+
+
+def load_labels(path: Path) -> list[str]:
+    """One label per line; blank lines are ignored."""
+    if not path.is_file():
+        raise UserModelError(f"{path}: no such labels file")
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
+    """Every image in ``directory``, preprocessed exactly as the service will: (n, C, H, W) float32."""
+    from service.imaging.decode import decode_image
+    from service.imaging.preprocess import preprocess
+
+    if not directory.is_dir():
+        raise UserModelError(f"{directory}: no such samples directory")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
+    if not files:
+        raise UserModelError(f"{directory}: no images ({', '.join(SAMPLE_SUFFIXES)})")
+    tensors = []
+    for file in files:
+        try:
+            tensors.append(preprocess(decode_image(file.read_bytes(), _MAX_SAMPLE_PIXELS), preprocessing)[0])
+        except Exception as exc:
+            raise UserModelError(f"{file}: cannot be decoded: {_one_line(exc)}") from exc
+    return np.stack(tensors)

@@ -1,0 +1,247 @@
+"""Bring your own model: any PyTorch pooling CNN through the path the shipped models take.
+
+probe (the module runs on the declared input and returns tensors) -> pooling audit (rewrite or refuse)
+-> ONNX export -> onnx.checker -> parity against PyTorch eager on random inputs and the sample images
+(batch sizes 1, 2, 7; for region models 0, 1 and 50 boxes) -> one staged write of model and manifest.
+Nothing is written unless every step passed.
+
+Region-features contract (what the service feeds the graph): ``images`` (N, C, H, W) float32,
+preprocessed as the manifest says; ``boxes`` (K, 4) float32 ``x1, y1, x2, y2`` in the model input's pixel
+frame (the service maps request boxes into it); ``box_batch_indices`` (K,) int64, the image each box
+belongs to. The module returns ``features`` (K, D), or ``(features, logits)`` with ``logits`` (K, classes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from export.cases import random_boxes
+from export.entry_writer import parity_verification, torch_provenance, write_entry
+from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, ExportError, export_audited
+from export.pooling_support import UnsupportedPoolingError
+from export.staging import EntryExists
+from export.user_loading import UserModelError, load_samples
+from export.verify import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare
+from models.roi import RoIAlign, RoIPool
+from repository.manifest import (
+    MODEL_FILENAME,
+    NAME_PATTERN,
+    Manifest,
+    ModelIO,
+    Preprocessing,
+    RoISettings,
+    Task,
+    TensorSpec,
+)
+
+TOLERANCE = 1e-5
+_CASE_SEED = 11
+_PROBE_BOXES = 3
+
+
+def _preprocessing(
+    shape: tuple[int, int, int],
+    color_mode: str | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    scale: float,
+) -> Preprocessing:
+    channels, height, width = shape
+    mode: str = color_mode or ("L" if channels == 1 else "RGB")  # pydantic checks the literal
+    if (mode == "L") != (channels == 1):
+        raise UserModelError(
+            f"--color {mode} makes {1 if mode == 'L' else 3} channels; the input has {channels}"
+        )
+    try:
+        return Preprocessing(
+            color_mode=mode,  # type: ignore[arg-type]
+            height=height,
+            width=width,
+            scale=scale,
+            mean=list(mean) if mean is not None else [0.0] * channels,
+            std=list(std) if std is not None else [1.0] * channels,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserModelError(
+            f"preprocessing: {'.'.join(map(str, first['loc'])) or 'value'}: {first['msg']}"
+        ) from None
+
+
+def _outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], task: Task) -> tuple[torch.Tensor, ...]:
+    """Run once on the declared input; the outputs must be what the task's contract says."""
+    shape = tuple(inputs[0].shape)
+    try:
+        with torch.no_grad():
+            result = module(*inputs)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        raise UserModelError(
+            f"the model does not run on input {shape}: {type(exc).__name__}: {lines[0] if lines else ''}"
+        ) from exc
+    outputs = tuple(result) if isinstance(result, tuple | list) else (result,)
+    wanted = 1 if task is Task.CLASSIFICATION else 2
+    if not 1 <= len(outputs) <= wanted or not all(isinstance(o, torch.Tensor) for o in outputs):
+        kinds = ", ".join(type(o).__name__ for o in outputs)
+        contract = "a logits tensor" if task is Task.CLASSIFICATION else "features, or (features, logits)"
+        raise UserModelError(f"the model returns ({kinds}); a {task.value} model returns {contract}")
+    rows = shape[0] if task is Task.CLASSIFICATION else len(inputs[1])
+    for name, out in zip(("first", "second"), outputs, strict=False):
+        if out.dim() != 2 or out.shape[0] != rows or out.dtype != torch.float32:
+            raise UserModelError(
+                f"the {name} output is {out.dtype} {tuple(out.shape)}; expected float32 ({rows}, width), "
+                + ("one row per image" if task is Task.CLASSIFICATION else "one row per box")
+            )
+    return outputs
+
+
+def _roi_settings(module: nn.Module) -> RoISettings:
+    found = [m for m in module.modules() if isinstance(m, RoIAlign | RoIPool)]
+    if not found:
+        raise UserModelError(
+            "a region-features model pools its boxes with poolserve.ops.RoIAlign or RoIPool; none found"
+        )
+    roi = found[0]
+    if isinstance(roi, RoIAlign):
+        return RoISettings(
+            op="RoiAlign",
+            output_size=roi.output_size,
+            spatial_scale=roi.spatial_scale,
+            sampling_ratio=max(roi.sampling_ratio, 0),
+            aligned=roi.aligned,
+        )
+    return RoISettings(op="MaxRoiPool", output_size=roi.output_size, spatial_scale=roi.spatial_scale)
+
+
+def _cases(task: Task, shape: tuple[int, int, int], samples: np.ndarray | None) -> list[InputCase]:
+    rng = np.random.default_rng(_CASE_SEED)
+    images = [rng.standard_normal((batch, *shape)).astype(np.float32) for batch in BATCH_SIZES]
+    if samples is not None:
+        images += [
+            samples[start : start + max(BATCH_SIZES)] for start in range(0, len(samples), max(BATCH_SIZES))
+        ]
+    if task is Task.CLASSIFICATION:
+        return [{"images": batch} for batch in images]
+    cases: list[InputCase] = []
+    for batch in images:
+        for count in BOX_COUNTS:
+            boxes, indices = random_boxes(rng, count, len(batch), shape[1:])
+            cases.append({"images": batch, "boxes": boxes, "box_batch_indices": indices})
+    return cases
+
+
+def _io(task: Task, shape: tuple[int, int, int], widths: list[int]) -> ModelIO:
+    rows = "batch" if task is Task.CLASSIFICATION else "boxes"
+    image = TensorSpec(name="images", dtype="float32", shape=["batch", *shape])
+    if task is Task.CLASSIFICATION:
+        return ModelIO(
+            image=image, scores=TensorSpec(name="logits", dtype="float32", shape=[rows, widths[0]])
+        )
+    logits = TensorSpec(name="logits", dtype="float32", shape=[rows, widths[1]]) if len(widths) > 1 else None
+    return ModelIO(
+        image=image,
+        boxes=TensorSpec(name="boxes", dtype="float32", shape=["boxes", 4]),
+        box_batch_indices=TensorSpec(name="box_batch_indices", dtype="int64", shape=["boxes"]),
+        features=TensorSpec(name="features", dtype="float32", shape=[rows, widths[0]]),
+        scores=logits,
+    )
+
+
+def export_model(
+    module: nn.Module,
+    *,
+    name: str,
+    input_shape: tuple[int, int, int],
+    task: Literal["classification", "region-features"] | Task = Task.CLASSIFICATION,
+    repository: Path = Path("model_repository"),
+    labels: Sequence[str] | None = None,
+    color_mode: Literal["L", "RGB", "BGR"] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float = 1.0 / 255.0,
+    samples: Path | None = None,
+    version: int = 1,
+    description: str | None = None,
+    weights_origin: str = "user-supplied PyTorch module",
+    license: str = "unspecified",
+    overwrite: bool = False,
+    tolerance: float = TOLERANCE,
+) -> Manifest:
+    """Export ``module`` to ``<repository>/<name>/<version>/`` with its manifest, or raise
+    :class:`UserModelError` (one line saying what to fix) having written nothing."""
+    if not re.match(NAME_PATTERN, name):
+        raise UserModelError(f"name {name!r}: use lowercase letters, digits, '.', '_' and '-' (at most 64)")
+    if version < 1:
+        raise UserModelError(f"version {version}: versions start at 1")
+    if (repository / name / str(version) / MODEL_FILENAME).exists() and not overwrite:
+        raise UserModelError(
+            f"{repository / name / str(version)} already holds a model; pass overwrite to replace it"
+        )
+    task = Task(task)
+    shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
+    preprocessing = _preprocessing(shape, color_mode, mean, std, scale)
+    roi = _roi_settings(module) if task is Task.REGION_FEATURES else None
+    module.eval()
+    rng = np.random.default_rng(_CASE_SEED)
+    example: tuple[torch.Tensor, ...] = (
+        torch.from_numpy(rng.standard_normal((2, *shape)).astype(np.float32)),
+    )
+    if task is Task.REGION_FEATURES:
+        boxes, indices = random_boxes(rng, _PROBE_BOXES, 2, shape[1:])
+        example += (torch.from_numpy(boxes), torch.from_numpy(indices))
+    outputs = _outputs(module, example, task)
+    widths = [int(o.shape[1]) for o in outputs]
+    classes = widths[0] if task is Task.CLASSIFICATION else (widths[1] if len(widths) > 1 else 0)
+    names = list(labels) if labels is not None else [f"class_{i}" for i in range(classes)]
+    if len(names) != classes:
+        raise UserModelError(f"{len(names)} labels for {classes} output classes")
+    cases = _cases(task, shape, load_samples(samples, preprocessing) if samples is not None else None)
+    signature = CLASSIFIER_SIGNATURE if task is Task.CLASSIFICATION else REGION_SIGNATURE
+    if len(outputs) == 1 and task is Task.REGION_FEATURES:
+        signature = type(signature)(signature.inputs, ["features"], signature.dynamic_axes)
+    try:
+        proto, pooling = export_audited(module, example, signature)
+        check_graph(proto)
+        parity = compare(proto, module, cases, tolerance)
+    except (UnsupportedPoolingError, ExportError) as exc:
+        raise UserModelError(str(exc)) from exc
+    except Exception as exc:  # the exporter's own errors (an operator ONNX lacks, a trace failure)
+        lines = str(exc).strip().splitlines()
+        raise UserModelError(
+            f"ONNX export failed: {type(exc).__name__}: {lines[0] if lines else ''}"
+        ) from exc
+    reference = f"torch {torch.__version__} eager (random inputs" + (
+        " and sample images)" if samples else ")"
+    )
+
+    def manifest_for(sha256: str) -> Manifest:
+        return Manifest(
+            name=name,
+            version=version,
+            task=task,
+            description=description or f"{type(module).__name__} exported by poolserve export-model",
+            sha256=sha256,
+            io=_io(task, shape, widths),
+            preprocessing=preprocessing,
+            labels=names,
+            feature_dim=widths[0] if task is Task.REGION_FEATURES else None,
+            roi=roi,
+            verification=parity_verification(parity, cases, tolerance, reference),
+            provenance=torch_provenance(
+                "converted", f"{type(module).__name__} via poolserve export-model", license, weights_origin
+            ),
+            pooling=pooling,
+        )
+
+    try:
+        return write_entry(repository, name, version, proto, manifest_for, overwrite)
+    except (EntryExists, ValidationError) as exc:
+        raise UserModelError(str(exc).splitlines()[0]) from exc

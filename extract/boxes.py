@@ -1,0 +1,35 @@
+"""The one place extraction checks an image's boxes, before anything reaches onnxruntime.
+
+It applies the ``/v1/.../features`` route's own checks (shape and count from the parser, then the
+service's RoI input check, ``service.runtime.region_inputs``), so a box the endpoint refuses is refused
+here with the same message. Every engine's per-image path calls ``check_image_boxes`` and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from service.api.payloads import RequestLimits, _boxes_array, _check_boxes
+from service.runtime.region_inputs import BoxFrame, check_region_inputs
+
+
+def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> np.ndarray:
+    """One image's boxes as the box file gave them, checked against its decoded ``(width, height)``.
+
+    Returns (k, 4) float32 x1 y1 x2 y2 in original pixels; raises the service's ``InvalidField`` or
+    ``LimitExceeded``. Messages name ``boxes[0][j]``, as the endpoint does for a one-image request.
+    The box policy is checked in the image's own pixels: the resize to the model input scales each axis
+    by a positive factor, so a box within the policy here is within it in the input frame too.
+    """
+    boxes = _boxes_array(raw, "boxes[0]")
+    _check_boxes([boxes], RequestLimits(max_images=1, max_boxes=max_boxes, max_body_bytes=0))
+    check_region_inputs(
+        boxes,
+        np.zeros(len(boxes), np.int64),
+        1,
+        BoxFrame(*size),
+        lambda row: f"boxes[0][{row}] {[float(v) for v in boxes[row]]}",
+    )
+    return boxes

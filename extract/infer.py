@@ -1,0 +1,70 @@
+"""Prepared batches through the model: the service's own batch handlers and postprocessing, no batcher
+(there is one caller, so nothing to coalesce)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from extract.job import JobSpec, LocalModel
+from extract.prepare import PreparedBatch
+from extract.rows import ImageResult, Ranked
+from repository.manifest import Task
+from service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from service.runtime.postprocess import probabilities, top_k
+from service.runtime.providers import select_providers
+from service.runtime.sessions import SessionConfig, create_session
+
+
+class ModelRunner:
+    """One onnxruntime session for the job's lifetime; ``threads`` caps its intra-op threads (0: all)."""
+
+    def __init__(self, model: LocalModel, job: JobSpec, threads: int = 0) -> None:
+        providers = select_providers("auto", ort.get_available_providers(), strict=False).providers
+        session = create_session(model.path, SessionConfig(providers, intra_op_threads=threads))
+        self._manifest = model.manifest
+        self._job = job
+        self._classifier: ClassificationHandler | None = None
+        self._region: RegionHandler | None = None
+        if model.manifest.task is Task.CLASSIFICATION:
+            self._classifier = ClassificationHandler(session, model.manifest)
+        else:
+            self._region = RegionHandler(session, model.manifest)
+
+    def _ranked(self, scores: np.ndarray) -> Ranked:
+        probs = probabilities(scores, self._manifest.io.scores_are_probabilities)
+        return Ranked.from_predictions(top_k(probs, self._manifest.labels, self._job.top_k))
+
+    def infer(self, batch: PreparedBatch) -> list[ImageResult]:
+        """One result per usable image, in order."""
+        if not batch.images:
+            return []
+        images = batch.tensor()
+        if self._classifier is not None:
+            (scores,) = self._classifier.run([images])
+            ranked = self._ranked(scores)
+            return [
+                ImageResult(
+                    p.item.key,
+                    p.size,
+                    None,
+                    None,
+                    None,
+                    Ranked(ranked.labels[i : i + 1], ranked.indices[i : i + 1], ranked.scores[i : i + 1]),
+                )
+                for i, p in enumerate(batch.images)
+            ]
+        assert self._region is not None
+        mapped = [p.mapped for p in batch.images if p.mapped is not None]
+        (result,) = self._region.run([RegionItem(images, mapped)])
+        return [
+            ImageResult(
+                p.item.key,
+                p.size,
+                p.boxes,
+                p.item.category_ids,
+                result.features[i],
+                self._ranked(result.scores[i]) if result.scores is not None else None,
+            )
+            for i, p in enumerate(batch.images)
+        ]

@@ -1,0 +1,28 @@
+"""The ``local`` engine: every pending shard, in order, through one ``ShardExtractor`` in this process."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from extract.job import JobSpec, LocalModel
+from extract.pipeline import ProgressSink, ShardExtractor
+from extract.shards import Shard
+
+
+def run_local(
+    model: LocalModel,
+    job: JobSpec,
+    out: Path,
+    shards: Sequence[Shard],
+    workers: int,
+    threads: int,
+    report: ProgressSink,
+) -> None:
+    """``workers``: decode threads; ``threads``: onnxruntime's intra-op threads (0: its own choice)."""
+    extractor = ShardExtractor(model, job, out, decode_workers=workers, threads=threads)
+    try:
+        for shard in shards:
+            extractor.run(shard, report)
+    finally:
+        extractor.close()

@@ -1,0 +1,93 @@
+"""One batch of items to model input: read, decode and preprocess with the service's own code, boxes
+checked by ``check_image_boxes``. An input that fails becomes an ``ItemError``; the batch goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from extract.boxes import check_image_boxes
+from extract.dataset import Item
+from repository.manifest import Preprocessing
+from service.api.error_table import slug
+from service.errors import ServiceError
+from service.imaging.preprocess import decode_and_preprocess, map_boxes
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """A line of ``errors.jsonl``: which input, a stable reason slug and the human explanation."""
+
+    image: str
+    reason: str  # "missing", "unreadable", "file-too-large" or the service's problem slug
+    detail: str
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    max_file_bytes: int
+    max_pixels: int
+    max_boxes: int
+
+
+class InputError(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def read_image_file(item: Item, max_file_bytes: int) -> bytes:
+    """The file's bytes, refusing what the endpoint would refuse by size before reading it whole."""
+    path = Path(item.path)
+    try:
+        size = path.stat().st_size
+        if size > max_file_bytes:
+            raise InputError("file-too-large", f"the file is {size} bytes; at most {max_file_bytes}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError("missing", "no such file") from None
+    except OSError as exc:
+        raise InputError("unreadable", exc.strerror or type(exc).__name__) from None
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    item: Item
+    size: tuple[int, int]  # (width, height) after EXIF orientation: what boxes refer to
+    tensor: np.ndarray  # (1, C, H, W) float32
+    boxes: np.ndarray | None  # (k, 4) float32, original pixels, checked; None for classifiers
+    mapped: np.ndarray | None  # the same boxes in the model input frame
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    images: list[PreparedImage]  # the usable ones, in item order
+    errors: list[ItemError]
+
+    def tensor(self) -> np.ndarray:
+        return np.concatenate([p.tensor for p in self.images])
+
+
+def prepare_image(item: Item, spec: Preprocessing, limits: InputLimits) -> PreparedImage:
+    blob = read_image_file(item, limits.max_file_bytes)
+    try:
+        tensor, (transform,) = decode_and_preprocess([blob], spec, limits.max_pixels)
+        if item.boxes is None:
+            return PreparedImage(item, transform.original_size, tensor, None, None)
+        boxes = check_image_boxes(item.boxes, transform.original_size, limits.max_boxes)
+    except ServiceError as exc:
+        raise InputError(slug(type(exc)), exc.detail) from None
+    return PreparedImage(item, transform.original_size, tensor, boxes, map_boxes(boxes, transform))
+
+
+def prepare_batch(items: Sequence[Item], spec: Preprocessing, limits: InputLimits) -> PreparedBatch:
+    images, errors = [], []
+    for item in items:
+        try:
+            images.append(prepare_image(item, spec, limits))
+        except InputError as exc:
+            errors.append(ItemError(item.key, exc.reason, exc.detail))
+    return PreparedBatch(images, errors)

@@ -1,0 +1,66 @@
+"""Progress on a terminal (a rich bar: done / total, images/s, boxes/s, errors, ETA) or, when stderr is
+not a terminal (a log file, a Ray job), a plain line every few seconds."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as Bar
+
+from extract.pipeline import Progress, ProgressSink
+
+LOG_EVERY_S = 5.0
+
+
+class ProgressReport:
+    def __init__(
+        self, total_images: int, done_images: int, label: str, listener: ProgressSink | None = None
+    ) -> None:
+        self._listener = listener
+        self._total, self._done = total_images, done_images
+        self._boxes = self._errors = self._new_images = 0
+        self._started = self._logged = time.monotonic()
+        self._console = Console(stderr=True)
+        self._bar: Bar | None = None
+        if self._console.is_terminal:
+            self._bar = Bar(
+                TextColumn(label),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rates]}"),
+                TimeRemainingColumn(),
+                console=self._console,
+            )
+            self._task = self._bar.add_task(label, total=total_images, completed=done_images, rates="")
+            self._bar.start()
+
+    def _rates(self) -> str:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        return (
+            f"{self._new_images / elapsed:.1f} images/s, {self._boxes / elapsed:.1f} boxes/s, "
+            f"{self._errors} errors"
+        )
+
+    def __call__(self, step: Progress) -> None:
+        if self._listener is not None:
+            self._listener(step)
+        self._done += step.images
+        self._new_images += step.images
+        self._boxes += step.boxes
+        self._errors += step.errors
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._done, rates=self._rates())
+        elif time.monotonic() - self._logged >= LOG_EVERY_S:
+            self._logged = time.monotonic()
+            self._line()
+
+    def _line(self) -> None:
+        print(f"extract: {self._done}/{self._total} images, {self._rates()}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        self._line()

@@ -1,0 +1,137 @@
+"""One extraction job, whatever the engine: list the dataset, plan shards, open the output, run the
+engine on the pending shards, merge the errors."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from extract.dataset import DatasetError, build_items, list_images, read_boxes
+from extract.job import FeatureEncoding, JobSpec, LocalModel, ModelRef, find_model
+from extract.pipeline import ProgressSink
+from extract.prepare import InputLimits
+from extract.progress import ProgressReport
+from extract.shards import OutputError, Shard, merge_errors, open_output, pending, plan
+from repository.store import RepositoryError
+from service.settings import Settings
+
+EngineName = Literal["local", "ray", "http"]
+
+
+class JobError(Exception):
+    """The job cannot run (bad arguments, no such model, an output folder of another job)."""
+
+
+@dataclass(frozen=True)
+class ExtractRequest:
+    name: str
+    version: int | None
+    images: str
+    boxes: Path | None
+    output: Path
+    engine: EngineName = "local"
+    encoding: FeatureEncoding = "float32"
+    batch_size: int = 32
+    workers: int = 2
+    threads: int = 0  # local engine: onnxruntime intra-op threads; Ray actors run one each
+    top_k: int = 5
+    shard_size: int = 1000
+    resume: bool = False
+    repository: Path | None = None
+    ray_address: str | None = None
+    server: str | None = None
+    api_key: str | None = None
+
+
+def _model_ref(request: ExtractRequest, settings: Settings) -> tuple[ModelRef, LocalModel | None]:
+    if request.engine == "http":
+        if request.server is None:
+            raise JobError("--engine http needs --server URL")
+        from extract.http_engine import model_ref
+        from poolserve.client import PoolserveClient, PoolserveError
+
+        try:
+            with PoolserveClient(request.server, request.api_key) as client:
+                info = client.model(request.name).info
+            return model_ref(info, request.name, request.version), None
+        except (PoolserveError, ValueError) as exc:
+            raise JobError(f"{request.server}: {exc}") from None
+    try:
+        local = find_model(request.repository or settings.repository, request.name, request.version)
+    except RepositoryError as exc:
+        raise JobError(str(exc)) from None
+    return ModelRef.of(local.manifest), local
+
+
+def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) -> int:
+    """Runs the job; returns how many inputs ``errors.jsonl`` lists. ``on_progress`` hears what the
+    progress display hears (finished batches; finished shards with Ray)."""
+    # The service's own limits (POOLSERVE_* variables and .env apply), so every engine refuses alike.
+    settings = Settings()
+    model, local = _model_ref(request, settings)
+    if model.is_region and request.boxes is None:
+        raise JobError(f"{model.name} is a region-features model: pass --boxes (COCO .json or .jsonl)")
+    try:
+        table = read_boxes(request.boxes) if model.is_region and request.boxes else None
+        items = build_items(list_images(request.images), table)
+    except DatasetError as exc:
+        raise JobError(str(exc)) from None
+    job = JobSpec(
+        model=model,
+        batch_size=request.batch_size,
+        top_k=request.top_k,
+        encoding=request.encoding,
+        shard_size=request.shard_size,
+        with_categories=table is not None and table.category_ids is not None,
+        limits=InputLimits(
+            settings.max_body_bytes, settings.max_image_pixels, settings.max_boxes_per_request
+        ),
+    )
+    shards = plan(items, request.shard_size)
+    try:
+        open_output(request.output, job, items, request.resume)
+    except OutputError as exc:
+        raise JobError(str(exc)) from None
+    todo = pending(request.output, shards)
+    report = ProgressReport(
+        len(items), len(items) - sum(len(s.items) for s in todo), request.engine, on_progress
+    )
+    try:
+        _run_engine(request, job, local, todo, report)
+    finally:
+        report.close()
+    return merge_errors(request.output, shards)
+
+
+def _run_engine(
+    request: ExtractRequest,
+    job: JobSpec,
+    local: LocalModel | None,
+    todo: list[Shard],
+    report: ProgressReport,
+) -> None:
+    if request.engine == "http":
+        from extract.http_engine import run_http
+        from poolserve.client import AsyncPoolserveClient
+
+        async def go() -> None:
+            async with AsyncPoolserveClient(
+                str(request.server), request.api_key, max_connections=request.workers
+            ) as client:
+                await run_http(client, job, request.output, todo, request.workers, report)
+
+        asyncio.run(go())
+        return
+    assert local is not None
+    if request.engine == "ray":
+        try:
+            from extract.ray_engine import run_ray
+        except ImportError as exc:
+            raise JobError(f"--engine ray needs Ray: pip install 'poolserve[ray]' ({exc})") from None
+        run_ray(local, job, request.output, todo, request.workers, request.ray_address, report)
+        return
+    from extract.local import run_local
+
+    run_local(local, job, request.output, todo, request.workers, request.threads, report)

@@ -1,0 +1,106 @@
+"""The output folder: ``part-NNNNN.parquet`` shards, their errors, and what ``--resume`` may trust.
+
+A shard is complete only once its Parquet file has been written in full and renamed into place (its
+errors are renamed in just before), so a crash leaves at most one shard's temporary files, which a
+resume deletes and redoes. ``_job.json`` records what the rows depend on; a resume with other settings
+is refused rather than mixing two jobs' rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from extract.dataset import Item
+from extract.job import JobSpec
+from extract.prepare import ItemError
+
+JOB_FILE = "_job.json"
+ERRORS_FILE = "errors.jsonl"
+_ERRORS_DIR = "_errors"
+_TMP_PREFIX = ".tmp-"
+
+
+class OutputError(Exception):
+    """The output folder holds something this job must not overwrite or mix with."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    items: list[Item]
+
+
+def plan(items: Sequence[Item], shard_size: int) -> list[Shard]:
+    """Consecutive runs of ``shard_size`` items: shard ``n`` is the same on every run and engine."""
+    return [Shard(n, list(items[i : i + shard_size])) for n, i in enumerate(range(0, len(items), shard_size))]
+
+
+def shard_path(out: Path, index: int) -> Path:
+    return out / f"part-{index:05d}.parquet"
+
+
+def _errors_path(out: Path, index: int) -> Path:
+    return out / _ERRORS_DIR / f"part-{index:05d}.jsonl"
+
+
+def _replace_atomically(target: Path, write: Callable[[Path], object]) -> None:
+    tmp = target.with_name(_TMP_PREFIX + target.name)
+    write(tmp)
+    with tmp.open("rb") as handle:  # on disk before the rename makes it count
+        os.fsync(handle.fileno())
+    tmp.replace(target)
+
+
+def write_shard(out: Path, index: int, rows: pa.Table, errors: Sequence[ItemError]) -> None:
+    lines = "".join(json.dumps(asdict(e)) + "\n" for e in errors)
+    _replace_atomically(_errors_path(out, index), lambda p: p.write_text(lines, encoding="utf-8"))
+    _replace_atomically(shard_path(out, index), lambda p: pq.write_table(rows, p))
+
+
+def _digest(items: Iterable[Item]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(json.dumps([item.key, item.boxes, item.category_ids]).encode())
+    return digest.hexdigest()
+
+
+def open_output(out: Path, job: JobSpec, items: Sequence[Item], resume: bool) -> None:
+    """Create the folder, or check that a resumed one belongs to this same job; drop stale temp files."""
+    record = {"job": job.fingerprint(), "items": len(items), "items_sha256": _digest(items)}
+    record_text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    job_file = out / JOB_FILE
+    if job_file.exists():
+        if not resume:
+            raise OutputError(f"{out} already holds an extraction; pass --resume or choose another folder")
+        if json.loads(job_file.read_text(encoding="utf-8")) != json.loads(record_text):
+            raise OutputError(f"{out} holds another job (other model, options or inputs); not resuming")
+    elif out.exists() and any(out.iterdir()):
+        raise OutputError(f"{out} is not empty and holds no extraction job")
+    (out / _ERRORS_DIR).mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(_TMP_PREFIX + "*"), *(out / _ERRORS_DIR).glob(_TMP_PREFIX + "*")]:
+        stale.unlink()
+    if not job_file.exists():
+        job_file.write_text(record_text, encoding="utf-8")
+
+
+def pending(out: Path, shards: Sequence[Shard]) -> list[Shard]:
+    return [s for s in shards if not shard_path(out, s.index).exists()]
+
+
+def merge_errors(out: Path, shards: Sequence[Shard]) -> int:
+    """``errors.jsonl``: every shard's errors in shard order; returns how many."""
+    count = 0
+    with (out / ERRORS_FILE).open("w", encoding="utf-8") as merged:
+        for shard in shards:
+            text = _errors_path(out, shard.index).read_text(encoding="utf-8")
+            merged.write(text)
+            count += text.count("\n")
+    return count

@@ -1,0 +1,203 @@
+"""A small Python client for a running poolserve: classify, region features and the model listing.
+
+Sync (``PoolserveClient``) and async (``AsyncPoolserveClient``), numpy arrays out, the API key sent as a
+bearer token, 503s retried as ``Retry-After`` says, and every refusal raised as a typed ``PoolserveError``
+built from the service's problem+json body. Needs only httpx and numpy (``pip install 'poolserve[client]'``).
+
+    with PoolserveClient("http://localhost:8000") as client:
+        result = client.features("digits-roialign", ["page.png"], [[[10, 10, 40, 60]]])
+        result.images[0].features  # (1, 128) float32
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from poolserve.client.errors import (
+    BadInput,
+    ModelNotFound,
+    PoolserveError,
+    ServerError,
+    Unauthorized,
+    Unavailable,
+)
+from poolserve.client.wire import (
+    Call,
+    ClassifyResult,
+    Encoding,
+    FeaturesResult,
+    ImageInput,
+    ImageRegions,
+    ModelSummary,
+    Prediction,
+    checked,
+    classify_call,
+    features_call,
+    parse_classify,
+    parse_features,
+    parse_model,
+    parse_models,
+    retry_wait,
+)
+
+__all__ = [
+    "AsyncPoolserveClient",
+    "BadInput",
+    "ClassifyResult",
+    "FeaturesResult",
+    "ImageRegions",
+    "ModelNotFound",
+    "ModelSummary",
+    "PoolserveClient",
+    "PoolserveError",
+    "Prediction",
+    "ServerError",
+    "Unauthorized",
+    "Unavailable",
+]
+
+
+def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+class PoolserveClient:
+    """Blocking client. ``retries``: how many times a 503 or a refused connection is retried, waiting
+    what ``Retry-After`` says (else backing off exponentially), never more than ``max_wait_s``.
+    ``transport``: httpx's, e.g. ``httpx.ASGITransport(app)`` to call an app in-process."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 5,
+        max_wait_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers=_headers(api_key), timeout=timeout_s, transport=transport
+        )
+        self._retries, self._max_wait_s = retries, max_wait_s
+
+    def models(self) -> list[ModelSummary]:
+        return parse_models(self._send(Call("GET", "/v1/models")))
+
+    def model(self, name: str) -> ModelSummary:
+        return parse_model(self._send(Call("GET", f"/v1/models/{name}")))
+
+    def classify(self, name: str, images: Sequence[ImageInput], top_k: int = 5) -> ClassifyResult:
+        return parse_classify(self._send(classify_call(name, images, top_k)))
+
+    def features(
+        self,
+        name: str,
+        images: Sequence[ImageInput],
+        boxes: Sequence[Any],
+        top_k: int = 5,
+        encoding: Encoding = "float32",
+    ) -> FeaturesResult:
+        """``boxes``: per image, a (k, 4) array or list of ``[x1, y1, x2, y2]`` in original pixels."""
+        return parse_features(self._send(features_call(name, images, boxes, top_k, encoding)))
+
+    def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return checked(
+                    self._http.request(
+                        call.method, call.path, params=call.params, files=call.files, data=call.data
+                    )
+                )
+            except (PoolserveError, httpx.TransportError) as exc:
+                wait = retry_wait(exc, attempt, self._max_wait_s)
+                if wait is None or attempt >= self._retries:
+                    raise
+                attempt += 1
+                time.sleep(wait)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncPoolserveClient:
+    """The same calls as ``PoolserveClient``, awaitable; one instance serves many concurrent calls."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 5,
+        max_wait_s: float = 30.0,
+        max_connections: int = 100,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        limits = httpx.Limits(max_connections=max_connections)
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            headers=_headers(api_key),
+            timeout=timeout_s,
+            limits=limits,
+            transport=transport,
+        )
+        self._retries, self._max_wait_s = retries, max_wait_s
+
+    async def models(self) -> list[ModelSummary]:
+        return parse_models(await self._send(Call("GET", "/v1/models")))
+
+    async def model(self, name: str) -> ModelSummary:
+        return parse_model(await self._send(Call("GET", f"/v1/models/{name}")))
+
+    async def classify(self, name: str, images: Sequence[ImageInput], top_k: int = 5) -> ClassifyResult:
+        return parse_classify(await self._send(classify_call(name, images, top_k)))
+
+    async def features(
+        self,
+        name: str,
+        images: Sequence[ImageInput],
+        boxes: Sequence[Any],
+        top_k: int = 5,
+        encoding: Encoding = "float32",
+    ) -> FeaturesResult:
+        return parse_features(await self._send(features_call(name, images, boxes, top_k, encoding)))
+
+    async def _send(self, call: Call) -> Any:
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method, call.path, params=call.params, files=call.files, data=call.data
+                )
+                return checked(response)
+            except (PoolserveError, httpx.TransportError) as exc:
+                wait = retry_wait(exc, attempt, self._max_wait_s)
+                if wait is None or attempt >= self._retries:
+                    raise
+                attempt += 1
+                await asyncio.sleep(wait)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

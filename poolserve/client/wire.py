@@ -1,0 +1,172 @@
+"""What goes over the wire, shared by the sync and async clients: requests built, responses parsed.
+
+Transport (httpx's ``Client`` or ``AsyncClient``) and waiting are the only differences between the two.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import numpy as np
+
+from poolserve.client.errors import Unavailable, error_from
+
+ImageInput = bytes | str | os.PathLike[str]
+Encoding = Literal["float32", "float16"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    score: float
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    model: str
+    version: int
+    predictions: list[list[Prediction]]  # per image, best first
+
+
+@dataclass(frozen=True)
+class ImageRegions:
+    boxes: np.ndarray  # (k, 4) float32, as sent, in original image pixels
+    features: np.ndarray  # (k, D) float32, or float16 when asked for
+    predictions: list[list[Prediction]] | None  # per box, best first; None for models without scores
+
+
+@dataclass(frozen=True)
+class FeaturesResult:
+    model: str
+    version: int
+    feature_dim: int
+    images: list[ImageRegions]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    version: int
+    status: str  # "loading", "ready" or "failed"
+    task: str | None
+    labels: list[str]
+    feature_dim: int | None
+    sha256: str | None
+    info: dict[str, Any]  # the full GET /v1/models entry
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request, ready for either transport."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    files: list[tuple[str, tuple[str, bytes, str]]] | None = None
+    data: dict[str, str] | None = None
+
+
+def _bytes(image: ImageInput) -> bytes:
+    return image if isinstance(image, bytes) else Path(image).read_bytes()
+
+
+def _files(images: Sequence[ImageInput]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    # The service sniffs the format from the bytes; the part's own media type is not trusted.
+    return [("images", (f"image-{i}", _bytes(im), "application/octet-stream")) for i, im in enumerate(images)]
+
+
+def classify_call(name: str, images: Sequence[ImageInput], top_k: int) -> Call:
+    return Call("POST", f"/v1/models/{name}/classify", {"top_k": top_k}, _files(images))
+
+
+def features_call(
+    name: str, images: Sequence[ImageInput], boxes: Sequence[Any], top_k: int, encoding: Encoding
+) -> Call:
+    if len(boxes) != len(images):
+        raise ValueError(f"boxes needs one list per image: {len(boxes)} lists for {len(images)} images")
+    per_image = [np.asarray(b, np.float64).reshape(-1, 4).tolist() for b in boxes]
+    wire_encoding = "float16-base64" if encoding == "float16" else "float32"
+    params = {"top_k": top_k, "encoding": wire_encoding}
+    return Call(
+        "POST", f"/v1/models/{name}/features", params, _files(images), {"boxes": json.dumps(per_image)}
+    )
+
+
+def checked(response: httpx.Response) -> Any:
+    """The JSON body of a 2xx response; the typed error otherwise."""
+    if response.is_success:
+        return response.json()
+    raise error_from(response)
+
+
+def retry_wait(exc: Exception, attempt: int, max_wait_s: float) -> float | None:
+    """Seconds to wait before retrying after ``exc``, or None when it must not be retried.
+
+    503 (loading, queue full) honours ``Retry-After``; refused connections back off exponentially. Other
+    errors are the caller's to handle: retrying a bad image cannot help.
+    """
+    if isinstance(exc, Unavailable):
+        wait = exc.retry_after_s if exc.retry_after_s is not None else 0.5 * 2**attempt
+    elif isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError):
+        wait = 0.5 * 2**attempt
+    else:
+        return None
+    return min(wait, max_wait_s)
+
+
+def _predictions(raw: list[dict[str, Any]]) -> list[Prediction]:
+    return [Prediction(str(p["label"]), int(p["index"]), float(p["score"])) for p in raw]
+
+
+def parse_classify(body: dict[str, Any]) -> ClassifyResult:
+    return ClassifyResult(
+        body["model"], body["version"], [_predictions(r["predictions"]) for r in body["results"]]
+    )
+
+
+def _features(raw: list[Any], dim: int, encoding: str) -> np.ndarray:
+    if encoding == "float16-base64":
+        rows = [np.frombuffer(base64.b64decode(f), "<f2") for f in raw]
+        return np.stack(rows) if rows else np.zeros((0, dim), np.float16)
+    return np.asarray(raw, np.float32).reshape(-1, dim)
+
+
+def parse_features(body: dict[str, Any]) -> FeaturesResult:
+    dim, encoding = int(body["feature_dim"]), str(body["encoding"])
+    images = []
+    for result in body["results"]:
+        boxes = result["boxes"]
+        with_scores = bool(boxes) and boxes[0].get("predictions") is not None
+        images.append(
+            ImageRegions(
+                boxes=np.asarray([b["box"] for b in boxes], np.float32).reshape(-1, 4),
+                features=_features([b["features"] for b in boxes], dim, encoding),
+                predictions=[_predictions(b["predictions"]) for b in boxes] if with_scores else None,
+            )
+        )
+    return FeaturesResult(body["model"], body["version"], dim, images)
+
+
+def parse_models(body: dict[str, Any]) -> list[ModelSummary]:
+    return [parse_model(m) for m in body["models"]]
+
+
+def parse_model(info: dict[str, Any]) -> ModelSummary:
+    return ModelSummary(
+        name=info["name"],
+        version=info["version"],
+        status=info["status"],
+        task=info.get("task"),
+        labels=list(info.get("labels") or []),
+        feature_dim=info.get("feature_dim"),
+        sha256=info.get("sha256"),
+        info=info,
+    )

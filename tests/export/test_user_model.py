@@ -1,0 +1,184 @@
+"""export_model / export-model failures: one line naming what to fix, non-zero exit, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from export.user_loading import UserModelError, build_module, load_factory, load_weights
+from export.user_model import export_model
+from poolserve.ops import RoIAlign
+
+
+class Small(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.pool = nn.AdaptiveMaxPool2d(2)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.conv(images)).flatten(1))
+
+
+class Noisy(Small):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # not a function of its input alone
+        return super().forward(images + torch.rand_like(images))
+
+
+class ReturnsDict(Small):
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"logits": super().forward(images)}
+
+
+class Fractional(Small):
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = nn.FractionalMaxPool2d(2, output_size=2)  # type: ignore[assignment]
+
+
+class Payload:
+    """Stands for any pickled object a weights file might smuggle in."""
+
+
+def _written(repository: Path) -> list[Path]:
+    return sorted(repository.rglob("*")) if repository.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("module", "options", "message"),
+    [
+        (Small(), {"input_shape": (3, 12, 12)}, "does not run on input (2, 3, 12, 12)"),
+        (ReturnsDict(), {}, "returns (dict); a classification model returns a logits tensor"),
+        (Fractional(), {}, "pooling layer 'pool': FractionalMaxPool2d: random regions"),
+        (Noisy(), {}, "output logits: max abs error"),
+        (Small(), {"labels": ["a", "b"]}, "2 labels for 3 output classes"),
+        (Small(), {"name": "My Net"}, "name 'My Net'"),
+        (Small(), {"color_mode": "RGB"}, "--color RGB makes 3 channels; the input has 1"),
+        (Small(), {"mean": [0.5, 0.5]}, "preprocessing"),
+        (Small(), {"task": "region-features"}, "RoIAlign or RoIPool"),
+    ],
+    ids=[
+        "wrong-input",
+        "not-a-tensor",
+        "refused-pooling",
+        "parity",
+        "labels",
+        "name",
+        "color",
+        "mean",
+        "no-roi",
+    ],
+)
+def test_failures_name_what_to_fix_and_write_nothing(
+    tmp_path: Path, module: nn.Module, options: dict[str, object], message: str
+):
+    arguments: dict[str, object] = {"name": "small", "input_shape": (1, 12, 12)} | options
+    with pytest.raises(UserModelError) as failed:
+        export_model(module, repository=tmp_path / "repo", **arguments)  # type: ignore[arg-type]
+    assert message in str(failed.value)
+    assert "\n" not in str(failed.value)
+    assert _written(tmp_path / "repo") == []
+
+
+def test_an_existing_entry_is_kept_unless_overwrite(tmp_path: Path):
+    manifest = export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path)
+    before = (tmp_path / "small" / "1" / "model.onnx").read_bytes()
+    with pytest.raises(UserModelError, match="already holds a model"):
+        export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path)
+    assert (tmp_path / "small" / "1" / "model.onnx").read_bytes() == before
+    again = export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path, overwrite=True)
+    assert again.sha256 != manifest.sha256  # a fresh Small() has other weights
+
+
+def test_samples_join_the_parity_check(tmp_path: Path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(9):  # more than the largest batch: checked in two batches, 7 and 2
+        Image.fromarray(rng.integers(0, 256, (20, 16), dtype=np.uint8)).save(samples / f"{i}.png")
+    manifest = export_model(
+        Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path / "repo", samples=samples
+    )
+    assert "sample images" in manifest.verification.reference
+    assert manifest.verification.batch_sizes == [1, 2, 7]
+    assert manifest.verification.max_abs_error <= 1e-5
+    assert manifest.pooling is not None and [p.export for p in manifest.pooling] == ["native"]
+
+
+def test_region_model_with_features_only(tmp_path: Path):
+    class Features(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.roi = RoIAlign(2, spatial_scale=1.0, sampling_ratio=-1)
+
+        def forward(self, images: torch.Tensor, boxes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+            return self.roi(images, boxes, indices).flatten(1)
+
+    manifest = export_model(
+        Features(), name="feat", task="region-features", input_shape=(3, 16, 16), repository=tmp_path
+    )
+    assert manifest.feature_dim == 12 and manifest.io.scores is None and manifest.labels == []
+    assert manifest.verification.box_counts == [0, 1, 50]
+    assert manifest.roi is not None and manifest.roi.sampling_ratio == 0  # torchvision's -1 is ONNX's 0
+
+
+def test_factory_and_weights_errors(tmp_path: Path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_anyone_has\n")
+    with pytest.raises(UserModelError, match=r"broken\.py: cannot be imported: ModuleNotFoundError"):
+        load_factory(f"{broken}:build")
+    good = tmp_path / "good.py"
+    good.write_text(
+        textwrap.dedent("""
+        from torch import nn
+        def build():
+            return nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+        """)
+    )
+    assert isinstance(build_module(load_factory("torch.nn:Identity"), "torch.nn:Identity"), nn.Identity)
+    with pytest.raises(UserModelError, match=r"returned int, not a torch\.nn\.Module"):
+        build_module(lambda: 3, "three")  # type: ignore[arg-type, return-value]
+    with pytest.raises(UserModelError, match=r"expected FILE\.py:FACTORY"):
+        load_factory("net.py")
+    with pytest.raises(UserModelError, match="has no callable 'missing'"):
+        load_factory(f"{good}:missing")
+    module = build_module(load_factory(f"{good}:build"), "good.py:build")
+    state = module.state_dict()
+    state["extra.weight"] = state.pop("0.weight")
+    torch.save(state, tmp_path / "renamed.pt")
+    with pytest.raises(UserModelError, match=r"missing keys 0\.weight; unexpected keys extra\.weight"):
+        load_weights(module, tmp_path / "renamed.pt")
+    torch.save({"0.weight": Payload()}, tmp_path / "pickled.pt")  # an arbitrary object: never unpickled
+    with pytest.raises(UserModelError, match="weights_only=True"):
+        load_weights(module, tmp_path / "pickled.pt")
+
+
+def test_the_command_fails_in_one_line_with_a_non_zero_exit(tmp_path: Path):
+    net = tmp_path / "net.py"
+    net.write_text("from torch import nn\ndef build():\n    return nn.Linear(4, 2)\n")
+    torch.save({"weight": torch.zeros(2, 4)}, tmp_path / "net.pt")  # no bias
+    command = [
+        sys.executable,
+        "-m",
+        "poolserve",
+        "export-model",
+        f"{net}:build",
+        "--weights",
+        str(tmp_path / "net.pt"),
+    ]
+    command += ["--name", "net", "--input", "1x2x2", "--repository", str(tmp_path / "repo")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"export-model: {tmp_path / 'net.pt'}: weights do not match the model: missing keys bias"
+    ]
+    assert not (tmp_path / "repo").exists()

@@ -1,0 +1,152 @@
+"""All three engines on one dataset: the same rows, equal to the HTTP endpoint's answers, and an errors
+file that lists exactly the bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from tests.extract.conftest import (
+    BAD_CLASSIFIER_INPUTS,
+    BAD_REGION_INPUTS,
+    CLASSIFIER,
+    REGION_MODEL,
+    Dataset,
+)
+from tests.extract.helpers import assert_same_rows, errors, extract, rows
+
+
+@pytest.fixture(scope="module")
+def region_local(dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("region") / "local"
+    extract(
+        REGION_MODEL,
+        "--images",
+        dataset.images,
+        "--boxes",
+        dataset.coco,
+        "--output",
+        out,
+        "--shard-size",
+        "3",
+    )
+    return out
+
+
+def test_local_rows_cover_every_good_box(dataset: Dataset, region_local: Path) -> None:
+    table = rows(region_local)
+    assert table.schema.metadata[b"poolserve.model"] == REGION_MODEL.encode()
+    # canvases 1 + 3 + 1 + 2 + 4 boxes; the other four images are bad
+    assert table.num_rows == 11
+    assert table.column("image").to_pylist() == sorted(table.column("image").to_pylist())
+    assert set(table.column("category_id").to_pylist()) <= {7, 8, 9, 10}
+    assert len(table.column("features")[0]) == table.schema.field("features").type.list_size
+
+
+def test_errors_list_exactly_the_bad_inputs(region_local: Path) -> None:
+    assert {e["image"]: e["reason"] for e in errors(region_local)} == BAD_REGION_INPUTS
+    outside = next(e for e in errors(region_local) if e["image"] == "outside.png")
+    assert "wholly outside" in outside["detail"]
+
+
+def test_jsonl_boxes_give_the_coco_rows(dataset: Dataset, region_local: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jsonl"
+    extract(
+        REGION_MODEL,
+        "--images",
+        dataset.images,
+        "--boxes",
+        dataset.jsonl,
+        "--output",
+        out,
+        "--shard-size",
+        "3",
+    )
+    assert_same_rows(rows(out), rows(region_local).drop_columns(["category_id"]), atol=0)
+    assert errors(out) == errors(region_local)
+
+
+def test_rows_equal_the_features_endpoint(dataset: Dataset, region_local: Path, server_url: str) -> None:
+    table = rows(region_local).to_pylist()
+    with httpx.Client(base_url=server_url, timeout=30) as http:
+        for image in sorted({r["image"] for r in table}):
+            mine = [r for r in table if r["image"] == image]
+            boxes = [[r["box"] for r in mine]]
+            files = [("images", (image, (dataset.images / image).read_bytes(), "image/png"))]
+            response = http.post(
+                f"/v1/models/{REGION_MODEL}/features", files=files, data={"boxes": str(boxes)}
+            )
+            answer = response.json()["results"][0]["boxes"]
+            for row, box in zip(mine, answer, strict=True):
+                np.testing.assert_allclose(row["features"], box["features"], atol=1e-6)
+                assert row["labels"] == [p["label"] for p in box["predictions"]]
+                np.testing.assert_allclose(row["scores"], [p["score"] for p in box["predictions"]], atol=1e-6)
+
+
+def test_http_engine_writes_the_local_rows(
+    dataset: Dataset, region_local: Path, server_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "http"
+    extract(
+        REGION_MODEL, "--images", dataset.images, "--boxes", dataset.coco, "--output", out,
+        "--shard-size", "3", "--engine", "http", "--server", server_url,
+        "--workers", "3", "--batch-size", "2",
+    )  # fmt: skip
+    assert_same_rows(rows(out), rows(region_local))
+    assert errors(out) == errors(region_local)
+
+
+def test_ray_engine_writes_the_local_rows(dataset: Dataset, region_local: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ray"
+    extract(
+        REGION_MODEL, "--images", dataset.images, "--boxes", dataset.coco, "--output", out,
+        "--shard-size", "3", "--engine", "ray", "--workers", "2",
+    )  # fmt: skip
+    assert_same_rows(rows(out), rows(region_local))
+    assert errors(out) == errors(region_local)
+
+
+def _by_name(table: pa.Table) -> dict[str, dict[str, Any]]:
+    return {Path(str(r["image"])).name: r for r in table.to_pylist()}
+
+
+@pytest.mark.parametrize("encoding", ["float32", "float16"])
+def test_engines_agree_on_a_classifier(
+    dataset: Dataset, server_url: str, tmp_path: Path, encoding: str
+) -> None:
+    local, http = tmp_path / "local", tmp_path / "http"
+    common: list[str | Path] = ["--images", dataset.digit_list, "--encoding", encoding, "--batch-size", "4"]
+    extract(CLASSIFIER, *common, "--output", local)
+    extract(CLASSIFIER, *common, "--output", http, "--engine", "http", "--server", server_url)
+    assert_same_rows(rows(http), rows(local))
+    assert {Path(e["image"]).name: e["reason"] for e in errors(local)} == BAD_CLASSIFIER_INPUTS
+    assert errors(http) == errors(local)
+    by_name = _by_name(rows(local))
+    assert len(by_name) == 10
+    with httpx.Client(base_url=server_url, timeout=30) as client:
+        for name, row in by_name.items():
+            body = Path(str(row["image"])).read_bytes()
+            answer = client.post(
+                f"/v1/models/{CLASSIFIER}/classify", content=body, headers={"content-type": "image/png"}
+            ).json()
+            predictions = answer["results"][0]["predictions"]
+            assert row["labels"] == [p["label"] for p in predictions], name
+            np.testing.assert_allclose(row["scores"], [p["score"] for p in predictions], atol=1e-6)
+
+
+def test_float16_features_are_the_float32_ones_rounded(
+    dataset: Dataset, region_local: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "half"
+    extract(
+        REGION_MODEL, "--images", dataset.images, "--boxes", dataset.coco, "--output", out,
+        "--shard-size", "3", "--encoding", "float16",
+    )  # fmt: skip
+    half = np.asarray(rows(out).column("features").to_pylist(), np.float16)
+    full = np.asarray(rows(region_local).column("features").to_pylist(), np.float32)
+    np.testing.assert_array_equal(half, full.astype(np.float16))

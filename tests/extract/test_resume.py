@@ -1,0 +1,94 @@
+"""A job killed part-way (SIGKILL: no chance to clean up) and resumed writes what an uninterrupted run
+writes, without redoing the shards it had finished."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.extract.conftest import CLASSIFIER
+from tests.extract.helpers import assert_same_rows, extract, rows, shards
+from tests.service.conftest import DATA, REPOSITORY
+
+COPIES = 3  # 300 one-image shards: far more than the job finishes in the moment the test needs to kill it
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("digits")
+    for copy in range(COPIES):
+        shutil.copytree(DATA / "digits", root / f"copy{copy}")
+    return root
+
+
+def _args(digits: Path, out: Path) -> list[str]:
+    return [
+        CLASSIFIER,
+        "--images",
+        str(digits),
+        "--output",
+        str(out),
+        "--shard-size",
+        "1",
+        "--batch-size",
+        "1",
+    ]
+
+
+def _kill_after_shards(digits: Path, out: Path, count: int) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "poolserve",
+        "extract",
+        *_args(digits, out),
+        "--repository",
+        str(REPOSITORY),
+    ]
+    job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(shards(out)) < count:
+            assert job.poll() is None, "the job ended before it could be killed"
+            assert time.monotonic() < deadline, "the job wrote no shards"
+            time.sleep(0.002)
+        os.kill(job.pid, signal.SIGKILL)
+    finally:
+        job.wait(timeout=30)
+    assert job.returncode == -signal.SIGKILL
+
+
+def test_resume_after_kill_equals_an_uninterrupted_run(digits: Path, tmp_path: Path) -> None:
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    extract(*_args(digits, whole), expect_exit=0)
+    total = len(shards(whole))
+    assert total == 100 * COPIES
+
+    _kill_after_shards(digits, resumed, count=5)
+    finished = {p: p.stat().st_mtime_ns for p in shards(resumed)}
+    assert 5 <= len(finished) < total, "killed part-way"
+    assert not (resumed / "errors.jsonl").exists()
+
+    extract(*_args(digits, resumed), "--resume", expect_exit=0)
+    assert [p.name for p in shards(resumed)] == [p.name for p in shards(whole)]
+    assert_same_rows(rows(resumed), rows(whole), atol=0)
+    assert (resumed / "errors.jsonl").read_text() == (whole / "errors.jsonl").read_text() == ""
+    assert {p: p.stat().st_mtime_ns for p in finished} == finished, "finished shards were redone"
+    assert not list(resumed.glob(".tmp-*"))
+
+
+def test_an_existing_job_is_never_overwritten_or_mixed(digits: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    extract(*_args(digits / "copy0", out), expect_exit=0)
+    before = rows(out)
+    extract(*_args(digits / "copy0", out), expect_exit=2)  # no --resume
+    extract(*_args(digits / "copy0", out), "--resume", "--top-k", "3", expect_exit=2)  # other rows
+    extract(*_args(digits, out), "--resume", expect_exit=2)  # other inputs
+    assert_same_rows(rows(out), before, atol=0)

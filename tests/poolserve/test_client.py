@@ -1,0 +1,124 @@
+"""The public client against a real server: listing, classify, features, typed errors, the API key, and
+(on a scripted transport, since a real 503 cannot be had on demand) retries that honour Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from poolserve.client import (
+    AsyncPoolserveClient,
+    BadInput,
+    ModelNotFound,
+    PoolserveClient,
+    Unauthorized,
+    Unavailable,
+)
+from repository.manifest import Manifest
+from service.settings import Settings
+from tests.service.conftest import REPOSITORY, CanvasFile, DigitFile, running_server
+
+REGION_MODEL = "digits-roialign"
+CLASSIFIER = "lenet5-mnist"
+
+
+@pytest.fixture(scope="module")
+def client(server_url: str) -> Iterator[PoolserveClient]:
+    with PoolserveClient(server_url) as c:
+        yield c
+
+
+def test_models_list_the_repository(client: PoolserveClient, manifests: dict[str, Manifest]) -> None:
+    listed = {m.name: m for m in client.models()}
+    assert set(listed) == set(manifests)
+    region = client.model(REGION_MODEL)
+    assert region.sha256 == manifests[REGION_MODEL].sha256
+    assert region.feature_dim == manifests[REGION_MODEL].feature_dim
+    assert region.status == "ready"
+
+
+def test_classify_returns_ranked_predictions(client: PoolserveClient, digit_files: list[DigitFile]) -> None:
+    picked = digit_files[::25]
+    result = client.classify(CLASSIFIER, [d.path for d in picked], top_k=3)
+    assert (result.model, len(result.predictions)) == (CLASSIFIER, len(picked))
+    assert [p[0].label for p in result.predictions] == [d.label for d in picked]
+    assert all(len(p) == 3 and p[0].score >= p[1].score >= p[2].score for p in result.predictions)
+
+
+def test_features_are_numpy(client: PoolserveClient, canvas_files: list[CanvasFile], server_url: str) -> None:
+    canvases = canvas_files[:2]
+    result = client.features(REGION_MODEL, [c.path for c in canvases], [c.boxes for c in canvases])
+    for canvas, image in zip(canvases, result.images, strict=True):
+        assert image.features.dtype == np.float32
+        assert image.features.shape == (len(canvas.boxes), result.feature_dim)
+        np.testing.assert_array_equal(image.boxes, canvas.boxes)
+        assert image.predictions is not None
+        assert [p[0].label for p in image.predictions] == canvas.labels
+    half = client.features(REGION_MODEL, [canvases[0].path], [canvases[0].boxes], encoding="float16")
+    assert half.images[0].features.dtype == np.float16
+    np.testing.assert_array_equal(half.images[0].features, result.images[0].features.astype(np.float16))
+
+    async def concurrently() -> list[np.ndarray]:
+        async with AsyncPoolserveClient(server_url) as aclient:
+            answers = await asyncio.gather(
+                *(aclient.features(REGION_MODEL, [c.path], [c.boxes]) for c in canvases)
+            )
+        return [a.images[0].features for a in answers]
+
+    for mine, theirs in zip(asyncio.run(concurrently()), result.images, strict=True):
+        np.testing.assert_allclose(mine, theirs.features, atol=1e-6)
+
+
+def test_refusals_are_typed(client: PoolserveClient, canvas_files: list[CanvasFile]) -> None:
+    with pytest.raises(ModelNotFound) as missing:
+        client.model("no-such-model")
+    assert missing.value.status == 404
+    with pytest.raises(BadInput) as corrupt:
+        client.classify(CLASSIFIER, [b"\x89PNG\r\n\x1a\n not an image"])
+    assert corrupt.value.type == "/problems/invalid-image"
+    assert "not a readable image" in corrupt.value.detail
+    with pytest.raises(BadInput) as outside:
+        client.features(REGION_MODEL, [canvas_files[0].path], [[[500, 500, 600, 600]]])
+    assert outside.value.status == 422
+
+
+def test_the_api_key_is_sent(digit_files: list[DigitFile]) -> None:
+    with running_server(Settings(repository=REPOSITORY, api_key="s3cret")) as url:
+        with PoolserveClient(url) as anonymous, pytest.raises(Unauthorized):
+            anonymous.models()
+        with PoolserveClient(url, api_key="s3cret") as keyed:
+            assert keyed.classify(CLASSIFIER, [digit_files[0].path]).predictions[0][0].label == "0"
+
+
+def _busy_then_ok(busy: int) -> tuple[httpx.MockTransport, list[float]]:
+    """A server whose first ``busy`` answers are 503 with ``Retry-After: 0.2``; records when each came."""
+    seen: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(time.monotonic())
+        if len(seen) <= busy:
+            problem = {"type": "/problems/queue-full", "title": "Service Unavailable", "status": 503,
+                       "detail": "queue full"}  # fmt: skip
+            return httpx.Response(503, json=problem, headers={"Retry-After": "0.2"})
+        return httpx.Response(200, json={"models": []})
+
+    return httpx.MockTransport(answer), seen
+
+
+def test_503_is_retried_as_retry_after_says() -> None:
+    transport, seen = _busy_then_ok(busy=2)
+    with PoolserveClient("http://poolserve", transport=transport, retries=2) as patient:
+        assert patient.models() == []
+    assert len(seen) == 3
+    assert min(b - a for a, b in itertools.pairwise(seen)) >= 0.2  # waited as told, each time
+    transport, seen = _busy_then_ok(busy=5)
+    impatient = PoolserveClient("http://poolserve", transport=transport, retries=1)
+    with impatient, pytest.raises(Unavailable) as busy:
+        impatient.models()
+    assert (busy.value.retry_after_s, busy.value.detail, len(seen)) == (0.2, "queue full", 2)
