@@ -68,9 +68,9 @@ class Settings(BaseSettings):
     inline_batch_max_ms: float = Field(default=0.5, ge=0)
     # a batch still running after max(stall_min_s, stall_factor x its expected time, measured per image)
     # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md). The
-    # floor is the request time limit: every request of such a batch has timed out already, and the
-    # costliest request the limits allow takes well under it (bench/results/worst_request.md)
-    stall_min_s: float = Field(default=30.0, gt=0)
+    # floor is 4x the costliest request the limits allow on one core (~29 CPU s on mtcnn-onet-regions,
+    # bench/results/worst_request.md), so that no request within the limits can restart the process
+    stall_min_s: float = Field(default=120.0, gt=0)
     stall_factor: float = Field(default=20.0, gt=0)
 
     # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
