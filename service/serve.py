@@ -7,6 +7,8 @@ after every death; it reads its settings from the ``POOLSERVE_*`` environment li
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import signal
 import socket
 import sys
@@ -18,6 +20,8 @@ from fastapi import FastAPI
 from service.app import create_app
 from service.settings import Settings
 from service.slow_clients import ServerConfig, protocol_class
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class DrainingServer(uvicorn.Server):
@@ -59,10 +63,21 @@ def serve_on(sock: socket.socket, settings: Settings) -> None:
     DrainingServer(server_config(app, settings), app).run(sockets=[sock])
 
 
+def follow_parent() -> None:
+    """Linux: get SIGTERM when the supervisor dies, even by SIGKILL, instead of serving on, orphaned."""
+    parent = os.getppid()
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the request took effect
+        sys.exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="an inherited listening socket")
     args = parser.parse_args(argv)
+    follow_parent()
     # Wrapping the descriptor (not socket.fromfd, which duplicates it) lets uvicorn's shutdown close the
     # listener itself, so the port stops accepting as soon as the drain starts.
     serve_on(socket.socket(fileno=args.fd), Settings())

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # requests decoding in worker threads at once (more get 503); JPEGs decoded at 1/2..1/8 scale
     # when the model's input is that much smaller
     max_request_pixels: int = Field(default=2 * 4096 * 4096, ge=1)
+    # model-input pixels per request (images x the model's input height x width): inference cost grows
+    # with it; 4 Mi is 64 digit-sized or 16 512x512 images
+    max_request_input_pixels: int = Field(default=4 * 1024 * 1024, ge=1)
     max_concurrent_decodes: int = Field(default=4, ge=1)
     reduced_jpeg_decode: bool = True
     # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
@@ -64,8 +67,10 @@ class Settings(BaseSettings):
     # the model's worker thread, whose hand-offs cost more than a tiny batch; 0: always the thread
     inline_batch_max_ms: float = Field(default=0.5, ge=0)
     # a batch still running after max(stall_min_s, stall_factor x its expected time, measured per image)
-    # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md)
-    stall_min_s: float = Field(default=10.0, gt=0)
+    # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md). The
+    # floor is 4x the costliest request the limits allow on one core (~29 CPU s on mtcnn-onet-regions,
+    # bench/results/worst_request.md), so that no request within the limits can restart the process
+    stall_min_s: float = Field(default=120.0, gt=0)
     stall_factor: float = Field(default=20.0, gt=0)
 
     # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;

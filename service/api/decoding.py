@@ -78,6 +78,7 @@ async def decode_images(
         settings.max_image_pixels,
         settings.max_request_pixels,
         settings.reduced_jpeg_decode,
+        settings.max_request_input_pixels,
     )
     if sum(len(b) for b in blobs) <= settings.inline_decode_max_bytes:
         return decode()

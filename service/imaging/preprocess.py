@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from repository.manifest import Preprocessing
-from service.errors import ImageTooLarge, ServiceError
+from service.errors import ImageTooLarge, LimitExceeded, ServiceError
 from service.imaging.decode import load_image, open_image, oriented_size
 
 T = TypeVar("T")
@@ -117,13 +117,22 @@ def decode_and_preprocess(
     max_pixels: int,
     max_request_pixels: int | None = None,
     reduced_jpeg: bool = False,
+    max_request_input_pixels: int | None = None,
 ) -> tuple[np.ndarray, list[ResizeTransform]]:
     """Encoded images to one (n, C, H, W) batch; errors name the offending image's position.
 
     Every header is read first, so a request over ``max_request_pixels`` in all is refused before any
-    pixel is decoded. ``reduced_jpeg``: JPEGs several times larger than the model's input are decoded at
-    1/2, 1/4 or 1/8 scale (``load_image``). Each image is written straight into its slot of the batch.
+    pixel is decoded; one whose images would fill more than ``max_request_input_pixels`` of model input
+    (what inference costs) before even that. ``reduced_jpeg``: JPEGs several times larger than the
+    model's input are decoded at 1/2, 1/4 or 1/8 scale (``load_image``). Each image is written straight
+    into its slot of the batch.
     """
+    per_image = spec.height * spec.width
+    if max_request_input_pixels is not None and len(blobs) * per_image > max_request_input_pixels:
+        raise LimitExceeded(
+            f"{len(blobs)} images; this model's {spec.width}x{spec.height} input takes at most "
+            f"{max_request_input_pixels // per_image} per request (max_request_input_pixels)"
+        )
     opened = [_at(i, open_image, blob, max_pixels) for i, blob in enumerate(blobs)]
     total = sum(image.size[0] * image.size[1] for image in opened)
     if max_request_pixels is not None and total > max_request_pixels:

@@ -8,6 +8,7 @@ test kills the process the way a segfault would and checks what the deployment d
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -61,11 +62,13 @@ def supervised_server(repository: Path, **settings: str) -> Iterator[tuple[subpr
         wait_until_ready(process, port, timeout_s=60)
         yield process, f"http://127.0.0.1:{port}"
     finally:
+        children = server_processes(process.pid)  # before the supervisor goes: its /proc entry goes too
         if process.poll() is None:
             process.kill()
             process.wait()
-        for child in server_processes(process.pid):
-            os.kill(child, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
 
 
 def server_processes(supervisor: int) -> list[int]:
@@ -161,3 +164,21 @@ def test_a_crashed_server_process_is_replaced_on_the_same_socket(
         (second,) = server_processes(supervisor.pid)
         assert second != first
         assert supervisor.poll() is None
+
+
+def test_the_server_process_does_not_outlive_a_killed_supervisor(repository: Path) -> None:
+    with supervised_server(repository, shutdown_grace_s="1") as (supervisor, _):
+        (server,) = server_processes(supervisor.pid)
+        supervisor.kill()
+        supervisor.wait()
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{server}").exists() and not zombie(server):
+            assert time.monotonic() < deadline, "the server process outlived its supervisor"
+            time.sleep(0.1)
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from repository.manifest import Preprocessing
-from service.errors import ImageTooLarge
+from service.errors import ImageTooLarge, LimitExceeded
 from service.imaging.decode import load_image, open_image
 from service.imaging.preprocess import decode_and_preprocess, map_boxes
 
@@ -80,3 +80,12 @@ def test_the_request_pixel_budget_is_checked_from_every_header_before_any_decodi
         decode_and_preprocess([png((1000, 1000)), truncated], SPEC, 1 << 24, max_request_pixels=9_999_999)
     batch, _ = decode_and_preprocess([png((1000, 1000))] * 2, SPEC, 1 << 24, max_request_pixels=2_000_000)
     assert batch.shape == (2, 1, 28, 28)
+
+
+def test_model_input_pixels_per_request_are_bounded_before_any_header_is_read() -> None:
+    big_input = Preprocessing(color_mode="RGB", height=512, width=512, mean=[0.5] * 3, std=[0.5] * 3)
+    # 17 x 512 x 512 is over 4 Mi; the blobs are not even images, so the refusal came first.
+    with pytest.raises(LimitExceeded, match="17 images; this model's 512x512 input takes at most 16"):
+        decode_and_preprocess([b"not read"] * 17, big_input, 1 << 24, max_request_input_pixels=4 << 20)
+    batch, _ = decode_and_preprocess([png((8, 8))] * 16, big_input, 1 << 24, max_request_input_pixels=4 << 20)
+    assert batch.shape == (16, 3, 512, 512)

@@ -1,0 +1,191 @@
+"""The most CPU one request within the default limits can cost, per shipped model.
+
+    python -m bench.worst_request
+
+A request is bounded by ``max_images_per_request`` (64), ``max_request_pixels`` (2 x 4096^2 decoded
+pixels, from the headers), ``max_request_input_pixels`` (4 Mi pixels of model input: 16 images of
+512 x 512), ``max_body_bytes`` (16 MiB) and ``max_boxes_per_request`` (1024). The costly request within
+them decodes the whole pixel budget and then runs the most images the model takes: as many images as
+``max_request_input_pixels`` allows (at most 64), splitting the pixel budget evenly, in several
+encodings; region models get 1024 of the largest boxes the box policy allows (past every edge of
+the image by ``MAX_OVERHANG``). Each case runs the service's own stages in
+process, no HTTP: decode + preprocess (``decode_and_preprocess``, reduced JPEG decoding on, as
+served) and the model's batch handler (onnxruntime, default threads). Figures are CPU seconds of the
+whole process (``time.process_time``: onnxruntime's threads included) and wall seconds, the smaller
+of two runs. Writes bench/results/worst_request.json and .md with the git commit and core count.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from bench.reduced_jpeg import RESULTS, git_commit
+from bench.suite import ROOT
+from repository.manifest import Manifest, Task
+from repository.store import discover, latest_versions, read_manifest, verified_model_path
+from service.imaging.preprocess import decode_and_preprocess, map_boxes
+from service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from service.runtime.region_inputs import MAX_OVERHANG
+from service.settings import Settings
+
+LIMITS = Settings()
+
+
+def images_for(manifest: Manifest) -> int:
+    per_image = manifest.preprocessing.height * manifest.preprocessing.width
+    return min(LIMITS.max_images_per_request, LIMITS.max_request_input_pixels // per_image)
+
+
+def encodings(images: int) -> dict[str, bytes]:
+    """One picture per encoding, ``images`` of which fill the pixel budget: a gradient with grain (costly
+    for every codec), and a smooth one as PNG (the grainy PNG would not fit the body limit)."""
+    side = int((LIMITS.max_request_pixels / images) ** 0.5)
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:side, 0:side]
+    smooth = (x * 0.2 + y * 0.1).astype(np.uint8)
+    base = (smooth + rng.integers(0, 24, (side, side))).astype(np.uint8)
+    rgb = Image.fromarray(np.stack([base, base[::-1], base.T], axis=2))
+    out = {}
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([smooth, smooth[::-1], smooth.T], axis=2)).save(buffer, format="PNG")
+    out["PNG RGB smooth"] = buffer.getvalue()
+    for name, fmt, options in (
+        ("PNG RGB grain", "PNG", {}),
+        ("JPEG baseline q95", "JPEG", {"quality": 95}),
+        ("JPEG progressive q95", "JPEG", {"quality": 95, "progressive": True}),
+        ("WebP q90", "WEBP", {"quality": 90}),
+        ("BMP RGB", "BMP", {}),
+    ):
+        buffer = io.BytesIO()
+        rgb.save(buffer, format=fmt, **options)
+        out[name] = buffer.getvalue()
+    return out
+
+
+def best(call: Callable[[], Any], runs: int = 2) -> tuple[float, float]:
+    cpu, wall = float("inf"), float("inf")
+    for _ in range(runs):
+        c0, w0 = time.process_time(), time.perf_counter()
+        call()
+        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    return cpu, wall
+
+
+def decode_call(manifest: Manifest, blobs: list[bytes]) -> Callable[[], Any]:
+    def decode() -> Any:
+        return decode_and_preprocess(
+            blobs,
+            manifest.preprocessing,
+            LIMITS.max_image_pixels,
+            LIMITS.max_request_pixels,
+            LIMITS.reduced_jpeg_decode,
+            LIMITS.max_request_input_pixels,
+        )
+
+    return decode
+
+
+def handler_call(manifest: Manifest, session: ort.InferenceSession, blobs: list[bytes]) -> Callable[[], Any]:
+    images, transforms = decode_call(manifest, blobs)()
+    if manifest.task is Task.CLASSIFICATION:
+        classifier = ClassificationHandler(session, manifest)
+        return lambda: classifier.run([images])
+    side = Image.open(io.BytesIO(blobs[0])).width
+    per_image = LIMITS.max_boxes_per_request // len(blobs)
+    # The largest box the box policy lets through: past every edge by MAX_OVERHANG of the image.
+    reach = MAX_OVERHANG * side
+    largest = np.asarray([[-reach, -reach, side + reach, side + reach]], np.float32)
+    boxes = [map_boxes(np.tile(largest, (per_image, 1)), t) for t in transforms]
+    regions = RegionHandler(session, manifest)
+    return lambda: regions.run([RegionItem(images, boxes)])
+
+
+def main() -> None:
+    rows: list[dict[str, Any]] = []
+    for location in latest_versions(discover(ROOT / "model_repository")):
+        manifest = read_manifest(location)
+        session = ort.InferenceSession(
+            str(verified_model_path(location, manifest)), providers=["CPUExecutionProvider"]
+        )
+        images = images_for(manifest)
+        blobs = encodings(images)
+        infer_cpu, infer_wall = best(handler_call(manifest, session, [blobs["PNG RGB smooth"]] * images))
+        for encoding, blob in blobs.items():
+            body = len(blob) * images
+            common = {"model": location.name, "images": images, "encoding": encoding, "body_bytes": body}
+            if body > LIMITS.max_body_bytes:
+                rows.append({**common, "fits": False})
+                continue
+            decode_cpu, decode_wall = best(decode_call(manifest, [blob] * images))
+            rows.append(
+                {
+                    **common,
+                    "fits": True,
+                    "decode_cpu_s": round(decode_cpu, 3),
+                    "inference_cpu_s": round(infer_cpu, 3),
+                    "total_cpu_s": round(decode_cpu + infer_cpu, 3),
+                    "total_wall_s": round(decode_wall + infer_wall, 3),
+                }
+            )
+        print(location.name, "done", flush=True)
+    worst = max((r for r in rows if r["fits"]), key=lambda r: r["total_cpu_s"])
+    result = {
+        "commit": git_commit(),
+        "cpu_count": os.cpu_count(),
+        "onnxruntime": ort.__version__,
+        "request": "the pixel budget split over the most images the model takes, "
+        f"{LIMITS.max_boxes_per_request} of the largest allowed boxes on region models",
+        "limits": {
+            k: getattr(LIMITS, k)
+            for k in (
+                "max_images_per_request",
+                "max_request_pixels",
+                "max_request_input_pixels",
+                "max_image_pixels",
+                "max_body_bytes",
+                "max_boxes_per_request",
+                "max_concurrent_decodes",
+                "reduced_jpeg_decode",
+            )
+        },
+        "worst": worst,
+        "rows": rows,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "worst_request.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "Worst request within the default limits "
+        f"(`python -m bench.worst_request`, commit {result['commit']},",
+        f"{result['cpu_count']} cores, onnxruntime {result['onnxruntime']}): {result['request']}.",
+        "",
+        "| model | images | encoding | body MB | decode CPU s | inference CPU s | total CPU s "
+        "| total wall s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        if not r["fits"]:
+            lines.append(
+                f"| {r['model']} | {r['images']} | {r['encoding']} | {r['body_bytes'] / 1e6:.1f} "
+                "| over max_body_bytes | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['model']} | {r['images']} | {r['encoding']} | {r['body_bytes'] / 1e6:.1f} "
+            f"| {r['decode_cpu_s']:.2f} "
+            f"| {r['inference_cpu_s']:.2f} | {r['total_cpu_s']:.2f} | {r['total_wall_s']:.2f} |"
+        )
+    (RESULTS / "worst_request.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
