@@ -45,12 +45,12 @@ class QuantizedShippedEntry:
     float32_accuracy: float
 
 
-def _digit_cases(split: DigitSplit, count: int | None = None) -> list[InputCase]:
+def digit_cases(split: DigitSplit, count: int | None = None) -> list[InputCase]:
     images = normalized_digits(split.images[:count])
     return [{"images": images[start : start + _BATCH]} for start in range(0, len(images), _BATCH)]
 
 
-def _canvas_cases(canvases: list[Canvas]) -> list[InputCase]:
+def canvas_cases(canvases: list[Canvas]) -> list[InputCase]:
     cases: list[InputCase] = []
     for start in range(0, len(canvases), _BATCH):
         chunk = canvases[start : start + _BATCH]
@@ -72,16 +72,16 @@ def quantize_shipped(name: str, mode: QuantizationMode, repository: Path) -> Qua
     model_path = verified_model_path(location, source)
     splits = held_out_split()
     if source.task is Task.CLASSIFICATION:
-        calibration = _digit_cases(splits.train, CALIBRATION_DIGITS)
+        calibration = digit_cases(splits.train, CALIBRATION_DIGITS)
         calibrated_on = f"the first {CALIBRATION_DIGITS} training-split digits"
-        held_out = _digit_cases(splits.test)
+        held_out = digit_cases(splits.test)
         compared_on = f"the {len(splits.test)} held-out test digits"
     else:
         train_canvases = compose_canvases(splits.train, CALIBRATION_CANVASES, CANVAS_SEED_TRAIN)
-        calibration = _canvas_cases(train_canvases)
+        calibration = canvas_cases(train_canvases)
         calibrated_on = f"{CALIBRATION_CANVASES} canvases of training-split digits, true boxes"
         canvases = evaluation_canvases(splits.test)
-        held_out = _canvas_cases(canvases)
+        held_out = canvas_cases(canvases)
         compared_on = f"true boxes of {len(canvases)} held-out canvases"
     reference = onnx.load(model_path)
     graph = quantize(reference, mode, calibration)
