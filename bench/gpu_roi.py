@@ -64,7 +64,8 @@ def graph(op: str, shape: RoIShape) -> onnx.ModelProto:
             pooled_shape=[shape.pooled, shape.pooled], spatial_scale=1.0,
         )  # fmt: skip
     body = helper.make_graph([node], f"bench-{op}", inputs, [pooled])
-    proto = helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 (opset 17 era): loadable by any onnxruntime the GPU machine may carry, whatever onnx wrote it.
+    proto = helper.make_model(body, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     return rewrite_max_roi_pool(proto) if op == "RoIPool rewrite" else proto
 
 
