@@ -24,13 +24,17 @@ QuantizeOpt = Annotated[
 ]
 
 
-def _selected(names: list[str] | None) -> list[str]:
+def _selected(names: list[str] | None, variants: bool = False) -> list[str]:
+    """Shipped model names; with ``variants``, their quantized entries (``NAME-int8``, ``NAME-fp16``) too."""
     from models.zoo import SPECS
 
+    known = set(SPECS)
+    if variants:
+        known |= {f"{name}-{mode}" for name in SPECS for mode in ("int8", "fp16")}
     selected = names or list(SPECS)
-    unknown = sorted(set(selected) - set(SPECS))
+    unknown = sorted(set(selected) - known)
     if unknown:
-        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(SPECS)}")
+        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(known)}")
     return selected
 
 
@@ -102,11 +106,12 @@ def export_samples(output: SamplesOpt = DEFAULT_SAMPLES) -> None:
 
 
 def verify(names: NamesArg = None, repository: RepositoryOpt = DEFAULT_REPOSITORY) -> None:
-    """Re-check committed entries: sha256, onnx.checker, and held-out accuracy equal to the manifest's."""
+    """Re-check committed entries: sha256, onnx.checker, and held-out accuracy equal to the manifest's.
+    Quantized variants (NAME-int8, NAME-fp16) are checked when named."""
     from export.audit import audit_entry
 
     failures = 0
-    for name in _selected(names):
+    for name in _selected(names, variants=True):
         result = audit_entry(repository, name)
         typer.echo(result.summary())
         failures += not result.ok

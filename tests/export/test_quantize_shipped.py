@@ -8,8 +8,10 @@ from pathlib import Path
 
 import onnx
 import pytest
+import typer
 
 from export.audit import audit_entry
+from export.cli import _selected
 from export.quantize_shipped import quantize_shipped
 from repository.store import EntryLocation, read_manifest, verified_model_path
 
@@ -46,3 +48,14 @@ def test_shipped_variant_is_written_scored_and_auditable(tmp_path: Path, name: s
     assert ("QuantizeLinear" in ops) == (mode == "int8")
     if name == "digits-roipool":
         assert "MaxRoiPool" in ops and any("MaxRoiPool" in n for n in quantization.kept_float32)
+
+
+def test_verify_accepts_variant_names_and_export_does_not():
+    assert _selected(["lenet5-mnist-int8", "digits-roipool-fp16"], variants=True) == [
+        "lenet5-mnist-int8",
+        "digits-roipool-fp16",
+    ]
+    with pytest.raises(typer.BadParameter, match="lenet5-mnist-int4"):
+        _selected(["lenet5-mnist-int4"], variants=True)
+    with pytest.raises(typer.BadParameter, match="lenet5-mnist-int8"):
+        _selected(["lenet5-mnist-int8"])  # `poolserve export` writes variants only through --quantize
