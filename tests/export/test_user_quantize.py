@@ -1,5 +1,6 @@
 """export-model --quantize: a user's model file, quantized end to end, read back through the repository
-store into an onnxruntime session; refusals when there are no real images to judge it on."""
+store into an onnxruntime session and served by the real service; refusals when there are no real
+images to judge it on."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -18,6 +20,8 @@ from export.export_model_command import export_model_command
 from export.user_loading import load_samples
 from repository.manifest import Manifest
 from repository.store import discover, read_manifest, verified_model_path
+from service.settings import Settings
+from tests.service.conftest import running_server
 
 DIGITS = Path(__file__).resolve().parents[1] / "data" / "digits"
 # The floor this test holds the int8 graph to on real digits; the export itself refuses below 95 %.
@@ -98,23 +102,20 @@ def _entry(work: Path, name: str) -> tuple[Manifest, Path]:
     return manifest, verified_model_path(location, manifest)
 
 
-def test_int8_classifier_entry_loads_and_agrees_with_float32(work: Path):
+@pytest.fixture(scope="module")
+def classifier_output(work: Path) -> str:
+    """The float32 entry and its int8 twin from the same model file; the int8 command's output."""
     common = [f"{work / 'net.py'}:digits", "--input", "1x28x28", "--samples", str(work / "samples")]
     code, output = _export(work, *common, "--name", "digits-f32")
     assert code == 0, output
-    code, output = _export(
-        work,
-        *common,
-        "--name",
-        "digits-int8",
-        "--quantize",
-        "int8",
-        "--calibration",
-        str(work / "calibration"),
-    )
+    calibration = ["--calibration", str(work / "calibration")]
+    code, output = _export(work, *common, "--name", "digits-int8", "--quantize", "int8", *calibration)
     assert code == 0, output
-    assert "int8: top-1 agreement with float32" in output
+    return output
 
+
+def test_int8_classifier_entry_loads_and_agrees_with_float32(work: Path, classifier_output: str):
+    assert "int8: top-1 agreement with float32" in classifier_output
     manifest, path = _entry(work, "digits-int8")
     float_manifest, float_path = _entry(work, "digits-f32")
     quantization = manifest.quantization
@@ -173,6 +174,21 @@ def test_region_model_keeps_roi_and_boxes_float32(work: Path):
         assert node.op_type not in {"QuantizeLinear", "DequantizeLinear"}, node.name
         frontier += list(node.input)
     assert seen and seen <= kept
+
+
+def test_int8_entry_is_served_by_the_service(work: Path, classifier_output: str):
+    """The real service loads the quantized entry and answers what the int8 graph computes."""
+    manifest, path = _entry(work, "digits-int8")
+    images = load_samples(work / "samples", manifest.preprocessing)
+    (logits,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        ["logits"], {"images": images}
+    )
+    files = [("images", (p.name, p.read_bytes(), "image/png")) for p in sorted((work / "samples").iterdir())]
+    with running_server(Settings(repository=work / "repo")) as url:
+        response = httpx.post(f"{url}/v1/models/digits-int8/classify", params={"top_k": 1}, files=files)
+    assert response.status_code == 200, response.text
+    served = [result["predictions"][0]["index"] for result in response.json()["results"]]
+    assert served == logits.argmax(1).tolist()
 
 
 @pytest.mark.parametrize("mode", ["int8", "fp16"])
