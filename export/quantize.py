@@ -75,6 +75,29 @@ def _named(proto: onnx.ModelProto) -> onnx.ModelProto:
     return named
 
 
+def _without_half_round_trips(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Bypass every ``Cast(to=float16)`` feeding a ``Cast(to=float)``: the converter puts such pairs
+    between float32 nodes it was told to keep (the box path, even the ``boxes`` input), which would
+    round coordinates to fp16 on the way. Casts left without consumers are dropped."""
+    half, single = onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT
+
+    def casts_to(node: onnx.NodeProto, kind: int) -> bool:
+        return node.op_type == "Cast" and any(a.name == "to" and a.i == kind for a in node.attribute)
+
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for node in fixed.graph.node:
+        source = producer.get(node.input[0]) if node.input else None
+        if casts_to(node, single) and source is not None and casts_to(source, half):
+            node.input[0] = source.input[0]
+    used = {name for node in fixed.graph.node for name in node.input} | {o.name for o in fixed.graph.output}
+    alive = [n for n in fixed.graph.node if not casts_to(n, half) or any(o in used for o in n.output)]
+    del fixed.graph.node[:]
+    fixed.graph.node.extend(alive)
+    return fixed
+
+
 def _sorted(proto: onnx.ModelProto) -> onnx.ModelProto:
     """Nodes in topological order: the fp16 converter appends its input casts after their consumers,
     which onnx.checker rejects. Stable: nodes already in order keep it."""
@@ -160,7 +183,7 @@ def convert_fp16(proto: onnx.ModelProto) -> QuantizedGraph:
         op_block_list=[*DEFAULT_OP_BLOCK_LIST, *ROI_OPS],
         node_block_list=kept,
     )
-    return QuantizedGraph(_sorted(half), "fp16", FP16_METHOD, kept)
+    return QuantizedGraph(_sorted(_without_half_round_trips(half)), "fp16", FP16_METHOD, kept)
 
 
 def quantize(

@@ -140,40 +140,46 @@ def test_int8_classifier_entry_loads_and_agrees_with_float32(work: Path, classif
     assert float(np.mean(got.argmax(1) == want.argmax(1))) == pytest.approx(quantization.top1_agreement)
 
 
-def test_region_model_keeps_roi_and_boxes_float32(work: Path):
+@pytest.mark.parametrize("mode", ["int8", "fp16"])
+def test_region_model_keeps_roi_and_boxes_float32(work: Path, mode: str):
     code, output = _export(
         work,
         f"{work / 'net.py'}:regions",
         "--name",
-        "regions-int8",
+        f"regions-{mode}",
         "--task",
         "region-features",
         "--input",
         "1x28x28",
         "--quantize",
-        "int8",
+        mode,
         "--calibration",
         str(work / "calibration"),
     )
     assert code == 0, output
-    manifest, path = _entry(work, "regions-int8")
+    manifest, path = _entry(work, f"regions-{mode}")
     assert manifest.quantization is not None
     assert "samples" in manifest.quantization.compared_on  # no --samples: says it compared on calibration
     graph = onnx.load(path).graph
     kept = set(manifest.quantization.kept_float32)
     (roi,) = [n for n in graph.node if n.op_type == "RoiAlign"]
     assert roi.name in kept
-    # No quantize/dequantize pair between the box inputs and the RoI op.
+    # Nothing between the box inputs and the RoI op quantizes, dequantizes or halves a coordinate.
+    halving = {"QuantizeLinear", "DequantizeLinear"}
     producers = {out: n for n in graph.node for out in n.output}
-    frontier, seen = list(roi.input[1:]), set()
+    frontier, seen, to_float = list(roi.input[1:]), set(), set()
     while frontier:
         node = producers.get(frontier.pop())
         if node is None or node.name in seen:
             continue
         seen.add(node.name)
-        assert node.op_type not in {"QuantizeLinear", "DequantizeLinear"}, node.name
+        assert node.op_type not in halving, node.name
+        to = [a.i for a in node.attribute if a.name == "to"]
+        assert not (node.op_type == "Cast" and to == [onnx.TensorProto.FLOAT16]), node.name
+        if node.op_type == "Cast" and to == [onnx.TensorProto.FLOAT]:
+            to_float.add(node.name)  # the fp16 converter's casts back: exact on float32 inputs
         frontier += list(node.input)
-    assert seen and seen <= kept
+    assert seen and seen - to_float <= kept
 
 
 def test_int8_entry_is_served_by_the_service(work: Path, classifier_output: str):
