@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from repository.manifest import QuantizationMode
+
 ColorMode = Literal["L", "RGB", "BGR"]
 TaskName = Literal["classification", "region-features"]
 
@@ -60,6 +62,16 @@ def export_model_command(
     overwrite: Annotated[
         bool, typer.Option(help="Replace an existing entry of that name and version.")
     ] = False,
+    quantize: Annotated[
+        QuantizationMode | None,
+        typer.Option(
+            help="Write an int8 (static QDQ) or fp16 graph instead; needs --calibration or --samples."
+        ),
+    ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="Training images to calibrate int8 ranges on (default: --samples)."),
+    ] = None,
 ) -> None:
     """Export your PyTorch model: pooling audited (rewritten or refused), parity-checked, staged."""
     shape = _shape(input)
@@ -88,11 +100,20 @@ def export_model_command(
             weights_origin=str(weights) if weights is not None else f"{target} (its own weights)",
             license=license,
             overwrite=overwrite,
+            quantize=quantize,
+            calibration=calibration,
         )
     except UserModelError as exc:
         typer.echo(f"export-model: {exc}", err=True)
         raise typer.Exit(1) from None
     rewritten = sum(layer.export == "rewritten" for layer in manifest.pooling or [])
+    if manifest.quantization is not None:
+        agreement = manifest.quantization.top1_agreement
+        typer.echo(
+            f"{manifest.quantization.mode}: top-1 agreement with float32 "
+            + (f"{agreement:.4f}" if agreement is not None else "n/a (no scores output)")
+            + f" on {manifest.quantization.compared_on}"
+        )
     typer.echo(
         f"{manifest.name}/{manifest.version}: {repository / manifest.name / str(manifest.version)} "
         f"max_abs_error={manifest.verification.max_abs_error:.3g}; pooling calls: "

@@ -29,6 +29,7 @@ from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, ExportErr
 from export.pooling_support import UnsupportedPoolingError
 from export.staging import EntryExists
 from export.user_loading import UserModelError, load_samples
+from export.user_quantize import require_images, write_quantized_entry
 from export.verify import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare
 from models.roi import RoIAlign, RoIPool
 from repository.manifest import (
@@ -37,6 +38,7 @@ from repository.manifest import (
     Manifest,
     ModelIO,
     Preprocessing,
+    QuantizationMode,
     RoISettings,
     Task,
     TensorSpec,
@@ -174,9 +176,13 @@ def export_model(
     license: str = "unspecified",
     overwrite: bool = False,
     tolerance: float = TOLERANCE,
+    quantize: QuantizationMode | None = None,
+    calibration: Path | None = None,
 ) -> Manifest:
     """Export ``module`` to ``<repository>/<name>/<version>/`` with its manifest, or raise
-    :class:`UserModelError` (one line saying what to fix) having written nothing."""
+    :class:`UserModelError` (one line saying what to fix) having written nothing. With ``quantize``, the
+    entry holds the int8 or fp16 graph derived from the verified float32 one (``export.user_quantize``)."""
+    require_images(quantize, samples, calibration)
     if not re.match(NAME_PATTERN, name):
         raise UserModelError(f"name {name!r}: use lowercase letters, digits, '.', '_' and '-' (at most 64)")
     if version < 1:
@@ -241,6 +247,17 @@ def export_model(
             pooling=pooling,
         )
 
+    if quantize is not None:
+        return write_quantized_entry(
+            proto,
+            manifest_for,
+            mode=quantize,
+            repository=repository,
+            preprocessing=preprocessing,
+            samples=samples,
+            calibration=calibration,
+            overwrite=overwrite,
+        )
     try:
         return write_entry(repository, name, version, proto, manifest_for, overwrite)
     except (EntryExists, ValidationError) as exc:

@@ -24,6 +24,8 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 # two or more means the model, its file or the evaluation data changed.
 EVALUATION_SAMPLE_SLACK = 1
 
+QuantizationMode = Literal["int8", "fp16"]
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,6 +127,23 @@ class Verification(_Strict):
     onnx_checker: bool
 
 
+class Quantization(_Strict):
+    """How this graph was derived from a float32 export, and how closely it follows it.
+
+    ``verification`` of such an entry compares it against ``float32_sha256``'s graph, not against PyTorch.
+    """
+
+    mode: QuantizationMode
+    method: str  # the tool and its settings
+    float32_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # the graph it was derived from
+    calibration: str | None = None  # what int8 ranges were calibrated on; never the evaluation data
+    calibration_samples: int = Field(default=0, ge=0)
+    kept_float32: list[str] = Field(default_factory=list)  # nodes left in float32 on purpose (RoI, boxes)
+    compared_on: str  # the real inputs the agreement and verification were measured on
+    top1_agreement: float | None = None  # share of rows whose arg-max equals float32's; None: no scores
+    agreement_floor: float | None = None  # the export refused anything below it
+
+
 class Evaluation(_Strict):
     """A quality figure measured on held-out data, with the command that reproduces it."""
 
@@ -178,6 +197,7 @@ class Manifest(_Strict):
     evaluations: list[Evaluation] = Field(default_factory=list)
     provenance: Provenance
     pooling: list[PoolingLayer] | None = None  # the export's pooling audit; None: exported without one
+    quantization: Quantization | None = None  # None: the float32 graph as exported
 
     @model_validator(mode="after")
     def _task_shape(self) -> Manifest:

@@ -92,8 +92,8 @@ def verified_model_path(location: EntryLocation, manifest: Manifest) -> Path:
 
 def write_manifest(directory: Path, manifest: Manifest) -> Path:
     path = directory / MANIFEST_FILENAME
-    # Entries exported before the pooling audit existed keep their bytes: an absent audit is not written.
-    exclude = {"pooling"} if manifest.pooling is None else None
+    # Entries exported before the pooling audit or quantization existed keep their bytes: None is not written.
+    exclude = {name for name in ("pooling", "quantization") if getattr(manifest, name) is None} or None
     text = json.dumps(manifest.model_dump(mode="json", exclude=exclude), indent=2, sort_keys=False) + "\n"
     path.write_text(text, encoding="utf-8")
     return path

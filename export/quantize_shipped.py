@@ -1,0 +1,122 @@
+"""``poolserve export --quantize int8|fp16 NAME``: a reduced-precision variant of a shipped digit model.
+
+Reads the committed float32 entry ``NAME/1`` (no checkpoint needed), calibrates int8 ranges on
+training-split images only (digits, or canvases of training digits with their true boxes), compares with
+float32 and scores held-out accuracy on the test split, then writes ``NAME-<mode>/1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from export.cases import normalized_digits
+from export.entry_writer import write_entry
+from export.evaluate import Accuracy, classifier_accuracy, region_accuracy
+from export.quantize import quantize
+from export.quantized_entry import (
+    Calibration,
+    QuantizedParity,
+    check_runs,
+    gate,
+    measure_parity,
+    quantized_manifest,
+)
+from export.verify import InputCase
+from models.canvas import Canvas, compose_canvases
+from models.mnist import DigitSplit, held_out_split
+from models.train_region import CANVAS_SEED_TRAIN, evaluation_canvases
+from repository.manifest import Evaluation, Manifest, QuantizationMode, Task
+from repository.store import EntryLocation, read_manifest, verified_model_path
+
+CALIBRATION_DIGITS = 1000
+CALIBRATION_CANVASES = 200
+_BATCH = 50
+
+
+@dataclass(frozen=True)
+class QuantizedShippedEntry:
+    manifest: Manifest
+    parity: QuantizedParity
+    accuracy: Accuracy
+    float32_accuracy: float
+
+
+def digit_cases(split: DigitSplit, count: int | None = None) -> list[InputCase]:
+    images = normalized_digits(split.images[:count])
+    return [{"images": images[start : start + _BATCH]} for start in range(0, len(images), _BATCH)]
+
+
+def canvas_cases(canvases: list[Canvas]) -> list[InputCase]:
+    cases: list[InputCase] = []
+    for start in range(0, len(canvases), _BATCH):
+        chunk = canvases[start : start + _BATCH]
+        cases.append(
+            {
+                "images": normalized_digits(np.stack([c.image for c in chunk])),
+                "boxes": np.concatenate([c.boxes for c in chunk]).astype(np.float32),
+                "box_batch_indices": np.concatenate(
+                    [np.full(len(c.boxes), i, dtype=np.int64) for i, c in enumerate(chunk)]
+                ),
+            }
+        )
+    return cases
+
+
+def quantize_shipped(name: str, mode: QuantizationMode, repository: Path) -> QuantizedShippedEntry:
+    location = EntryLocation(name, 1, repository / name / "1")
+    source = read_manifest(location)
+    model_path = verified_model_path(location, source)
+    splits = held_out_split()
+    if source.task is Task.CLASSIFICATION:
+        calibration = digit_cases(splits.train, CALIBRATION_DIGITS)
+        calibrated_on = f"the first {CALIBRATION_DIGITS} training-split digits"
+        held_out = digit_cases(splits.test)
+        compared_on = f"the {len(splits.test)} held-out test digits"
+    else:
+        train_canvases = compose_canvases(splits.train, CALIBRATION_CANVASES, CANVAS_SEED_TRAIN)
+        calibration = canvas_cases(train_canvases)
+        calibrated_on = f"{CALIBRATION_CANVASES} canvases of training-split digits, true boxes"
+        canvases = evaluation_canvases(splits.test)
+        held_out = canvas_cases(canvases)
+        compared_on = f"true boxes of {len(canvases)} held-out canvases"
+    reference = onnx.load(model_path)
+    graph = quantize(reference, mode, calibration)
+    session = check_runs(graph)
+    scores = source.io.scores.name if source.io.scores is not None else None
+    parity = measure_parity(reference, graph.proto, held_out, mode, scores)
+    gate(parity, mode)
+    accuracy = (
+        classifier_accuracy(session, splits.test)
+        if source.task is Task.CLASSIFICATION
+        else region_accuracy(session, evaluation_canvases(splits.test))
+    )
+    float32 = source.evaluations[0]
+    evaluation = Evaluation(
+        metric=float32.metric,
+        value=accuracy.value,
+        dataset=float32.dataset,
+        split=float32.split,
+        samples=accuracy.samples,
+        command=f"poolserve export --quantize {mode} {name}",
+    )
+
+    def manifest_for(sha256: str) -> Manifest:
+        return quantized_manifest(
+            source,
+            name=f"{name}-{mode}",
+            sha256=sha256,
+            float32_sha256=source.sha256,
+            graph=graph,
+            parity=parity,
+            cases=held_out,
+            calibration=Calibration(calibrated_on, sum(len(c["images"]) for c in calibration)),
+            compared_on=compared_on,
+            evaluations=[evaluation],
+        )
+
+    manifest = write_entry(repository, f"{name}-{mode}", 1, graph.proto, manifest_for, overwrite=True)
+    return QuantizedShippedEntry(manifest, parity, accuracy, float32.value)
