@@ -12,13 +12,13 @@ import torch
 from torch import nn
 
 from export.cases import classifier_cases, region_cases
-from export.evaluate import Accuracy, classifier_accuracy, region_accuracy
+from export.evaluate import Figure, measure
 from export.onnx_export import CLASSIFIER_SIGNATURE, EXPORTER, OPSET, REGION_SIGNATURE, export_onnx
 from export.verify import BATCH_SIZES, BOX_COUNTS, TOLERANCE, ParityResult, check_graph, compare, session_for
+from models.evaluation_sets import held_out_canvases
 from models.mnist import DATASET_NAME, MNIST_MEAN, MNIST_STD, MnistSplits
 from models.region import FEATURE_DIM, ROI_OUTPUT_SIZE, RegionModel
 from models.roi import RoIAlign
-from models.train_region import evaluation_canvases
 from models.zoo import ModelSpec
 from repository.manifest import (
     MODEL_FILENAME,
@@ -43,7 +43,7 @@ class ExportedEntry:
     directory: Path
     manifest: Manifest
     parity: ParityResult
-    accuracy: Accuracy
+    figures: list[Figure]
 
 
 def _io(spec: ModelSpec) -> ModelIO:
@@ -77,9 +77,9 @@ def _roi_settings(model: nn.Module) -> RoISettings:
 
 
 def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, repository: Path) -> ExportedEntry:
-    """Export -> checker -> parity (refuses above tolerance) -> held-out accuracy -> write files."""
+    """Export -> checker -> parity (refuses above tolerance) -> held-out and shifted figures -> files."""
     classification = spec.task == "classification"
-    canvases = [] if classification else evaluation_canvases(splits.test)
+    canvases = [] if classification else held_out_canvases(splits.test)
     cases = (
         classifier_cases(splits.test.images, spec.input_size)
         if classification
@@ -90,9 +90,7 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
     check_graph(proto)
     parity = compare(proto, model, cases, TOLERANCE)
     session: ort.InferenceSession = session_for(proto)
-    accuracy = (
-        classifier_accuracy(session, splits.test) if classification else region_accuracy(session, canvases)
-    )
+    figures = measure(session, classification, splits.test)
 
     directory = repository / spec.name / str(VERSION)
     directory.mkdir(parents=True, exist_ok=True)
@@ -132,16 +130,17 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
         ),
         evaluations=[
             Evaluation(
-                metric="accuracy" if classification else "region_accuracy",
-                value=accuracy.value,
+                metric=figure.metric,
+                value=figure.value,
                 dataset=DATASET_NAME
                 if classification
                 else f"canvases of held-out digits from {DATASET_NAME}",
-                split="held-out test (1,000 images, 100 per digit; models.mnist.held_out_split)",
-                samples=accuracy.samples,
+                split=figure.split,
+                samples=figure.samples,
                 command=f"poolserve train {spec.name} && poolserve export {spec.name} && "
                 f"poolserve verify {spec.name}",
             )
+            for figure in figures
         ],
         provenance=Provenance(
             source="trained",
@@ -156,4 +155,4 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
         ),
     )
     write_manifest(directory, manifest)
-    return ExportedEntry(directory, manifest, parity, accuracy)
+    return ExportedEntry(directory, manifest, parity, figures)

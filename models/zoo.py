@@ -14,6 +14,7 @@ from models.pooling import PoolingConfig
 from models.region import RegionModel, region_labels
 
 DIGIT_LABELS = [str(d) for d in range(10)]
+GAP_CHANNELS = (24, 48, 96)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class ModelSpec:
         if self.name == "lenet5-mnist":
             return LeNet5(PoolingConfig(kind="max", kernel_size=2, stride=2))
         if self.name == "lenet5-gap-mnist":
-            return LeNet5GAP(PoolingConfig(kind="avg", kernel_size=2, stride=2))
+            return LeNet5GAP(
+                PoolingConfig(kind="avg", kernel_size=2, stride=2), channels=GAP_CHANNELS, batch_norm=True
+            )
         assert self.roi_op is not None
         return RegionModel(self.roi_op)
 
@@ -54,7 +57,7 @@ SPECS: dict[str, ModelSpec] = {
             "LeNet-5 variant with AvgPool2d 2x2/2 and global average pooling instead of flattening",
             IMAGE_SIZE,
             DIGIT_LABELS,
-            epochs=20,
+            epochs=15,
             learning_rate=2e-3,
         ),
         ModelSpec(
@@ -63,7 +66,7 @@ SPECS: dict[str, ModelSpec] = {
             "Fast R-CNN style region model (RoIAlign 7x7, aligned, sampling_ratio 2) on canvases of digits",
             CANVAS_SIZE,
             region_labels(),
-            epochs=4,
+            epochs=6,
             learning_rate=2e-3,
             roi_op="align",
         ),
@@ -73,7 +76,7 @@ SPECS: dict[str, ModelSpec] = {
             "Fast R-CNN style region model (RoIPool 7x7) on canvases of MNIST digits",
             CANVAS_SIZE,
             region_labels(),
-            epochs=4,
+            epochs=6,
             learning_rate=2e-3,
             roi_op="pool",
         ),
