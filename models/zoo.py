@@ -57,7 +57,7 @@ SPECS: dict[str, ModelSpec] = {
             "LeNet-5 variant with AvgPool2d 2x2/2 and global average pooling instead of flattening",
             IMAGE_SIZE,
             DIGIT_LABELS,
-            epochs=10,
+            epochs=15,
             learning_rate=2e-3,
         ),
         ModelSpec(
