@@ -15,7 +15,6 @@ from models.regions import LabelledBoxes, training_boxes
 from models.training import SEED, THREADS, Batch, TrainingReport, configure_determinism, fit, normalize
 from models.zoo import ModelSpec
 
-TRAIN_CANVASES = 800
 CANVASES_PER_BATCH = 16
 
 
@@ -34,10 +33,11 @@ def train_region(
     train: DigitSplit,
     seed: int = SEED,
     ranges: DistortionRanges = TRAINING,
-    canvases_per_epoch: int = TRAIN_CANVASES,
+    canvases_per_epoch: int | None = None,
 ) -> tuple[nn.Module, TrainingReport]:
-    """Each epoch composes ``canvases_per_epoch`` new canvases of distorted training digits and draws
+    """Each epoch composes ``canvases_per_epoch`` (default: the spec's) new canvases of distorted training digits and draws
     detector-like and background boxes on them (:func:`models.regions.training_boxes`)."""
+    canvases_per_epoch = canvases_per_epoch or spec.canvases_per_epoch
     configure_determinism(seed)
     model = spec.build()
     rng = np.random.default_rng(seed)

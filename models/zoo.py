@@ -27,6 +27,7 @@ class ModelSpec:
     epochs: int
     learning_rate: float
     roi_op: Literal["align", "pool"] | None = None
+    canvases_per_epoch: int = 0  # region models: fresh training canvases composed per epoch
 
     def build(self) -> nn.Module:
         if self.name == "lenet5-mnist":
@@ -66,8 +67,9 @@ SPECS: dict[str, ModelSpec] = {
             "Fast R-CNN style region model (RoIAlign 7x7, aligned, sampling_ratio 2) on canvases of digits",
             CANVAS_SIZE,
             region_labels(),
-            epochs=6,
+            epochs=10,
             learning_rate=2e-3,
+            canvases_per_epoch=1200,
             roi_op="align",
         ),
         ModelSpec(
@@ -78,6 +80,7 @@ SPECS: dict[str, ModelSpec] = {
             region_labels(),
             epochs=6,
             learning_rate=2e-3,
+            canvases_per_epoch=800,
             roi_op="pool",
         ),
     )
