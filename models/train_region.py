@@ -35,8 +35,9 @@ def train_region(
     ranges: DistortionRanges = TRAINING,
     canvases_per_epoch: int | None = None,
 ) -> tuple[nn.Module, TrainingReport]:
-    """Each epoch composes ``canvases_per_epoch`` (default: the spec's) new canvases of distorted training digits and draws
-    detector-like and background boxes on them (:func:`models.regions.training_boxes`)."""
+    """Each epoch composes ``canvases_per_epoch`` (default: the spec's) new canvases of distorted
+    training digits and draws detector-like and background boxes on them
+    (:func:`models.regions.training_boxes`)."""
     canvases_per_epoch = canvases_per_epoch or spec.canvases_per_epoch
     configure_determinism(seed)
     model = spec.build()
