@@ -78,9 +78,9 @@ SPECS: dict[str, ModelSpec] = {
             "Fast R-CNN style region model (RoIPool 7x7) on canvases of MNIST digits",
             CANVAS_SIZE,
             region_labels(),
-            epochs=6,
+            epochs=10,
             learning_rate=2e-3,
-            canvases_per_epoch=800,
+            canvases_per_epoch=1200,
             roi_op="pool",
         ),
     )
