@@ -34,8 +34,8 @@ from export.quantize import quantize
 from export.quantize_shipped import canvas_cases, digit_cases, quantize_shipped
 from export.quantized_entry import measure_parity
 from export.verify import InputCase
+from models.evaluation_sets import held_out_canvases
 from models.mnist import held_out_split
-from models.train_region import evaluation_canvases
 from repository.manifest import QuantizationMode
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +97,7 @@ def _digit_model(name: str, scratch: Path, plan: Plan) -> dict[str, object]:
         cases = digit_cases(splits.test)
         feeds = {b: {"images": cases[0]["images"][:b]} for b in BATCH_SIZES}
     else:
-        canvases = evaluation_canvases(splits.test)
+        canvases = held_out_canvases(splits.test)
         feeds = {b: canvas_cases(canvases[:b])[0] for b in BATCH_SIZES}
     graphs = {"float32": onnx.load(ROOT / "model_repository" / name / "1" / "model.onnx")}
     variants: dict[str, dict[str, object]] = {}

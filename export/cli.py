@@ -60,10 +60,10 @@ def export(
         model = spec.build()
         load_checkpoint(checkpoints, name, model)
         entry = export_entry(spec, model, splits, repository)
+        figures = ", ".join(f"{f.metric}={f.value:.4f} (n={f.samples})" for f in entry.figures)
         typer.echo(
             f"{name}: {entry.directory} max_abs_error={entry.parity.max_abs_error:.3g} "
-            f"over {entry.parity.cases} cases; held-out {entry.manifest.evaluations[0].metric}="
-            f"{entry.accuracy.value:.4f} on {entry.accuracy.samples}"
+            f"over {entry.parity.cases} cases; {figures}"
         )
 
 
@@ -106,8 +106,8 @@ def export_samples(output: SamplesOpt = DEFAULT_SAMPLES) -> None:
 
 
 def verify(names: NamesArg = None, repository: RepositoryOpt = DEFAULT_REPOSITORY) -> None:
-    """Re-check committed entries: sha256, onnx.checker, and the held-out accuracy the manifest records
-    (re-measured with onnxruntime; one sample may differ: a near-tie can flip on another CPU). Quantized
+    """Re-check committed entries: sha256, onnx.checker, and every recorded figure (held-out and shifted)
+    re-measured with onnxruntime (one sample may differ: a near-tie can flip on another CPU). Quantized
     variants (NAME-int8, NAME-fp16) are checked when named."""
     from export.audit import audit_entry
 

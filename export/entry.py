@@ -11,13 +11,13 @@ from torch import nn
 
 from export.cases import classifier_cases, region_cases
 from export.entry_writer import parity_verification, torch_provenance, write_entry
-from export.evaluate import Accuracy, classifier_accuracy, region_accuracy
+from export.evaluate import Figure, measure
 from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
 from export.verify import TOLERANCE, ParityResult, check_graph, compare, session_for
+from models.evaluation_sets import held_out_canvases
 from models.mnist import DATASET_NAME, MNIST_MEAN, MNIST_STD, MnistSplits
 from models.region import FEATURE_DIM, ROI_OUTPUT_SIZE, RegionModel
 from models.roi import RoIAlign
-from models.train_region import evaluation_canvases
 from models.zoo import ModelSpec
 from repository.manifest import (
     BatchingDefaults,
@@ -38,7 +38,7 @@ class ExportedEntry:
     directory: Path
     manifest: Manifest
     parity: ParityResult
-    accuracy: Accuracy
+    figures: list[Figure]
 
 
 def _io(spec: ModelSpec) -> ModelIO:
@@ -72,9 +72,9 @@ def _roi_settings(model: nn.Module) -> RoISettings:
 
 
 def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, repository: Path) -> ExportedEntry:
-    """Export -> checker -> parity (refuses above tolerance) -> held-out accuracy -> write files."""
+    """Export -> checker -> parity (refuses above tolerance) -> held-out and shifted figures -> files."""
     classification = spec.task == "classification"
-    canvases = [] if classification else evaluation_canvases(splits.test)
+    canvases = [] if classification else held_out_canvases(splits.test)
     cases = (
         classifier_cases(splits.test.images, spec.input_size)
         if classification
@@ -85,9 +85,7 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
     check_graph(proto)
     parity = compare(proto, model, cases, TOLERANCE)
     session: ort.InferenceSession = session_for(proto)
-    accuracy = (
-        classifier_accuracy(session, splits.test) if classification else region_accuracy(session, canvases)
-    )
+    figures = measure(session, classification, splits.test)
 
     verification = parity_verification(parity, cases, TOLERANCE, f"torch {torch.__version__} eager (CPU)")
 
@@ -116,16 +114,17 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
             verification=verification,
             evaluations=[
                 Evaluation(
-                    metric="accuracy" if classification else "region_accuracy",
-                    value=accuracy.value,
+                    metric=figure.metric,
+                    value=figure.value,
                     dataset=DATASET_NAME
                     if classification
                     else f"canvases of held-out digits from {DATASET_NAME}",
-                    split="held-out test (1,000 images, 100 per digit; models.mnist.held_out_split)",
-                    samples=accuracy.samples,
+                    split=figure.split,
+                    samples=figure.samples,
                     command=f"poolserve train {spec.name} && poolserve export {spec.name} && "
                     f"poolserve verify {spec.name}",
                 )
+                for figure in figures
             ],
             provenance=torch_provenance(
                 "trained",
@@ -136,4 +135,4 @@ def export_entry(spec: ModelSpec, model: nn.Module, splits: MnistSplits, reposit
         )
 
     manifest = write_entry(repository, spec.name, VERSION, proto, manifest_for, overwrite=True)
-    return ExportedEntry(repository / spec.name / str(VERSION), manifest, parity, accuracy)
+    return ExportedEntry(repository / spec.name / str(VERSION), manifest, parity, figures)

@@ -15,7 +15,7 @@ import onnx
 
 from export.cases import normalized_digits
 from export.entry_writer import write_entry
-from export.evaluate import Accuracy, classifier_accuracy, region_accuracy
+from export.evaluate import Accuracy, measure
 from export.quantize import quantize
 from export.quantized_entry import (
     Calibration,
@@ -27,13 +27,15 @@ from export.quantized_entry import (
 )
 from export.verify import InputCase
 from models.canvas import Canvas, compose_canvases
+from models.evaluation_sets import held_out_canvases
 from models.mnist import DigitSplit, held_out_split
-from models.train_region import CANVAS_SEED_TRAIN, evaluation_canvases
 from repository.manifest import Evaluation, Manifest, QuantizationMode, Task
 from repository.store import EntryLocation, read_manifest, verified_model_path
 
 CALIBRATION_DIGITS = 1000
 CALIBRATION_CANVASES = 200
+# Canvases of training-split digits only, drawn with their own seed (never an evaluation set's).
+CALIBRATION_CANVAS_SEED = 1
 _BATCH = 50
 
 
@@ -77,10 +79,10 @@ def quantize_shipped(name: str, mode: QuantizationMode, repository: Path) -> Qua
         held_out = digit_cases(splits.test)
         compared_on = f"the {len(splits.test)} held-out test digits"
     else:
-        train_canvases = compose_canvases(splits.train, CALIBRATION_CANVASES, CANVAS_SEED_TRAIN)
+        train_canvases = compose_canvases(splits.train, CALIBRATION_CANVASES, CALIBRATION_CANVAS_SEED)
         calibration = canvas_cases(train_canvases)
         calibrated_on = f"{CALIBRATION_CANVASES} canvases of training-split digits, true boxes"
-        canvases = evaluation_canvases(splits.test)
+        canvases = held_out_canvases(splits.test)
         held_out = canvas_cases(canvases)
         compared_on = f"true boxes of {len(canvases)} held-out canvases"
     reference = onnx.load(model_path)
@@ -89,20 +91,22 @@ def quantize_shipped(name: str, mode: QuantizationMode, repository: Path) -> Qua
     scores = source.io.scores.name if source.io.scores is not None else None
     parity = measure_parity(reference, graph.proto, held_out, mode, scores)
     gate(parity, mode)
-    accuracy = (
-        classifier_accuracy(session, splits.test)
-        if source.task is Task.CLASSIFICATION
-        else region_accuracy(session, evaluation_canvases(splits.test))
-    )
+    # Every figure the float32 entry records, re-measured on the variant (held-out first).
+    figures = {f.metric: f for f in measure(session, source.task is Task.CLASSIFICATION, splits.test)}
+    evaluations = [
+        Evaluation(
+            metric=recorded.metric,
+            value=figures[recorded.metric].value,
+            dataset=recorded.dataset,
+            split=recorded.split,
+            samples=figures[recorded.metric].samples,
+            command=f"poolserve export --quantize {mode} {name}",
+        )
+        for recorded in source.evaluations
+        if recorded.metric in figures
+    ]
     float32 = source.evaluations[0]
-    evaluation = Evaluation(
-        metric=float32.metric,
-        value=accuracy.value,
-        dataset=float32.dataset,
-        split=float32.split,
-        samples=accuracy.samples,
-        command=f"poolserve export --quantize {mode} {name}",
-    )
+    accuracy = Accuracy(evaluations[0].value, evaluations[0].samples)
 
     def manifest_for(sha256: str) -> Manifest:
         return quantized_manifest(
@@ -115,7 +119,7 @@ def quantize_shipped(name: str, mode: QuantizationMode, repository: Path) -> Qua
             cases=held_out,
             calibration=Calibration(calibrated_on, sum(len(c["images"]) for c in calibration)),
             compared_on=compared_on,
-            evaluations=[evaluation],
+            evaluations=evaluations,
         )
 
     manifest = write_entry(repository, f"{name}-{mode}", 1, graph.proto, manifest_for, overwrite=True)

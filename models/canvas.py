@@ -6,12 +6,14 @@ Boxes are ``x1, y1, x2, y2`` in canvas pixels, pixel-edge convention (a digit wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from models.distortions import DistortionRanges, reshape_digit, restyle
 from models.mnist import DigitSplit
 
 CANVAS_SIZE = 112
@@ -31,16 +33,23 @@ class Canvas:
     labels: NDArray[np.int64]  # (K,)
 
 
-def box_iou(boxes: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Pairwise IoU, (K, 4) x (M, 4) -> (K, M)."""
+def box_area(boxes: NDArray[np.float32]) -> NDArray[np.float32]:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def box_intersection(boxes: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Pairwise intersection areas, (K, 4) x (M, 4) -> (K, M)."""
     x1 = np.maximum(boxes[:, None, 0], others[None, :, 0])
     y1 = np.maximum(boxes[:, None, 1], others[None, :, 1])
     x2 = np.minimum(boxes[:, None, 2], others[None, :, 2])
     y2 = np.minimum(boxes[:, None, 3], others[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    area_b = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
+    return np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+
+
+def box_iou(boxes: NDArray[np.float32], others: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Pairwise IoU, (K, 4) x (M, 4) -> (K, M)."""
+    inter = box_intersection(boxes, others)
+    union = box_area(boxes)[:, None] + box_area(others)[None, :] - inter
     return (inter / np.maximum(union, 1e-9)).astype(np.float32)
 
 
@@ -57,14 +66,27 @@ def _ink_box(patch: NDArray[np.uint8]) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-def compose_canvas(digits: DigitSplit, rng: np.random.Generator, size: int = CANVAS_SIZE) -> Canvas:
-    """One canvas with 1..MAX_DIGITS digits drawn from ``digits``; pixels combine by maximum."""
+# Changes a 28x28 digit before it is scaled and pasted (models.distortions.reshape_digit, say).
+DigitReshaper = Callable[[NDArray[np.uint8], np.random.Generator], NDArray[np.uint8]]
+
+
+def compose_canvas(
+    digits: DigitSplit,
+    rng: np.random.Generator,
+    size: int = CANVAS_SIZE,
+    digit_sizes: tuple[int, int] = (MIN_DIGIT_SIZE, MAX_DIGIT_SIZE),
+    reshape: DigitReshaper | None = None,
+) -> Canvas:
+    """One canvas with 1..MAX_DIGITS digits drawn from ``digits``, each ``digit_sizes`` pixels square
+    (inclusive; the 28x28 frame, ink included), optionally reshaped first; pixels combine by maximum.
+    Without ``reshape`` the random draws are the same as they always were, so canvases stay stable."""
     canvas = np.zeros((size, size), dtype=np.uint8)
     boxes: list[list[float]] = []
     labels: list[int] = []
     for _ in range(int(rng.integers(1, MAX_DIGITS + 1))):
         index = int(rng.integers(len(digits)))
-        patch = _scaled_digit(digits.images[index], int(rng.integers(MIN_DIGIT_SIZE, MAX_DIGIT_SIZE + 1)))
+        image = digits.images[index] if reshape is None else reshape(digits.images[index], rng)
+        patch = _scaled_digit(image, int(rng.integers(digit_sizes[0], digit_sizes[1] + 1)))
         ink = _ink_box(patch)
         if ink is None:
             continue
@@ -88,3 +110,21 @@ def compose_canvas(digits: DigitSplit, rng: np.random.Generator, size: int = CAN
 def compose_canvases(digits: DigitSplit, count: int, seed: int, size: int = CANVAS_SIZE) -> list[Canvas]:
     rng = np.random.default_rng(seed)
     return [compose_canvas(digits, rng, size) for _ in range(count)]
+
+
+def distorted_canvas(
+    digits: DigitSplit,
+    rng: np.random.Generator,
+    ranges: DistortionRanges,
+    digit_sizes: tuple[int, int] = (MIN_DIGIT_SIZE, MAX_DIGIT_SIZE),
+    size: int = CANVAS_SIZE,
+) -> Canvas:
+    """A canvas whose digits are each reshaped, then restyled together as one scanned page; the boxes
+    are the reshaped digits' ink boxes (found before restyling, which moves no ink)."""
+    untouched = ranges.untouched and rng.uniform() < ranges.untouched
+    reshaper = None if untouched else lambda image, r: reshape_digit(image, r, ranges)
+    canvas = compose_canvas(digits, rng, size, digit_sizes, reshaper)
+    if untouched:
+        return canvas
+    page = restyle(canvas.image, rng, ranges, digit_size=sum(digit_sizes) // 2)
+    return Canvas(image=page, boxes=canvas.boxes, labels=canvas.labels)

@@ -14,7 +14,7 @@ CheckpointsOpt = Annotated[Path, typer.Option(help="Where checkpoints are writte
 
 
 def train(names: NamesArg = None, checkpoints: CheckpointsOpt = DEFAULT_CHECKPOINTS) -> None:
-    """Train default models (fixed seeds, 2 CPU threads) and save runs/checkpoints/<name>.pt."""
+    """Train default models (fixed seeds, one CPU thread) and save runs/checkpoints/<name>.pt."""
     from models.mnist import held_out_split
     from models.train_classifier import train_classifier
     from models.train_region import train_region

@@ -41,25 +41,38 @@ class LeNet5(nn.Module):
 
 
 class LeNet5GAP(nn.Module):
-    """LeNet-5 with wider convs whose last feature map is globally average-pooled instead of flattened."""
+    """LeNet-5 with wider convs whose last feature map is globally average-pooled instead of flattened.
 
-    def __init__(self, pooling: PoolingConfig | None = None, num_classes: int = 10):
+    ``channels`` are the three convs' widths; ``batch_norm`` puts a BatchNorm2d after each conv (folded
+    into the conv's weights at export, so the graph keeps its plain conv -> pool structure).
+    """
+
+    def __init__(
+        self,
+        pooling: PoolingConfig | None = None,
+        num_classes: int = 10,
+        channels: tuple[int, int, int] = (16, 32, 64),
+        batch_norm: bool = False,
+    ):
         super().__init__()
         pooling = pooling or PoolingConfig(kind="avg")
+        first, second, third = channels
+
+        def conv(inputs: int, outputs: int, kernel: int) -> list[nn.Module]:
+            layers: list[nn.Module] = [nn.Conv2d(inputs, outputs, kernel, padding=kernel // 2)]
+            return [*layers, nn.BatchNorm2d(outputs), nn.ReLU()] if batch_norm else [*layers, nn.ReLU()]
+
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 5, padding=2),
-            nn.ReLU(),
+            *conv(1, first, 5),
             pooling.build(),
-            nn.Conv2d(16, 32, 5, padding=2),
-            nn.ReLU(),
+            *conv(first, second, 5),
             pooling.build(),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
+            *conv(second, third, 3),
         )
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(64, 120),
+            nn.Linear(third, 120),
             nn.ReLU(),
             nn.Linear(120, 84),
             nn.ReLU(),

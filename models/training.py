@@ -1,19 +1,25 @@
-"""What every training run shares: determinism, input normalization, checkpoints."""
+"""What every training run shares: determinism, input normalization, the training loop, checkpoints."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
+from tqdm import tqdm
 
 from models.mnist import MNIST_MEAN, MNIST_STD
 
 SEED = 0
-THREADS = 2
+# One thread: the same weights on every machine with the same torch build, and no OpenMP threads
+# spinning against each other on a shared CI runner (training is small enough not to need more).
+THREADS = 1
 
 
 def configure_determinism(seed: int = SEED, threads: int = THREADS) -> torch.Generator:
@@ -39,6 +45,52 @@ class TrainingReport:
     seed: int
     threads: int
     torch_version: str
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Model inputs in ``forward`` order and one label per output row."""
+
+    inputs: tuple[torch.Tensor, ...]
+    labels: torch.Tensor
+
+
+# Epoch number -> that epoch's batches (each epoch may draw fresh augmentations).
+EpochBatches = Callable[[int], Iterator[Batch]]
+
+
+def _logits(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Classifiers return logits; region models return ``(features, logits)``."""
+    return output[-1] if isinstance(output, tuple) else output
+
+
+def fit(
+    model: nn.Module,
+    name: str,
+    epochs: int,
+    learning_rate: float,
+    epoch_batches: EpochBatches,
+    steps_per_epoch: int,
+) -> float:
+    """Adam with a one-cycle schedule and cross-entropy on the logits; returns the seconds it took.
+    The model is left in eval mode."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    total = epochs * steps_per_epoch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=total)
+    started = time.perf_counter()
+    model.train()
+    with tqdm(total=total, desc=f"train {name}", unit="step") as progress:
+        for epoch in range(epochs):
+            for batch in epoch_batches(epoch):
+                loss = F.cross_entropy(_logits(model(*batch.inputs)), batch.labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                progress.set_postfix(loss=f"{loss.item():.3f}")
+                progress.update()
+    model.eval()
+    return time.perf_counter() - started
 
 
 def checkpoint_path(directory: Path, name: str) -> Path:

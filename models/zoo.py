@@ -14,6 +14,7 @@ from models.pooling import PoolingConfig
 from models.region import RegionModel, region_labels
 
 DIGIT_LABELS = [str(d) for d in range(10)]
+GAP_CHANNELS = (24, 48, 96)
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,15 @@ class ModelSpec:
     epochs: int
     learning_rate: float
     roi_op: Literal["align", "pool"] | None = None
+    canvases_per_epoch: int = 0  # region models: fresh training canvases composed per epoch
 
     def build(self) -> nn.Module:
         if self.name == "lenet5-mnist":
             return LeNet5(PoolingConfig(kind="max", kernel_size=2, stride=2))
         if self.name == "lenet5-gap-mnist":
-            return LeNet5GAP(PoolingConfig(kind="avg", kernel_size=2, stride=2))
+            return LeNet5GAP(
+                PoolingConfig(kind="avg", kernel_size=2, stride=2), channels=GAP_CHANNELS, batch_norm=True
+            )
         assert self.roi_op is not None
         return RegionModel(self.roi_op)
 
@@ -54,7 +58,7 @@ SPECS: dict[str, ModelSpec] = {
             "LeNet-5 variant with AvgPool2d 2x2/2 and global average pooling instead of flattening",
             IMAGE_SIZE,
             DIGIT_LABELS,
-            epochs=20,
+            epochs=15,
             learning_rate=2e-3,
         ),
         ModelSpec(
@@ -63,8 +67,9 @@ SPECS: dict[str, ModelSpec] = {
             "Fast R-CNN style region model (RoIAlign 7x7, aligned, sampling_ratio 2) on canvases of digits",
             CANVAS_SIZE,
             region_labels(),
-            epochs=4,
+            epochs=10,
             learning_rate=2e-3,
+            canvases_per_epoch=1200,
             roi_op="align",
         ),
         ModelSpec(
@@ -73,8 +78,9 @@ SPECS: dict[str, ModelSpec] = {
             "Fast R-CNN style region model (RoIPool 7x7) on canvases of MNIST digits",
             CANVAS_SIZE,
             region_labels(),
-            epochs=4,
+            epochs=10,
             learning_rate=2e-3,
+            canvases_per_epoch=1200,
             roi_op="pool",
         ),
     )

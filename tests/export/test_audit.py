@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.audit import AuditResult
+from export.audit import FigureCheck
 from repository.manifest import Evaluation
 
 RECORDED = Evaluation(
@@ -29,6 +29,6 @@ RECORDED = Evaluation(
     ],
 )
 def test_at_most_one_sample_may_differ(correct: int, samples: int, ok: bool, verdict: str):
-    result = AuditResult("lenet5-mnist", RECORDED, correct / samples, samples)
+    result = FigureCheck("accuracy", RECORDED, correct / samples, samples)
     assert result.ok is ok
     assert verdict in result.summary()

@@ -86,24 +86,47 @@ def test_graph_io_is_what_the_manifest_says(name: str):
         assert dims == spec.shape, spec.name
 
 
-# Floors below which a retrained model must not ship. LeNet-5 meets the 0.97 aim; the GAP variant (64
-# inputs to its head instead of 400) reaches 0.951 on the same schedule and is held to that.
-MINIMUM_ACCURACY = {
-    "lenet5-mnist": 0.97,
-    "lenet5-gap-mnist": 0.95,
-    "digits-roialign": 0.9,
-    "digits-roipool": 0.9,
+# Floors below which a retrained model must not ship, per recorded figure: held-out, shifted held-out
+# (wider distortions than training, loose boxes for region models; docs/models.md), and for region models
+# ceilings on the background false-positive rate over boxes on empty canvas areas. The aims are 0.97 /
+# 0.93 (LeNet-5), 0.97 / 0.90 (GAP), 0.93 / 0.90 (region models); where the shipped weights fall short,
+# the floor is what they reach, rounded down, so that a retrain can only move them up.
+MINIMUM = {
+    "lenet5-mnist": {"accuracy": 0.97, "shifted_accuracy": 0.80},
+    "lenet5-gap-mnist": {"accuracy": 0.96, "shifted_accuracy": 0.79},
+    "digits-roialign": {"region_accuracy": 0.95, "shifted_region_accuracy": 0.70},
+    "digits-roipool": {"region_accuracy": 0.93, "shifted_region_accuracy": 0.71},
 }
+MAXIMUM = {
+    name: {"background_false_positive_rate": 0.05, "shifted_background_false_positive_rate": 0.05}
+    for name in ("digits-roialign", "digits-roipool")
+}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_manifest_records_held_out_and_shifted_figures(name: str):
+    manifest = read_manifest(_location(name))
+    recorded = [e.metric for e in manifest.evaluations]
+    assert sorted(recorded) == sorted([*MINIMUM[name], *MAXIMUM.get(name, {})])
+    held = [e for e in manifest.evaluations if not e.metric.startswith("shifted_")]
+    shifted = [e for e in manifest.evaluations if e.metric.startswith("shifted_")]
+    assert len(held) == len(shifted)
+    assert all("held-out test" in e.split for e in held)
+    assert all(e.split.startswith("shifted held-out test") for e in shifted)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_held_out_accuracy_is_the_recorded_figure(name: str):
-    """Runs the committed ONNX file with onnxruntime on the held-out split (or held-out canvases): the
-    manifest's figure within one sample (``EVALUATION_SAMPLE_SLACK``: a near-tie may flip on another CPU)."""
+def test_recorded_figures_are_re_measured(name: str):
+    """Runs the committed ONNX file with onnxruntime on the held-out and shifted held-out sets, as
+    ``poolserve verify`` does: each manifest figure within one sample (``EVALUATION_SAMPLE_SLACK``: a
+    near-tie may flip on another CPU)."""
     result = audit_entry(REPOSITORY, name)
     assert result.ok, result.summary()
-    assert result.measured >= MINIMUM_ACCURACY[name]
+    for metric, floor in MINIMUM[name].items():
+        assert result.measured(metric) >= floor, (metric, result.summary())
+    for metric, ceiling in MAXIMUM.get(name, {}).items():
+        assert result.measured(metric) <= ceiling, (metric, result.summary())
 
 
 @pytest.mark.parity
