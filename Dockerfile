@@ -15,14 +15,12 @@ COPY deploy/requirements-build.lock deploy/
 RUN python3 -m venv /opt/build \
  && /opt/build/bin/pip install --no-cache-dir --require-hashes --no-deps -r deploy/requirements-build.lock
 COPY pyproject.toml README.m[d] ./
+# Only what serving imports goes into the image's wheel. poolserve/ links its subpackages to the top-level
+# folders; the links to models/, export/, extract/ and loadtests/ (torch, export and batch-job code) dangle
+# here, so setuptools leaves them out and the CLI registers only the commands whose code is installed.
+COPY poolserve poolserve
 COPY repository repository
 COPY service service
-COPY poolserve poolserve
-# Training and export code ships in the wheel (the CLI registers their commands) but never loads: no torch.
-COPY models models
-COPY export export
-# `poolserve extract` too; pyarrow and Ray load inside the command, and the runtime image has neither.
-COPY extract extract
 RUN /opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /dist .
 
 # ---- the shipped models, readable by the unprivileged user whatever modes the checkout has -----------
@@ -69,7 +67,7 @@ EXPOSE 8000
 # SIGTERM: the supervisor closes the socket, the server drains in-flight requests (25 s at most, inside
 # compose's 30 s grace) and exits 0 (70 when it had to abandon an inference that never returned).
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python3", "-m", "poolserve.service.healthcheck"]
 # The supervisor `poolserve serve` runs, without the CLI (the serving processes import only service/): it
 # holds the socket and restarts the server process whenever it dies (a native crash, a stalled inference;
 # docs/limits.md), so the container outlives those; compose's `restart:` covers the supervisor itself.
@@ -77,7 +75,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["pyt
 ENV POOLSERVE_HOST=0.0.0.0 \
     POOLSERVE_PORT=8000 \
     POOLSERVE_SHUTDOWN_GRACE_S=25
-CMD ["python3", "-m", "service.supervisor"]
+CMD ["python3", "-m", "poolserve.service.supervisor"]
 
 # ---- load generator: locust + loadtests/ + sample images (compose profile `loadtest`) --------------
 FROM ${BASE_IMAGE} AS loadtest
@@ -86,12 +84,14 @@ RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements-loadtest.lock \
  && useradd --system --uid 10001 --user-group --create-home --shell /usr/sbin/nologin poolserve
 WORKDIR /app
-COPY loadtests loadtests
+# The load generator needs only its own package (and the sample images), as poolserve.loadtests.
+COPY poolserve/__init__.py poolserve/
+COPY loadtests poolserve/loadtests
 COPY tests/data tests/data
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 USER 10001:10001
-ENTRYPOINT ["python3", "-m", "loadtests"]
+ENTRYPOINT ["python3", "-m", "poolserve.loadtests"]
 CMD ["run", "--host", "http://api:8000", "--output-dir", "runs"]
 
 # ---- CPU runtime: the default target, last so that a plain `docker build .` builds it -------------
@@ -108,7 +108,7 @@ EXPOSE 8000
 # SIGTERM: the supervisor closes the socket, the server drains in-flight requests (25 s at most, inside
 # compose's 30 s grace) and exits 0 (70 when it had to abandon an inference that never returned).
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python3", "-m", "service.healthcheck"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["python3", "-m", "poolserve.service.healthcheck"]
 # The supervisor `poolserve serve` runs, without the CLI (the serving processes import only service/): it
 # holds the socket and restarts the server process whenever it dies (a native crash, a stalled inference;
 # docs/limits.md), so the container outlives those; compose's `restart:` covers the supervisor itself.
@@ -116,4 +116,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD ["pyt
 ENV POOLSERVE_HOST=0.0.0.0 \
     POOLSERVE_PORT=8000 \
     POOLSERVE_SHUTDOWN_GRACE_S=25
-CMD ["python3", "-m", "service.supervisor"]
+CMD ["python3", "-m", "poolserve.service.supervisor"]

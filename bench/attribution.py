@@ -34,7 +34,7 @@ def main(model: str, concurrencies: list[int], variants: list[str]) -> None:
             else:
                 launch = suite._poolserve(entry, bench_run.SCRATCH, model)
                 app = f"bench.targets.poolserve_variants:{factory}"
-                argv = [app if a == "service.app:create_app" else a for a in launch.argv]
+                argv = [app if a == "poolserve.service.app:create_app" else a for a in launch.argv]
             env = dict(launch.env)
             if override:
                 key, value = override.split("=", 1)

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from bench.provenance import ROOT, run_metadata
-from export.onnx_export import OPSET
-from models.zoo import SPECS
+from poolserve.export.onnx_export import OPSET
+from poolserve.models.zoo import SPECS
 
 RESULTS = ROOT / "bench" / "results"
 ROUNDS = 3

@@ -30,8 +30,8 @@ from PIL import Image
 
 from bench.processes import descendants, rss_bytes
 from bench.soak import free_port, start_server
-from extract.pipeline import Progress
-from extract.run import ExtractRequest, run_job
+from poolserve.extract.pipeline import Progress
+from poolserve.extract.run import ExtractRequest, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

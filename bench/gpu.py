@@ -145,7 +145,7 @@ def serve_throughput(entry: Path, provider: str, plan: Plan, log: Path) -> list[
         "POOLSERVE_STRICT_PROVIDER": "true",
         "POOLSERVE_LOG_LEVEL": "warning",
     }
-    argv = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
+    argv = [sys.executable, "-m", "uvicorn", "poolserve.service.app:create_app", "--factory"]
     argv += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     body, content_type = _payload(plan)
     url = f"http://127.0.0.1:{port}/v1/models/{plan.model}/classify"

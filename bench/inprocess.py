@@ -84,7 +84,7 @@ async def _main(model: str, requests: int, concurrency: int, profile: bool, roun
     os.environ.setdefault("POOLSERVE_LOG_LEVEL", "warning")
     import importlib
 
-    module, _, factory = os.environ.get("BENCH_APP", "service.app:create_app").partition(":")
+    module, _, factory = os.environ.get("BENCH_APP", "poolserve.service.app:create_app").partition(":")
     app = getattr(importlib.import_module(module), factory)()
     payload = payloads.classify_payload(payloads.digit_png(), "image/png")
     scope = _scope(f"/v1/models/{model}/classify", payload)

@@ -2,7 +2,7 @@
 
     python -m bench.parity_isa          # writes bench/results/parity_isa.json and .md
 
-Parity (``export.verify.compare``) is PyTorch eager against onnxruntime. PyTorch's convolutions run
+Parity (``poolserve.export.verify.compare``) is PyTorch eager against onnxruntime. PyTorch's convolutions run
 through oneDNN, which picks its vector kernels by CPU and honours ``ONEDNN_MAX_CPU_ISA``; so the figure a
 manifest records is one CPU's measurement. Each ISA runs in a child process (oneDNN reads the variable
 once), measuring what the test suite measures: the ONet exports written to ``model_repository/`` and
@@ -30,14 +30,14 @@ MARKER = "PARITY_ISA "
 def _measure() -> dict[str, Any]:
     import torch
 
-    from export.cases import classifier_cases, region_cases
-    from export.onet import TOLERANCE, export_onet_entries
-    from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
-    from export.verify import compare
-    from export.wheels import DEFAULT_WHEEL_CACHE
-    from models.canvas import compose_canvases
-    from models.mnist import held_out_split
-    from models.zoo import SPECS
+    from poolserve.export.cases import classifier_cases, region_cases
+    from poolserve.export.onet import TOLERANCE, export_onet_entries
+    from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
+    from poolserve.export.verify import compare
+    from poolserve.export.wheels import DEFAULT_WHEEL_CACHE
+    from poolserve.models.canvas import compose_canvases
+    from poolserve.models.mnist import held_out_split
+    from poolserve.models.zoo import SPECS
 
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as scratch:

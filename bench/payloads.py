@@ -21,7 +21,7 @@ def _png(image: Image.Image) -> bytes:
 
 def digit_png() -> bytes:
     """One held-out MNIST test digit, 28x28 grayscale PNG."""
-    from models.mnist import held_out_split
+    from poolserve.models.mnist import held_out_split
 
     test = held_out_split().test
     return _png(Image.fromarray(test.images[0]))
@@ -53,8 +53,8 @@ def classify_payload(image: bytes, content_type: str) -> Payload:
 
 def canvas_payload() -> tuple[Payload, int]:
     """A 112x112 canvas of held-out digits and its ground-truth boxes, as poolserve's features form."""
-    from models.canvas import compose_canvases
-    from models.mnist import held_out_split
+    from poolserve.models.canvas import compose_canvases
+    from poolserve.models.mnist import held_out_split
 
     canvases = compose_canvases(held_out_split().test, count=8, seed=5)
     canvas = max(canvases, key=lambda c: len(c.boxes))

@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from bench.payloads import digit_png, photo_jpeg
-from repository.manifest import Preprocessing
-from service.imaging import preprocess as after
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.imaging import preprocess as after
 
 BEFORE = "5ed51dd"
 ROUNDS = 7

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from bench.provenance import run_metadata
-from models.sample_photos import (
+from poolserve.models.sample_photos import (
     ASTRONAUT_FACE,
     ASTRONAUT_NON_FACES,
     FACE_PHOTO,
@@ -29,8 +29,8 @@ from models.sample_photos import (
     photo,
     text_line_crops,
 )
-from repository.store import discover, latest_versions, read_manifest
-from service.settings import Settings
+from poolserve.repository.store import discover, latest_versions, read_manifest
+from poolserve.service.settings import Settings
 from tests.service.conftest import running_server  # the service tests' real-uvicorn harness
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,13 +30,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.quantize import quantize
-from export.quantize_shipped import canvas_cases, digit_cases, quantize_shipped
-from export.quantized_entry import measure_parity
-from export.verify import InputCase
-from models.evaluation_sets import held_out_canvases
-from models.mnist import held_out_split
-from repository.manifest import QuantizationMode
+from poolserve.export.quantize import quantize
+from poolserve.export.quantize_shipped import canvas_cases, digit_cases, quantize_shipped
+from poolserve.export.quantized_entry import measure_parity
+from poolserve.export.verify import InputCase
+from poolserve.models.evaluation_sets import held_out_canvases
+from poolserve.models.mnist import held_out_split
+from poolserve.repository.manifest import QuantizationMode
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -24,11 +24,11 @@ import orjson
 from PIL import Image
 
 from bench.suite import ROOT
-from repository.manifest import Manifest
-from repository.store import discover, latest_versions, read_manifest, verified_model_path
-from service.imaging.preprocess import decode_and_preprocess, map_boxes
-from service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
-from service.runtime.postprocess import softmax
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
+from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
+from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.postprocess import softmax
 
 RESULTS = ROOT / "bench" / "results"
 DATA = ROOT / "tests" / "data"

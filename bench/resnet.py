@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from repository.manifest import (
+from poolserve.repository.manifest import (
     BatchingDefaults,
     Manifest,
     ModelIO,
@@ -22,7 +22,7 @@ from repository.manifest import (
     TensorSpec,
     Verification,
 )
-from repository.store import sha256_file
+from poolserve.repository.store import sha256_file
 
 NAME = "resnet18-gap"
 IMAGE_SIZE = 224

@@ -3,7 +3,8 @@
     python -m bench.roi_box_cost
 
 Raw onnxruntime, in process, 1 intra-op thread, one image of noise. For each box kind (a digit-sized
-box, the whole input frame, the largest box ``service.runtime.region_inputs`` lets through, and a box
+box, the whole input frame, the largest box ``poolserve.service.runtime.region_inputs`` lets through, and a
+box
 10x the frame, refused since) the marginal cost of a box: ``(t(9 boxes) - t(1 box)) / 8``, best of
 several rounds (the host is shared). Beside it, ``roi_cost_bound``: the cells the RoI op reads per box
 and channel at most. Writes bench/results/roi_box_cost.json and .md, with the git commit.
@@ -21,8 +22,13 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from repository.manifest import Manifest
-from service.runtime.region_inputs import MAX_OVERHANG, BoxFrame, check_region_inputs, roi_cost_bound
+from poolserve.repository.manifest import Manifest
+from poolserve.service.runtime.region_inputs import (
+    MAX_OVERHANG,
+    BoxFrame,
+    check_region_inputs,
+    roi_cost_bound,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

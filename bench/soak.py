@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from bench.provenance import run_metadata
-from models.mnist import held_out_split
+from poolserve.models.mnist import held_out_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GROWTH_LIMIT_FRACTION = 0.10  # RSS growth beyond both of these is a leak, not noise

@@ -63,7 +63,9 @@ def _poolserve(entry: Path, scratch: Path, name: str) -> Launch:
         "POOLSERVE_LOG_LEVEL": "warning",
     }
     return Launch(
-        _uvicorn("service.app:create_app", port), env, f"http://127.0.0.1:{port}/v1/models/{name}/classify"
+        _uvicorn("poolserve.service.app:create_app", port),
+        env,
+        f"http://127.0.0.1:{port}/v1/models/{name}/classify",
     )
 
 

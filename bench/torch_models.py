@@ -22,8 +22,8 @@ PARITY_TOLERANCE = 1e-3
 
 
 def _candidates(served: ServedModel) -> list[Callable[[], nn.Module]]:
-    from models.lenet import LeNet5, LeNet5GAP
-    from models.pooling import PoolingConfig
+    from poolserve.models.lenet import LeNet5, LeNet5GAP
+    from poolserve.models.pooling import PoolingConfig
 
     classes = len(served.manifest["labels"])
     size = int(served.manifest["preprocessing"]["height"])

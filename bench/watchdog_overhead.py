@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 
 from bench.reduced_jpeg import RESULTS, git_commit
-from service.runtime.watchdog import ModelGuard, TimedHandler
+from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
 
 CALLS = 200_000
 ROUNDS = 5

@@ -30,12 +30,12 @@ from PIL import Image
 
 from bench.reduced_jpeg import RESULTS, git_commit
 from bench.suite import ROOT
-from repository.manifest import Manifest, Task
-from repository.store import discover, latest_versions, read_manifest, verified_model_path
-from service.imaging.preprocess import decode_and_preprocess, map_boxes
-from service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
-from service.runtime.region_inputs import MAX_OVERHANG
-from service.settings import Settings
+from poolserve.repository.manifest import Manifest, Task
+from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
+from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
+from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.region_inputs import MAX_OVERHANG
+from poolserve.service.settings import Settings
 
 LIMITS = Settings()
 

@@ -67,7 +67,7 @@ phase build
 image_bytes=$(podman image inspect "$IMAGE" --format '{{.Size}}')
 base_bytes=$(podman image inspect "$BASE_IMAGE_LOCAL" --format '{{.Size}}')
 [[ $(podman image inspect "$IMAGE" --format '{{.Config.User}} {{.Config.StopSignal}}') == "10001:10001 SIGTERM" ]]
-podman image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}' | grep service.healthcheck >/dev/null
+podman image inspect "$IMAGE" --format '{{json .Config.Healthcheck.Test}}' | grep poolserve.service.healthcheck >/dev/null
 # `! cmd` does not trip set -e inside sh -c, so each check exits on its own.
 podman run --rm "$IMAGE" sh -c '
     if command -v gcc || command -v cc || command -v g++; then echo "compiler in image"; exit 1; fi

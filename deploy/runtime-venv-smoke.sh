@@ -2,7 +2,7 @@
 # Proves the image's dependency set without a container engine: installs exactly
 # deploy/requirements-runtime.lock (hash-checked, binary wheels, no resolver) plus poolserve's own wheel
 # into a fresh venv with no torch, checks it is complete (`pip check`) and torch-free, then serves the
-# shipped model repository on 127.0.0.1 with the image's command (python3 -m service.supervisor), waits for readiness, classifies the held-out digit PNGs and stops the server with SIGTERM
+# shipped model repository on 127.0.0.1 with the image's command (python3 -m poolserve.service.supervisor), waits for readiness, classifies the held-out digit PNGs and stops the server with SIGTERM
 # (it must drain and shut down cleanly: the image's STOPSIGNAL relies on that).
 #
 # Usage: deploy/runtime-venv-smoke.sh      (about 30 s with a warm pip cache)
@@ -43,7 +43,7 @@ digits=("$(realpath "$SMOKE_DIGITS")"/*.png)
 [[ -f ${digits[0]} ]] || { log "FAIL: no PNGs in $SMOKE_DIGITS"; exit 1; }
 log "serving on 127.0.0.1:$port as the image does (cwd $work, not the source tree)"
 (cd "$work" && POOLSERVE_REPOSITORY=$repository POOLSERVE_HOST=127.0.0.1 POOLSERVE_PORT=$port \
-    POOLSERVE_SHUTDOWN_GRACE_S=25 exec "$RUNTIME_VENV/bin/python" -m service.supervisor) \
+    POOLSERVE_SHUTDOWN_GRACE_S=25 exec "$RUNTIME_VENV/bin/python" -m poolserve.service.supervisor) \
     >"$work/server.log" 2>&1 &
 server_pid=$!
 if ! python3 deploy/smoke_client.py --url "http://127.0.0.1:$port" --model "$SMOKE_MODEL" --pid "$server_pid" \

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import onnx
 
-from export.evaluate import measure
-from export.verify import check_graph, session_for
-from models.mnist import held_out_split
-from repository.manifest import EVALUATION_SAMPLE_SLACK, Evaluation, Task
-from repository.store import EntryLocation, read_manifest, verified_model_path
+from poolserve.export.evaluate import measure
+from poolserve.export.verify import check_graph, session_for
+from poolserve.models.mnist import held_out_split
+from poolserve.repository.manifest import EVALUATION_SAMPLE_SLACK, Evaluation, Task
+from poolserve.repository.store import EntryLocation, read_manifest, verified_model_path
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from export.verify import BATCH_SIZES, BOX_COUNTS, InputCase
-from models.canvas import Canvas
-from models.mnist import MNIST_MEAN, MNIST_STD
+from poolserve.export.verify import BATCH_SIZES, BOX_COUNTS, InputCase
+from poolserve.models.canvas import Canvas
+from poolserve.models.mnist import MNIST_MEAN, MNIST_STD
 
 CASE_SEED = 7
 

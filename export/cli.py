@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from models.checkpoints import DEFAULT_CHECKPOINTS
-from repository.manifest import QuantizationMode
+from poolserve.models.checkpoints import DEFAULT_CHECKPOINTS
+from poolserve.repository.manifest import QuantizationMode
 
 DEFAULT_REPOSITORY = Path("model_repository")
 DEFAULT_SAMPLES = Path("tests/data")
@@ -26,7 +26,7 @@ QuantizeOpt = Annotated[
 
 def _selected(names: list[str] | None, variants: bool = False) -> list[str]:
     """Shipped model names; with ``variants``, their quantized entries (``NAME-int8``, ``NAME-fp16``) too."""
-    from models.zoo import SPECS
+    from poolserve.models.zoo import SPECS
 
     known = set(SPECS)
     if variants:
@@ -48,10 +48,10 @@ def export(
     if quantize is not None:
         _export_quantized(_selected(names), quantize, repository)
         return
-    from export.entry import export_entry
-    from models.mnist import held_out_split
-    from models.training import configure_determinism, load_checkpoint
-    from models.zoo import SPECS
+    from poolserve.export.entry import export_entry
+    from poolserve.models.mnist import held_out_split
+    from poolserve.models.training import configure_determinism, load_checkpoint
+    from poolserve.models.zoo import SPECS
 
     configure_determinism()
     splits = held_out_split()
@@ -68,8 +68,8 @@ def export(
 
 
 def _export_quantized(names: list[str], mode: QuantizationMode, repository: Path) -> None:
-    from export.quantize_shipped import quantize_shipped
-    from export.quantized_entry import QuantizationError
+    from poolserve.export.quantize_shipped import quantize_shipped
+    from poolserve.export.quantized_entry import QuantizationError
 
     refused = 0
     for name in names:
@@ -96,8 +96,8 @@ SamplesOpt = Annotated[Path, typer.Option(help="Where digits/ and canvases/ are 
 
 def export_samples(output: SamplesOpt = DEFAULT_SAMPLES) -> None:
     """Write held-out digits (10 per class) and held-out canvases as PNG files, with their labels."""
-    from models.mnist import held_out_split
-    from models.samples import write_canvas_pngs, write_digit_pngs
+    from poolserve.models.mnist import held_out_split
+    from poolserve.models.samples import write_canvas_pngs, write_digit_pngs
 
     test = held_out_split().test
     digits = write_digit_pngs(test, output / "digits")
@@ -109,7 +109,7 @@ def verify(names: NamesArg = None, repository: RepositoryOpt = DEFAULT_REPOSITOR
     """Re-check committed entries: sha256, onnx.checker, and every recorded figure (held-out and shifted)
     re-measured with onnxruntime (one sample may differ: a near-tie can flip on another CPU). Quantized
     variants (NAME-int8, NAME-fp16) are checked when named."""
-    from export.audit import audit_entry
+    from poolserve.export.audit import audit_entry
 
     failures = 0
     for name in _selected(names, variants=True):

@@ -1,7 +1,8 @@
 """The pooling conformance matrix: every configuration exported alone, its treatment, its measured error.
 
 ``tests/export/test_pooling_matrix.py`` runs the ``quick`` matrix on every CI run;
-``python -m export.conformance_report`` runs the full one and writes ``docs/pooling-conformance.md`` and
+``python -m poolserve.export.conformance_report`` runs the full one and writes
+``docs/pooling-conformance.md`` and
 ``export/results/pooling-conformance.json``. Targets: max pooling (values and indices) bit-exact,
 everything else within 1e-6 on float32 (relative to the output's magnitude where it exceeds 1: an LPPool
 output is a window sum, several times its inputs), declared output shapes equal to the computed ones.
@@ -18,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.onnx_export import ExportError, GraphSignature, export_audited
-from export.pooling_support import UnsupportedPoolingError
-from export.verify import check_graph, compare
+from poolserve.export.onnx_export import ExportError, GraphSignature, export_audited
+from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.export.verify import check_graph, compare
 
 MAX_TARGET = 0.0
 AVG_TARGET = 1e-6

@@ -1,4 +1,5 @@
-"""``python -m export.conformance_report``: run the full pooling conformance matrix and write its table.
+"""``python -m poolserve.export.conformance_report``: run the full pooling conformance matrix and write its
+table.
 
 Writes ``export/results/pooling-conformance.json`` (every configuration, its treatment, its measured max
 abs error, the git commit and library versions) and ``docs/pooling-conformance.md`` from it.
@@ -18,8 +19,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.conformance import AVG_TARGET, matrix, run_case
-from export.onnx_export import EXPORTER, OPSET
+from poolserve.export.conformance import AVG_TARGET, matrix, run_case
+from poolserve.export.onnx_export import EXPORTER, OPSET
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "export" / "results" / "pooling-conformance.json"
@@ -42,7 +43,7 @@ def measure() -> dict[str, object]:
         outcomes = [asdict(run_case(case)) for case in matrix(full=True)]
     return {
         "git_commit": _commit(),
-        "command": "python -m export.conformance_report",
+        "command": "python -m poolserve.export.conformance_report",
         "torch": torch.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": ort.__version__,

@@ -1,6 +1,6 @@
 """Confusion matrices of the committed digit models, held-out and shifted held-out, as PNG pictures.
 
-``python -m export.confusion [--repository model_repository] [--output docs/images]`` writes
+``python -m poolserve.export.confusion [--repository model_repository] [--output docs/images]`` writes
 ``confusion-<model>.png`` for every shipped digit model, measured with onnxruntime on the committed ONNX
 files and the same evaluation sets the manifests' figures come from (needs matplotlib: the dev extra).
 """
@@ -52,12 +52,12 @@ def _draw(path: Path, name: str, panels: list[tuple[str, NDArray[np.int64]]], la
 
 
 def write_confusion_pictures(repository: Path, output: Path) -> list[Path]:
-    from export.evaluate import classifier_predictions, region_predictions
-    from export.verify import session_for
-    from models.evaluation_sets import held_out_regions, shifted_digits, shifted_regions
-    from models.mnist import held_out_split
-    from models.zoo import SPECS
-    from repository.store import discover, latest_versions, read_manifest, verified_model_path
+    from poolserve.export.evaluate import classifier_predictions, region_predictions
+    from poolserve.export.verify import session_for
+    from poolserve.models.evaluation_sets import held_out_regions, shifted_digits, shifted_regions
+    from poolserve.models.mnist import held_out_split
+    from poolserve.models.zoo import SPECS
+    from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
 
     test = held_out_split().test
     output.mkdir(parents=True, exist_ok=True)

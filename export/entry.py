@@ -9,17 +9,17 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.cases import classifier_cases, region_cases
-from export.entry_writer import parity_verification, torch_provenance, write_entry
-from export.evaluate import Figure, measure
-from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
-from export.verify import TOLERANCE, ParityResult, check_graph, compare, session_for
-from models.evaluation_sets import held_out_canvases
-from models.mnist import DATASET_NAME, MNIST_MEAN, MNIST_STD, MnistSplits
-from models.region import FEATURE_DIM, ROI_OUTPUT_SIZE, RegionModel
-from models.roi import RoIAlign
-from models.zoo import ModelSpec
-from repository.manifest import (
+from poolserve.export.cases import classifier_cases, region_cases
+from poolserve.export.entry_writer import parity_verification, torch_provenance, write_entry
+from poolserve.export.evaluate import Figure, measure
+from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
+from poolserve.export.verify import TOLERANCE, ParityResult, check_graph, compare, session_for
+from poolserve.models.evaluation_sets import held_out_canvases
+from poolserve.models.mnist import DATASET_NAME, MNIST_MEAN, MNIST_STD, MnistSplits
+from poolserve.models.region import FEATURE_DIM, ROI_OUTPUT_SIZE, RegionModel
+from poolserve.models.roi import RoIAlign
+from poolserve.models.zoo import ModelSpec
+from poolserve.repository.manifest import (
     BatchingDefaults,
     Evaluation,
     Manifest,

@@ -1,7 +1,7 @@
 """Writing a torch export as a repository entry: one staged writer and the manifest parts every export shares.
 
 The manifest depends on the written file (its sha256), so callers hand over a function from the hash to
-the manifest; the file and the manifest appear together, or not at all (``export.staging``).
+the manifest; the file and the manifest appear together, or not at all (``poolserve.export.staging``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.onnx_export import EXPORTER, OPSET
-from export.staging import staged_entry
-from export.verify import InputCase, ParityResult
-from repository.manifest import MODEL_FILENAME, Manifest, Provenance, Verification
-from repository.store import sha256_file, write_manifest
+from poolserve.export.onnx_export import EXPORTER, OPSET
+from poolserve.export.staging import staged_entry
+from poolserve.export.verify import InputCase, ParityResult
+from poolserve.repository.manifest import MODEL_FILENAME, Manifest, Provenance, Verification
+from poolserve.repository.store import sha256_file, write_manifest
 
 
 def write_entry(

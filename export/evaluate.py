@@ -1,6 +1,7 @@
 """Quality figures of an exported model, measured with onnxruntime on the committed ONNX file.
 
-Every figure comes from the held-out test split only (``models.evaluation_sets``): as drawn, and shifted
+Every figure comes from the held-out test split only (``poolserve.models.evaluation_sets``): as drawn, and
+shifted
 (wider distortions than training, loose boxes). What :func:`measure` returns is what a manifest records
 and what ``poolserve verify`` re-measures.
 """
@@ -13,18 +14,18 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from export.cases import normalized_digits
-from models.evaluation_sets import RegionSet, held_out_regions, shifted_digits, shifted_regions
-from models.mnist import DigitSplit
-from models.regions import BACKGROUND_CLASS
+from poolserve.export.cases import normalized_digits
+from poolserve.models.evaluation_sets import RegionSet, held_out_regions, shifted_digits, shifted_regions
+from poolserve.models.mnist import DigitSplit
+from poolserve.models.regions import BACKGROUND_CLASS
 
 _CHUNK = 250
 _CANVAS_CHUNK = 50
 
-HELD_OUT_SPLIT = "held-out test (1,000 images, 100 per digit; models.mnist.held_out_split)"
+HELD_OUT_SPLIT = "held-out test (1,000 images, 100 per digit; poolserve.models.mnist.held_out_split)"
 SHIFTED_SPLIT = (
-    "shifted held-out test: the same 1,000 images under models.distortions.SHIFTED "
-    "(models.evaluation_sets, fixed seeds)"
+    "shifted held-out test: the same 1,000 images under poolserve.models.distortions.SHIFTED "
+    "(poolserve.models.evaluation_sets, fixed seeds)"
 )
 
 

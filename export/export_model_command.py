@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from repository.manifest import QuantizationMode
+from poolserve.repository.manifest import QuantizationMode
 
 ColorMode = Literal["L", "RGB", "BGR"]
 TaskName = Literal["classification", "region-features"]
@@ -76,8 +76,14 @@ def export_model_command(
     """Export your PyTorch model: pooling audited (rewritten or refused), parity-checked, staged."""
     shape = _shape(input)
     mean_values, std_values = _floats(mean), _floats(std)
-    from export.user_loading import UserModelError, build_module, load_factory, load_labels, load_weights
-    from export.user_model import export_model
+    from poolserve.export.user_loading import (
+        UserModelError,
+        build_module,
+        load_factory,
+        load_labels,
+        load_weights,
+    )
+    from poolserve.export.user_model import export_model
 
     try:
         module = build_module(load_factory(target), target)

@@ -1,4 +1,5 @@
-"""``poolserve import``: the typer command over export.importer (onnx/onnxruntime imported only when run)."""
+"""``poolserve import``: the typer command over poolserve.export.importer (onnx/onnxruntime imported only
+when run)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from export.wheels import DEFAULT_WHEEL_CACHE
+from poolserve.export.wheels import DEFAULT_WHEEL_CACHE
 
 
 def import_command(
@@ -36,9 +37,9 @@ def import_command(
     ] = False,
 ) -> None:
     """Import an ONNX classifier trained elsewhere: inspect it, check it runs, write a repository entry."""
-    from export.importer import ImportSpec, ModelImportError, import_model
-    from export.inspection import InspectionError, inspect_file
-    from export.wheels import WheelError
+    from poolserve.export.importer import ImportSpec, ModelImportError, import_model
+    from poolserve.export.inspection import InspectionError, inspect_file
+    from poolserve.export.wheels import WheelError
 
     try:
         loaded = ImportSpec.from_file(spec)

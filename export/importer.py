@@ -20,10 +20,10 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from export.inspection import GraphSummary, inspect_file
-from export.staging import EntryExists, staged_entry
-from export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
-from repository.manifest import (
+from poolserve.export.inspection import GraphSummary, inspect_file
+from poolserve.export.staging import EntryExists, staged_entry
+from poolserve.export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
+from poolserve.repository.manifest import (
     MODEL_FILENAME,
     NAME_PATTERN,
     BatchingDefaults,
@@ -35,7 +35,7 @@ from repository.manifest import (
     TensorSpec,
     Verification,
 )
-from repository.store import sha256_file, write_manifest
+from poolserve.repository.store import sha256_file, write_manifest
 
 _SELF_CHECK_SEED = 0
 _PROBABILITY_TOLERANCE = 1e-4

@@ -12,7 +12,7 @@ from typing import Literal
 import onnx
 from pydantic import BaseModel, ConfigDict
 
-from repository.manifest import TensorSpec
+from poolserve.repository.manifest import TensorSpec
 
 # Every ONNX operator that pools over space (or over regions); the service's subject matter.
 POOLING_OPS = frozenset(

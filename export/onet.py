@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from export.entry_writer import parity_verification, torch_provenance, write_entry
-from export.onet_cases import REGION_FRAME, classifier_cases, region_cases
-from export.onnx_export import GraphSignature, export_onnx
-from export.verify import InputCase, check_graph, compare
-from export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
-from models.onet import (
+from poolserve.export.entry_writer import parity_verification, torch_provenance, write_entry
+from poolserve.export.onet_cases import REGION_FRAME, classifier_cases, region_cases
+from poolserve.export.onnx_export import GraphSignature, export_onnx
+from poolserve.export.verify import InputCase, check_graph, compare
+from poolserve.export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
+from poolserve.models.onet import (
     ONET_FEATURE_DIM,
     ONET_INPUT_SIZE,
     ONET_LABELS,
@@ -32,7 +32,7 @@ from models.onet import (
     ONetRegions,
     load_onet,
 )
-from repository.manifest import (
+from poolserve.repository.manifest import (
     Manifest,
     ModelIO,
     Preprocessing,

@@ -1,6 +1,7 @@
 """Parity inputs for the exported ONet graphs: real photos first, seeded noise beside them.
 
-Cases are ``export.verify.InputCase`` dicts (graph input name -> array), as ``export.verify.compare`` takes.
+Cases are ``poolserve.export.verify.InputCase`` dicts (graph input name -> array), as
+``poolserve.export.verify.compare`` takes.
 """
 
 from __future__ import annotations
@@ -8,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from export.verify import InputCase
-from models.onet import ONET_INPUT_SIZE, ONET_MEAN, ONET_STD
-from models.sample_photos import ASTRONAUT_FACE, FACE_PHOTO, candidate_grid, photo
+from poolserve.export.verify import InputCase
+from poolserve.models.onet import ONET_INPUT_SIZE, ONET_MEAN, ONET_STD
+from poolserve.models.sample_photos import ASTRONAUT_FACE, FACE_PHOTO, candidate_grid, photo
 
 REGION_FRAME = 512  # photos are stretched to this square before boxes are cut out of them
 CASE_SEED = 0

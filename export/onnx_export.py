@@ -17,10 +17,10 @@ import onnx
 import torch
 from torch import nn
 
-from export.pooling_support import UnsupportedPoolingError
-from export.pooling_trace import audit_pooling, audited
-from export.roi_symbolics import register_roi_symbolics
-from repository.manifest import PoolingLayer
+from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.export.pooling_trace import audit_pooling, audited
+from poolserve.export.roi_symbolics import register_roi_symbolics
+from poolserve.repository.manifest import PoolingLayer
 
 OPSET = 17
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"

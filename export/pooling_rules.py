@@ -1,6 +1,7 @@
 """What export does with one pooling call, given its parameters and its concrete input shape.
 
-The rules follow measurements (the conformance matrix in ``export.conformance`` re-measures every one):
+The rules follow measurements (the conformance matrix in ``poolserve.export.conformance`` re-measures every
+one):
 the TorchScript exporter at opset 17 maps most pooling faithfully to ONNX; ``divisor_override`` is
 silently dropped, non-divisible adaptive pooling does not export, ``ceil_mode`` with a dropped last window
 declares a wrong output shape (``MaxPool``, ``AvgPool`` and ``LPPool`` alike) and ``MaxUnpool`` does not
@@ -17,7 +18,7 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from export.pooling_rewrites import (
+from poolserve.export.pooling_rewrites import (
     adaptive_bins,
     ceil_drops_last_window,
     crop_to,

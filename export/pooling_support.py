@@ -1,7 +1,9 @@
-"""The error raised for a pooling call that has no exact ONNX form (``export.pooling_rules`` decides).
+"""The error raised for a pooling call that has no exact ONNX form (``poolserve.export.pooling_rules``
+decides).
 
-Everything ONNX would get wrong but can express exactly is rewritten instead (``export.pooling_rewrites``);
-what remains is refused before the exporter runs, naming the layer's module path, the parameter and why.
+Everything ONNX would get wrong but can express exactly is rewritten instead
+(``poolserve.export.pooling_rewrites``); what remains is refused before the exporter runs, naming the
+layer's module path, the parameter and why.
 """
 
 from __future__ import annotations

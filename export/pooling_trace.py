@@ -3,7 +3,7 @@
 A ``TorchFunctionMode`` sees each call to a pooling function whether it comes from an ``nn`` module or
 from a functional call in a ``forward`` (``F.avg_pool2d(x, 2, divisor_override=3)``), in 1-D, 2-D and
 3-D, with the concrete input shape. Global module hooks name the module the call happens in. Each call is
-exported natively, replaced by an exact equivalent (``export.pooling_rewrites``) while the exporter
+exported natively, replaced by an exact equivalent (``poolserve.export.pooling_rewrites``) while the exporter
 traces, or refused with the reason (``UnsupportedPoolingError``).
 """
 
@@ -21,9 +21,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-from export.pooling_rules import Decision, decide
-from export.pooling_support import UnsupportedPoolingError
-from repository.manifest import PoolingLayer
+from poolserve.export.pooling_rules import Decision, decide
+from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.repository.manifest import PoolingLayer
 
 _MAX = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
 _AVG = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")

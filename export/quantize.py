@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from repository.manifest import QuantizationMode
+from poolserve.repository.manifest import QuantizationMode
 
 if TYPE_CHECKING:
-    from export.verify import InputCase  # torch-free at run time: export.verify imports torch
+    from poolserve.export.verify import (
+        InputCase,  # torch-free at run time: poolserve.export.verify imports torch
+    )
 
 ROI_OPS = ("RoiAlign", "MaxRoiPool")
 INT8_METHOD = (

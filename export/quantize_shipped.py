@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.cases import normalized_digits
-from export.entry_writer import write_entry
-from export.evaluate import Accuracy, measure
-from export.quantize import quantize
-from export.quantized_entry import (
+from poolserve.export.cases import normalized_digits
+from poolserve.export.entry_writer import write_entry
+from poolserve.export.evaluate import Accuracy, measure
+from poolserve.export.quantize import quantize
+from poolserve.export.quantized_entry import (
     Calibration,
     QuantizedParity,
     check_runs,
@@ -25,12 +25,12 @@ from export.quantized_entry import (
     measure_parity,
     quantized_manifest,
 )
-from export.verify import InputCase
-from models.canvas import Canvas, compose_canvases
-from models.evaluation_sets import held_out_canvases
-from models.mnist import DigitSplit, held_out_split
-from repository.manifest import Evaluation, Manifest, QuantizationMode, Task
-from repository.store import EntryLocation, read_manifest, verified_model_path
+from poolserve.export.verify import InputCase
+from poolserve.models.canvas import Canvas, compose_canvases
+from poolserve.models.evaluation_sets import held_out_canvases
+from poolserve.models.mnist import DigitSplit, held_out_split
+from poolserve.repository.manifest import Evaluation, Manifest, QuantizationMode, Task
+from poolserve.repository.store import EntryLocation, read_manifest, verified_model_path
 
 CALIBRATION_DIGITS = 1000
 CALIBRATION_CANVASES = 200

@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from export.quantize import QuantizedGraph
-from export.verify import InputCase, check_graph, session_for
-from repository.manifest import Evaluation, Manifest, Quantization, QuantizationMode, Verification
+from poolserve.export.quantize import QuantizedGraph
+from poolserve.export.verify import InputCase, check_graph, session_for
+from poolserve.repository.manifest import Evaluation, Manifest, Quantization, QuantizationMode, Verification
 
 # Largest error, as a share of the largest |float32 output|, before an export is refused.
 TOLERANCE_SHARE: dict[QuantizationMode, float] = {"int8": 0.5, "fp16": 0.01}

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch.onnx import symbolic_helper
 
-import models.roi  # noqa: F401  (defines the poolserve:: custom ops the symbolics refer to)
+import poolserve.models.roi  # noqa: F401  (defines the poolserve:: custom ops the symbolics refer to)
 
 MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode appeared in opset 16
 

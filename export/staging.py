@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from repository.manifest import MODEL_FILENAME
+from poolserve.repository.manifest import MODEL_FILENAME
 
 
 class EntryExists(Exception):  # noqa: N818 - reads as what happened, like the service's domain errors

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from repository.manifest import Preprocessing
+from poolserve.repository.manifest import Preprocessing
 
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _MAX_SAMPLE_PIXELS = 64_000_000
@@ -125,8 +125,8 @@ def load_labels(path: Path) -> list[str]:
 
 def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
     """Every image in ``directory``, preprocessed exactly as the service will: (n, C, H, W) float32."""
-    from service.imaging.decode import decode_image
-    from service.imaging.preprocess import preprocess
+    from poolserve.service.imaging.decode import decode_image
+    from poolserve.service.imaging.preprocess import preprocess
 
     if not directory.is_dir():
         raise UserModelError(f"{directory}: no such samples directory")

@@ -23,16 +23,16 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from export.cases import random_boxes
-from export.entry_writer import parity_verification, torch_provenance, write_entry
-from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, ExportError, export_audited
-from export.pooling_support import UnsupportedPoolingError
-from export.staging import EntryExists
-from export.user_loading import UserModelError, load_samples
-from export.user_quantize import require_images, write_quantized_entry
-from export.verify import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare
-from models.roi import RoIAlign, RoIPool
-from repository.manifest import (
+from poolserve.export.cases import random_boxes
+from poolserve.export.entry_writer import parity_verification, torch_provenance, write_entry
+from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, ExportError, export_audited
+from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.export.staging import EntryExists
+from poolserve.export.user_loading import UserModelError, load_samples
+from poolserve.export.user_quantize import require_images, write_quantized_entry
+from poolserve.export.verify import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare
+from poolserve.models.roi import RoIAlign, RoIPool
+from poolserve.repository.manifest import (
     MODEL_FILENAME,
     NAME_PATTERN,
     Manifest,
@@ -181,7 +181,8 @@ def export_model(
 ) -> Manifest:
     """Export ``module`` to ``<repository>/<name>/<version>/`` with its manifest, or raise
     :class:`UserModelError` (one line saying what to fix) having written nothing. With ``quantize``, the
-    entry holds the int8 or fp16 graph derived from the verified float32 one (``export.user_quantize``)."""
+    entry holds the int8 or fp16 graph derived from the verified float32 one
+    (``poolserve.export.user_quantize``)."""
     require_images(quantize, samples, calibration)
     if not re.match(NAME_PATTERN, name):
         raise UserModelError(f"name {name!r}: use lowercase letters, digits, '.', '_' and '-' (at most 64)")

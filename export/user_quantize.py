@@ -15,10 +15,10 @@ import numpy as np
 import onnx
 from pydantic import ValidationError
 
-from export.cases import random_boxes
-from export.entry_writer import write_entry
-from export.quantize import quantize
-from export.quantized_entry import (
+from poolserve.export.cases import random_boxes
+from poolserve.export.entry_writer import write_entry
+from poolserve.export.quantize import quantize
+from poolserve.export.quantized_entry import (
     Calibration,
     QuantizationError,
     check_runs,
@@ -26,10 +26,10 @@ from export.quantized_entry import (
     measure_parity,
     quantized_manifest,
 )
-from export.staging import EntryExists
-from export.user_loading import UserModelError, load_samples
-from export.verify import InputCase
-from repository.manifest import Manifest, Preprocessing, QuantizationMode, Task
+from poolserve.export.staging import EntryExists
+from poolserve.export.user_loading import UserModelError, load_samples
+from poolserve.export.verify import InputCase
+from poolserve.repository.manifest import Manifest, Preprocessing, QuantizationMode, Task
 
 _BATCH = 16
 _BOXES_PER_IMAGE = 8

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from export.onnx_export import ExportError
+from poolserve.export.onnx_export import ExportError
 
 TOLERANCE = 1e-4
 BATCH_SIZES = (1, 2, 7)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from repository.store import sha256_file
+from poolserve.repository.store import sha256_file
 
 DEFAULT_WHEEL_CACHE = Path(".cache/wheels")
 

@@ -1,8 +1,9 @@
 """The one place extraction checks an image's boxes, before anything reaches onnxruntime.
 
 It applies the ``/v1/.../features`` route's own checks (shape and count from the parser, then the
-service's RoI input check, ``service.runtime.region_inputs``), so a box the endpoint refuses is refused
-here with the same message. Every engine's per-image path calls ``check_image_boxes`` and nothing else.
+service's RoI input check, ``poolserve.service.runtime.region_inputs``), so a box the endpoint refuses
+is refused here with the same message. Every engine's per-image path calls ``check_image_boxes`` and
+nothing else.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from service.api.payloads import RequestLimits, boxes_array, check_boxes
-from service.runtime.region_inputs import BoxFrame, check_region_inputs
+from poolserve.service.api.payloads import RequestLimits, boxes_array, check_boxes
+from poolserve.service.runtime.region_inputs import BoxFrame, check_region_inputs
 
 
 def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> np.ndarray:

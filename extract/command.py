@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from extract.job import parse_model_arg
+from poolserve.extract.job import parse_model_arg
 
 
 class Engine(StrEnum):
@@ -63,7 +63,7 @@ def extract_command(
             "poolserve extract writes Parquet with pyarrow: pip install 'poolserve[extract]'", err=True
         )
         raise typer.Exit(EXIT_UNUSABLE)
-    from extract.run import ExtractRequest, JobError, run_job
+    from poolserve.extract.run import ExtractRequest, JobError, run_job
 
     try:
         name, version = parse_model_arg(model)

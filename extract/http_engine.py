@@ -16,17 +16,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from extract import rows
-from extract.boxes import check_image_boxes
-from extract.dataset import Item
-from extract.job import JobSpec, ModelRef
-from extract.pipeline import Progress, ProgressSink
-from extract.prepare import InputError, ItemError, read_image_file
-from extract.rows import ImageResult, Ranked
-from extract.shards import Shard, write_shard
 from poolserve.client import AsyncPoolserveClient, BadInput
-from service.api.error_table import slug
-from service.errors import ServiceError
+from poolserve.extract import rows
+from poolserve.extract.boxes import check_image_boxes
+from poolserve.extract.dataset import Item
+from poolserve.extract.job import JobSpec, ModelRef
+from poolserve.extract.pipeline import Progress, ProgressSink
+from poolserve.extract.prepare import InputError, ItemError, read_image_file
+from poolserve.extract.rows import ImageResult, Ranked
+from poolserve.extract.shards import Shard, write_shard
+from poolserve.service.api.error_table import slug
+from poolserve.service.errors import ServiceError
 
 _ORIENTATION = 0x0112
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height

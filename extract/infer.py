@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from extract.job import JobSpec, LocalModel
-from extract.prepare import PreparedBatch
-from extract.rows import ImageResult, Ranked
-from repository.manifest import Task
-from service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
-from service.runtime.postprocess import probabilities, top_k
-from service.runtime.providers import select_providers
-from service.runtime.sessions import SessionConfig, create_session
+from poolserve.extract.job import JobSpec, LocalModel
+from poolserve.extract.prepare import PreparedBatch
+from poolserve.extract.rows import ImageResult, Ranked
+from poolserve.repository.manifest import Task
+from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.postprocess import probabilities, top_k
+from poolserve.service.runtime.providers import select_providers
+from poolserve.service.runtime.sessions import SessionConfig, create_session
 
 
 class ModelRunner:

@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from extract.prepare import InputLimits
-from repository.manifest import Manifest, Task
-from repository.store import RepositoryError, discover, read_manifest, verified_model_path
+from poolserve.extract.prepare import InputLimits
+from poolserve.repository.manifest import Manifest, Task
+from poolserve.repository.store import RepositoryError, discover, read_manifest, verified_model_path
 
 FeatureEncoding = Literal["float32", "float16"]
 
@@ -21,7 +21,7 @@ class ModelRef:
     name: str
     version: int
     sha256: str
-    task: str  # repository.manifest.Task's value
+    task: str  # poolserve.repository.manifest.Task's value
     feature_dim: int | None  # None for classifiers
     has_scores: bool  # class scores out: classifiers always, region models when exported with them
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from extract.job import JobSpec, LocalModel
-from extract.pipeline import ProgressSink, ShardExtractor
-from extract.shards import Shard
+from poolserve.extract.job import JobSpec, LocalModel
+from poolserve.extract.pipeline import ProgressSink, ShardExtractor
+from poolserve.extract.shards import Shard
 
 
 def run_local(

@@ -9,13 +9,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from extract import rows
-from extract.dataset import Item
-from extract.infer import ModelRunner
-from extract.job import JobSpec, LocalModel
-from extract.prepare import ItemError, PreparedBatch, prepare_batch
-from extract.rows import ImageResult
-from extract.shards import Shard, write_shard
+from poolserve.extract import rows
+from poolserve.extract.dataset import Item
+from poolserve.extract.infer import ModelRunner
+from poolserve.extract.job import JobSpec, LocalModel
+from poolserve.extract.prepare import ItemError, PreparedBatch, prepare_batch
+from poolserve.extract.rows import ImageResult
+from poolserve.extract.shards import Shard, write_shard
 
 
 @dataclass(frozen=True)

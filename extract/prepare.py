@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from extract.boxes import check_image_boxes
-from extract.dataset import Item
-from repository.manifest import Preprocessing
-from service.api.error_table import slug
-from service.errors import ServiceError
-from service.imaging.preprocess import decode_and_preprocess, map_boxes
+from poolserve.extract.boxes import check_image_boxes
+from poolserve.extract.dataset import Item
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.api.error_table import slug
+from poolserve.service.errors import ServiceError
+from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
 
 
 @dataclass(frozen=True)

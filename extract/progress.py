@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as Bar
 
-from extract.pipeline import Progress, ProgressSink
+from poolserve.extract.pipeline import Progress, ProgressSink
 
 LOG_EVERY_S = 5.0
 

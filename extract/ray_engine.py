@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from extract.dataset import Item
-from extract.job import JobSpec, LocalModel
-from extract.pipeline import Progress, ProgressSink, ShardExtractor
-from extract.shards import Shard
+from poolserve.extract.dataset import Item
+from poolserve.extract.job import JobSpec, LocalModel
+from poolserve.extract.pipeline import Progress, ProgressSink, ShardExtractor
+from poolserve.extract.shards import Shard
 
 
 class ShardActor:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from extract.job import JobSpec
+from poolserve.extract.job import JobSpec
 
 
 @dataclass(frozen=True)

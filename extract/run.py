@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from extract.dataset import DatasetError, build_items, list_images, read_boxes
-from extract.job import FeatureEncoding, JobSpec, LocalModel, ModelRef, find_model
-from extract.pipeline import ProgressSink
-from extract.prepare import InputLimits
-from extract.progress import ProgressReport
-from extract.shards import OutputError, Shard, merge_errors, open_output, pending, plan
-from repository.store import RepositoryError
-from service.settings import Settings
+from poolserve.extract.dataset import DatasetError, build_items, list_images, read_boxes
+from poolserve.extract.job import FeatureEncoding, JobSpec, LocalModel, ModelRef, find_model
+from poolserve.extract.pipeline import ProgressSink
+from poolserve.extract.prepare import InputLimits
+from poolserve.extract.progress import ProgressReport
+from poolserve.extract.shards import OutputError, Shard, merge_errors, open_output, pending, plan
+from poolserve.repository.store import RepositoryError
+from poolserve.service.settings import Settings
 
 EngineName = Literal["local", "ray", "http"]
 
@@ -49,8 +49,8 @@ def _model_ref(request: ExtractRequest, settings: Settings) -> tuple[ModelRef, L
     if request.engine == "http":
         if request.server is None:
             raise JobError("--engine http needs --server URL")
-        from extract.http_engine import model_ref
         from poolserve.client import PoolserveClient, PoolserveError
+        from poolserve.extract.http_engine import model_ref
 
         try:
             with PoolserveClient(request.server, request.api_key) as client:
@@ -113,8 +113,8 @@ def _run_engine(
     report: ProgressReport,
 ) -> None:
     if request.engine == "http":
-        from extract.http_engine import run_http
         from poolserve.client import AsyncPoolserveClient
+        from poolserve.extract.http_engine import run_http
 
         async def go() -> None:
             async with AsyncPoolserveClient(
@@ -127,11 +127,11 @@ def _run_engine(
     assert local is not None
     if request.engine == "ray":
         try:
-            from extract.ray_engine import run_ray
+            from poolserve.extract.ray_engine import run_ray
         except ImportError as exc:
             raise JobError(f"--engine ray needs Ray: pip install 'poolserve[ray]' ({exc})") from None
         run_ray(local, job, request.output, todo, request.workers, request.ray_address, report)
         return
-    from extract.local import run_local
+    from poolserve.extract.local import run_local
 
     run_local(local, job, request.output, todo, request.workers, request.threads, report)

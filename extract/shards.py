@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from extract.dataset import Item
-from extract.job import JobSpec
-from extract.prepare import ItemError
+from poolserve.extract.dataset import Item
+from poolserve.extract.job import JobSpec
+from poolserve.extract.prepare import ItemError
 
 JOB_FILE = "_job.json"
 ERRORS_FILE = "errors.jsonl"

@@ -1,3 +1,3 @@
-from loadtests.cli import app
+from poolserve.loadtests.cli import app
 
 app()

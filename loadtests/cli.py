@@ -1,4 +1,5 @@
-"""``python -m loadtests run`` (also ``poolserve loadtest``): one bounded, headless load test, its report
+"""``python -m poolserve.loadtests run`` (also ``poolserve loadtest``): one bounded, headless load test,
+its report
 and a verdict. Exit status: 0 every objective met, 1 one missed, 2 the test could not run.
 
 Only typer, pydantic and the standard library load at import: ``poolserve --help`` stays fast, and
@@ -19,7 +20,15 @@ from typing import Annotated
 
 import typer
 
-from loadtests.config import API_KEY_ENV, RunConfig, Scenario, Slo, StepLoad, TargetModels, parse_duration
+from poolserve.loadtests.config import (
+    API_KEY_ENV,
+    RunConfig,
+    Scenario,
+    Slo,
+    StepLoad,
+    TargetModels,
+    parse_duration,
+)
 
 EXIT_MISSED = 1
 EXIT_CANNOT_RUN = 2
@@ -50,7 +59,7 @@ def run_directory(output_dir: Path, scenario: Scenario) -> Path:
 
 @contextmanager
 def target(host: str | None, repository: Path | None, run_dir: Path, ready_timeout_s: float) -> Iterator[str]:
-    from loadtests.target import local_poolserve, wait_ready
+    from poolserve.loadtests.target import local_poolserve, wait_ready
 
     if host is None:
         with local_poolserve(repository, run_dir / "server.log", ready_timeout_s) as url:
@@ -89,7 +98,7 @@ def run_engine(config: RunConfig, run_dir: Path) -> None:
     env = dict(os.environ)
     if config.api_key:
         env[API_KEY_ENV] = config.api_key
-    command = [sys.executable, "-m", "loadtests.engine", str(config_path)]
+    command = [sys.executable, "-m", "poolserve.loadtests.engine", str(config_path)]
     # A hard bound on top of the engine's own clock: a wedged generator must not run on.
     subprocess.run(command, env=env, check=True, timeout=engine_budget(config))  # noqa: S603  (our own argv)
 
@@ -127,8 +136,8 @@ def run(
     """Run one headless load test, write its report, exit non-zero when an objective is missed."""
     import httpx
 
-    from loadtests.target import TargetUnavailableError, ready_models
-    from loadtests.workload import scenario_weights
+    from poolserve.loadtests.target import TargetUnavailableError, ready_models
+    from poolserve.loadtests.workload import scenario_weights
 
     step = (
         StepLoad(users=step_users, seconds=_seconds(step_duration, "--step-duration")) if step_users else None
@@ -174,9 +183,9 @@ def run(
 
 
 def finish(config: RunConfig, run_dir: Path) -> None:
-    from loadtests import report
-    from loadtests.results import RunResult
-    from loadtests.verdict import judge
+    from poolserve.loadtests import report
+    from poolserve.loadtests.results import RunResult
+    from poolserve.loadtests.verdict import judge
 
     result = RunResult.model_validate_json((run_dir / "results.json").read_text())
     verdict = judge(config, result)

@@ -6,7 +6,7 @@ Sources, all offline:
 - photographs shipped inside scikit-image (``skimage.data``) and scikit-learn (``load_sample_images()``),
   resized to several long sides and encoded as both JPEG and PNG: valid inputs for every model (the service
   converts and resizes), and they exercise decode cost the way real uploads do;
-- canvases for the region models (``loadtests.regions``).
+- canvases for the region models (``poolserve.loadtests.regions``).
 
 Same seed, same library versions: the same bytes, so two runs compare like with like.
 """

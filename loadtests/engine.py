@@ -1,4 +1,4 @@
-"""The load generator process: ``python -m loadtests.engine <run dir>/config.json``.
+"""The load generator process: ``python -m poolserve.loadtests.engine <run dir>/config.json``.
 
 Locust is used as a library (an ``Environment`` with a local runner), which gives direct control over
 the load shape and exact per-second and per-step statistics. This module imports locust, which
@@ -19,12 +19,12 @@ from locust.env import Environment
 from locust.runners import Runner
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV, StatsCSVFileWriter, StatsEntry
 
-from loadtests.config import API_KEY_ENV, RunConfig
-from loadtests.results import EndpointStats, ErrorCount, RunResult, StepResult
-from loadtests.scenarios import user_class
-from loadtests.slo import all_met, evaluate
-from loadtests.windows import Snapshot, window
-from loadtests.workload import Corpus, build_corpus
+from poolserve.loadtests.config import API_KEY_ENV, RunConfig
+from poolserve.loadtests.results import EndpointStats, ErrorCount, RunResult, StepResult
+from poolserve.loadtests.scenarios import user_class
+from poolserve.loadtests.slo import all_met, evaluate
+from poolserve.loadtests.windows import Snapshot, window
+from poolserve.loadtests.workload import Corpus, build_corpus
 
 SAMPLE_EVERY_S = 1.0
 PROGRESS_EVERY_S = 5

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from loadtests.config import Slo
-from loadtests.results import RunResult
+from poolserve.loadtests.config import Slo
+from poolserve.loadtests.results import RunResult
 
 DPI = 100
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from loadtests.corpus import EncodedImage, Pixels, encode
+from poolserve.loadtests.corpus import EncodedImage, Pixels, encode
 
 Box = tuple[float, float, float, float]
 

@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
-from loadtests import plots
-from loadtests.config import RunConfig
-from loadtests.results import RunResult
-from loadtests.slo import Check
-from loadtests.verdict import Verdict
+from poolserve.loadtests import plots
+from poolserve.loadtests.config import RunConfig
+from poolserve.loadtests.results import RunResult
+from poolserve.loadtests.slo import Check
+from poolserve.loadtests.verdict import Verdict
 
 TIMELINE_PNG = "timeline.png"
 CONCURRENCY_PNG = "latency_vs_users.png"

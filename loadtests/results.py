@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from loadtests.slo import Check
-from loadtests.windows import Window
+from poolserve.loadtests.slo import Check
+from poolserve.loadtests.windows import Window
 
 
 class EndpointStats(BaseModel):

@@ -15,10 +15,10 @@ import orjson
 from locust import HttpUser
 from locust.clients import ResponseContextManager
 
-from loadtests import workload
-from loadtests.config import RunConfig
-from loadtests.corpus import EncodedImage
-from loadtests.workload import Corpus
+from poolserve.loadtests import workload
+from poolserve.loadtests.config import RunConfig
+from poolserve.loadtests.corpus import EncodedImage
+from poolserve.loadtests.workload import Corpus
 
 NPY_MAGIC = b"\x93NUMPY"
 TaskFn = Callable[["PoolserveUser"], None]

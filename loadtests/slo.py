@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtests.config import Slo
-from loadtests.windows import Window
+from poolserve.loadtests.config import Slo
+from poolserve.loadtests.windows import Window
 
 
 @dataclass(frozen=True)

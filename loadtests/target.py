@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtests.config import TargetModels
+from poolserve.loadtests.config import TargetModels
 
 STOP_TIMEOUT_S = 15.0
 
@@ -47,13 +47,14 @@ def wait_ready(base_url: str, timeout_s: float, process: subprocess.Popen[bytes]
 
 @contextmanager
 def local_poolserve(repository: Path | None, log_path: Path, ready_timeout_s: float) -> Iterator[str]:
-    """``uvicorn service.app:create_app --factory`` on 127.0.0.1 and a free port; stopped (SIGTERM, then
+    """``uvicorn poolserve.service.app:create_app --factory`` on 127.0.0.1 and a free port; stopped
+    (SIGTERM, then
     SIGKILL) on exit. Its output goes to ``log_path``, keeping the run's console for the load generator."""
     port = free_loopback_port()
     env = dict(os.environ)
     if repository is not None:
         env["POOLSERVE_REPOSITORY"] = str(repository.resolve())
-    command = [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory"]
+    command = [sys.executable, "-m", "uvicorn", "poolserve.service.app:create_app", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtests.config import RunConfig
-from loadtests.results import RunResult
-from loadtests.slo import Check, all_met, evaluate
+from poolserve.loadtests.config import RunConfig
+from poolserve.loadtests.results import RunResult
+from poolserve.loadtests.slo import Check, all_met, evaluate
 
 
 @dataclass(frozen=True)

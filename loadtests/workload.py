@@ -1,6 +1,7 @@
 """What each request carries, drawn from the corpus: pure functions of a seeded ``random.Random``.
 
-The locust users (``loadtests.scenarios``) only send what these return, so the request mix can be tested
+The locust users (``poolserve.loadtests.scenarios``) only send what these return, so the request mix can be
+tested
 without starting a load generator.
 """
 
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtests import corpus, regions
-from loadtests.config import Scenario, TargetModels
-from loadtests.corpus import EncodedImage
-from loadtests.regions import RegionImage
+from poolserve.loadtests import corpus, regions
+from poolserve.loadtests.config import Scenario, TargetModels
+from poolserve.loadtests.corpus import EncodedImage
+from poolserve.loadtests.regions import RegionImage
 
 DIGIT_SHARE = 0.5  # classification draws digits half the time, photos otherwise
 PHOTO_SHARE_OF_REGIONS = 0.2

@@ -13,8 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from models.distortions import DistortionRanges, reshape_digit, restyle
-from models.mnist import DigitSplit
+from poolserve.models.distortions import DistortionRanges, reshape_digit, restyle
+from poolserve.models.mnist import DigitSplit
 
 CANVAS_SIZE = 112
 MIN_DIGIT_SIZE = 20
@@ -66,7 +66,7 @@ def _ink_box(patch: NDArray[np.uint8]) -> tuple[int, int, int, int] | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
-# Changes a 28x28 digit before it is scaled and pasted (models.distortions.reshape_digit, say).
+# Changes a 28x28 digit before it is scaled and pasted (poolserve.models.distortions.reshape_digit, say).
 DigitReshaper = Callable[[NDArray[np.uint8], np.random.Generator], NDArray[np.uint8]]
 
 

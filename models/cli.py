@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from models.checkpoints import DEFAULT_CHECKPOINTS
+from poolserve.models.checkpoints import DEFAULT_CHECKPOINTS
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Models to train (default: all shipped models).")]
 CheckpointsOpt = Annotated[Path, typer.Option(help="Where checkpoints are written.")]
@@ -15,11 +15,11 @@ CheckpointsOpt = Annotated[Path, typer.Option(help="Where checkpoints are writte
 
 def train(names: NamesArg = None, checkpoints: CheckpointsOpt = DEFAULT_CHECKPOINTS) -> None:
     """Train default models (fixed seeds, one CPU thread) and save runs/checkpoints/<name>.pt."""
-    from models.mnist import held_out_split
-    from models.train_classifier import train_classifier
-    from models.train_region import train_region
-    from models.training import save_checkpoint
-    from models.zoo import SPECS
+    from poolserve.models.mnist import held_out_split
+    from poolserve.models.train_classifier import train_classifier
+    from poolserve.models.train_region import train_region
+    from poolserve.models.training import save_checkpoint
+    from poolserve.models.zoo import SPECS
 
     selected = names or list(SPECS)
     unknown = sorted(set(selected) - set(SPECS))

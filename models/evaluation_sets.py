@@ -1,7 +1,7 @@
 """The fixed evaluation sets, built only from the held-out test split (numpy + Pillow, torch-free).
 
 - held-out: the test digits as they are; canvases of them with ink-tight boxes.
-- shifted held-out: the same test digits under :data:`models.distortions.SHIFTED` (wider ranges than
+- shifted held-out: the same test digits under :data:`poolserve.models.distortions.SHIFTED` (wider ranges than
   training uses); canvases of them, restyled as one page, with loose boxes (1.15-1.5x the ink box per
   side, placed at random around the ink).
 - empty boxes: boxes on each canvas that overlap no digit, for the background class's false positives.
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from models.canvas import Canvas, compose_canvases, distorted_canvas
-from models.distortions import SHIFTED, distort_digits
-from models.mnist import DigitSplit
-from models.regions import empty_boxes, loose_box
+from poolserve.models.canvas import Canvas, compose_canvases, distorted_canvas
+from poolserve.models.distortions import SHIFTED, distort_digits
+from poolserve.models.mnist import DigitSplit
+from poolserve.models.regions import empty_boxes, loose_box
 
 HELD_OUT_CANVASES = 300
 HELD_OUT_CANVAS_SEED = 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.pooling import PoolingConfig
+from poolserve.models.pooling import PoolingConfig
 
 
 class LeNet5(nn.Module):

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from models.roi import RoIAlign
+from poolserve.models.roi import RoIAlign
 
 ONET_INPUT_SIZE = 48
 ONET_FEATURE_DIM = 256

@@ -6,7 +6,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from models.roi import RoIAlign, RoIPool
+from poolserve.models.roi import RoIAlign, RoIPool
 
 BACKBONE_STRIDE = 4
 ROI_OUTPUT_SIZE = (7, 7)

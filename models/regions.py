@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from models.canvas import Canvas, box_area, box_intersection, box_iou
+from poolserve.models.canvas import Canvas, box_area, box_intersection, box_iou
 
 BACKGROUND_CLASS = 10
 # A box keeps its digit's label while it covers this much of the digit's ink box...

@@ -2,7 +2,7 @@
 
 Both follow torchvision's CPU kernels exactly in semantics. The eager implementations are vectorized and
 differentiable (used for training); during ONNX export the modules call the ``poolserve::`` custom ops
-instead, which ``export.roi_symbolics`` maps to ONNX ``RoiAlign`` / ``MaxRoiPool``.
+instead, which ``poolserve.export.roi_symbolics`` maps to ONNX ``RoiAlign`` / ``MaxRoiPool``.
 
 Shapes: ``features`` (N, C, H, W); ``boxes`` (K, 4) as ``x1, y1, x2, y2`` in input-image pixels;
 ``box_batch_indices`` (K,) int64; output (K, C, PH, PW). ``spatial_scale`` maps image pixels to

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.canvas import compose_canvases
-from models.mnist import DigitSplit
+from poolserve.models.canvas import compose_canvases
+from poolserve.models.mnist import DigitSplit
 
 PER_CLASS = 10
 CANVASES = 5

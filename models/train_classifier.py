@@ -9,10 +9,18 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from models.distortions import TRAINING, DistortionRanges, distort_digits
-from models.mnist import DigitSplit
-from models.training import SEED, THREADS, Batch, TrainingReport, configure_determinism, fit, normalize
-from models.zoo import ModelSpec
+from poolserve.models.distortions import TRAINING, DistortionRanges, distort_digits
+from poolserve.models.mnist import DigitSplit
+from poolserve.models.training import (
+    SEED,
+    THREADS,
+    Batch,
+    TrainingReport,
+    configure_determinism,
+    fit,
+    normalize,
+)
+from poolserve.models.zoo import ModelSpec
 
 BATCH_SIZE = 64
 

@@ -8,12 +8,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.canvas import Canvas, distorted_canvas
-from models.distortions import TRAINING, DistortionRanges
-from models.mnist import DigitSplit
-from models.regions import LabelledBoxes, training_boxes
-from models.training import SEED, THREADS, Batch, TrainingReport, configure_determinism, fit, normalize
-from models.zoo import ModelSpec
+from poolserve.models.canvas import Canvas, distorted_canvas
+from poolserve.models.distortions import TRAINING, DistortionRanges
+from poolserve.models.mnist import DigitSplit
+from poolserve.models.regions import LabelledBoxes, training_boxes
+from poolserve.models.training import (
+    SEED,
+    THREADS,
+    Batch,
+    TrainingReport,
+    configure_determinism,
+    fit,
+    normalize,
+)
+from poolserve.models.zoo import ModelSpec
 
 CANVASES_PER_BATCH = 16
 
@@ -37,7 +45,7 @@ def train_region(
 ) -> tuple[nn.Module, TrainingReport]:
     """Each epoch composes ``canvases_per_epoch`` (default: the spec's) new canvases of distorted
     training digits and draws detector-like and background boxes on them
-    (:func:`models.regions.training_boxes`)."""
+    (:func:`poolserve.models.regions.training_boxes`)."""
     canvases_per_epoch = canvases_per_epoch or spec.canvases_per_epoch
     configure_determinism(seed)
     model = spec.build()

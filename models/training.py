@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
-from models.mnist import MNIST_MEAN, MNIST_STD
+from poolserve.models.mnist import MNIST_MEAN, MNIST_STD
 
 SEED = 0
 # One thread: the same weights on every machine with the same torch build, and no OpenMP threads

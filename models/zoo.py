@@ -7,11 +7,11 @@ from typing import Literal
 
 from torch import nn
 
-from models.canvas import CANVAS_SIZE
-from models.lenet import LeNet5, LeNet5GAP
-from models.mnist import IMAGE_SIZE
-from models.pooling import PoolingConfig
-from models.region import RegionModel, region_labels
+from poolserve.models.canvas import CANVAS_SIZE
+from poolserve.models.lenet import LeNet5, LeNet5GAP
+from poolserve.models.mnist import IMAGE_SIZE
+from poolserve.models.pooling import PoolingConfig
+from poolserve.models.region import RegionModel, region_labels
 
 DIGIT_LABELS = [str(d) for d in range(10)]
 GAP_CHANNELS = (24, 48, 96)

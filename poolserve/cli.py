@@ -3,6 +3,8 @@ onnxruntime) happen inside the commands, so ``poolserve serve`` never imports to
 
 from __future__ import annotations
 
+import importlib.util
+
 import typer
 
 from poolserve import __version__
@@ -21,43 +23,48 @@ def version() -> None:
     typer.echo(__version__)
 
 
-# Subcommands are registered below, one line each, from the package that owns them.
-from service.cli import serve  # noqa: E402  (typer only; uvicorn and onnxruntime load inside the command)
+# Subcommands are registered below from the package that owns them; each module holds typer commands
+# only (torch, onnxruntime, pyarrow, Ray and locust load inside the command bodies). The runtime image
+# installs only poolserve.service and poolserve.repository, so the other packages' commands are
+# registered only where their code is installed.
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+from poolserve.service.cli import serve  # noqa: E402
 
 app.command()(serve)
 
-from export.import_command import import_command  # noqa: E402  (onnx and onnxruntime load inside the command)
+if _installed("poolserve.extract"):
+    from poolserve.extract.command import extract_command
 
-app.command("import")(import_command)
+    app.command("extract")(extract_command)
+
+if _installed("poolserve.loadtests"):
+    # Delegates without importing loadtests/ (and locust) until used.
+    @app.command(
+        "loadtest",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def loadtest(ctx: typer.Context) -> None:
+        """Load-test a deployment with locust (same options as `python -m poolserve.loadtests run`)."""
+        from poolserve.loadtests.cli import run_as
+
+        run_as("poolserve loadtest", ctx.args)
 
 
-# Delegates without importing loadtests/ until used: the runtime image ships without it (and locust).
-@app.command(
-    "loadtest",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)
-def loadtest(ctx: typer.Context) -> None:
-    """Load-test a deployment with locust (same options as `python -m loadtests run`; see --help)."""
-    from loadtests.cli import run_as
+if _installed("poolserve.export") and _installed("poolserve.models"):
+    from poolserve.export.cli import export, export_samples, verify
+    from poolserve.export.export_model_command import export_model_command
+    from poolserve.export.import_command import import_command
+    from poolserve.export.pretrained_command import export_pretrained
+    from poolserve.models.cli import train
 
-    run_as("poolserve loadtest", ctx.args)
-
-
-from extract.command import extract_command  # noqa: E402  (onnxruntime, pyarrow and Ray load inside the command)
-
-app.command("extract")(extract_command)
-
-from export.pretrained_command import export_pretrained  # noqa: E402  (torch loads inside the command)
-
-app.command("export-pretrained")(export_pretrained)
-from export.export_model_command import export_model_command  # noqa: E402  (torch loads inside the command)
-
-app.command("export-model")(export_model_command)
-from export.cli import export, export_samples, verify  # noqa: E402  (torch loads inside the commands)
-from models.cli import train  # noqa: E402  (torch loads inside the command)
-
-app.command("train")(train)
-app.command("export")(export)
-app.command("verify")(verify)
-app.command("export-samples")(export_samples)
+    app.command("train")(train)
+    app.command("export")(export)
+    app.command("verify")(verify)
+    app.command("export-samples")(export_samples)
+    app.command("export-model")(export_model_command)
+    app.command("export-pretrained")(export_pretrained)
+    app.command("import")(import_command)

@@ -10,6 +10,6 @@ and ``MaxRoiPool`` nodes.
 
 from __future__ import annotations
 
-from models.roi import RoIAlign, RoIPool
+from poolserve.models.roi import RoIAlign, RoIPool
 
 __all__ = ["RoIAlign", "RoIPool"]

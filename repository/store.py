@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from repository.manifest import MANIFEST_FILENAME, NAME_PATTERN, Manifest
+from poolserve.repository.manifest import MANIFEST_FILENAME, NAME_PATTERN, Manifest
 
 _NAME = re.compile(NAME_PATTERN)
 _CHUNK = 1 << 20

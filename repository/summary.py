@@ -1,6 +1,6 @@
 """Print the model repository as a markdown table (the README's "Shipped models" table comes from here).
 
-``python -m repository.summary [ROOT]``
+``python -m poolserve.repository.summary [ROOT]``
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from repository.manifest import Manifest
-from repository.store import discover, latest_versions, read_manifest
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, latest_versions, read_manifest
 
 SHIFTED_PREFIX = "shifted_"
 

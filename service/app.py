@@ -1,4 +1,5 @@
-"""The app factory: ``uvicorn service.app:create_app --factory``. Settings in, a wired FastAPI app out."""
+"""The app factory: ``uvicorn poolserve.service.app:create_app --factory``. Settings in, a wired FastAPI
+app out."""
 
 from __future__ import annotations
 
@@ -13,19 +14,24 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
-from service.api import error_responses
-from service.api.decoding import DecodeSlots, UseDecodeSlots
-from service.api.error_responses import ErrorBoundary
-from service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
-from service.api.responses import OrjsonResponse
-from service.api.router import include_routes
-from service.metrics import ServiceMetrics
-from service.runtime.inference import Runtime
-from service.runtime.providers import select_providers
-from service.runtime.registry import BatchOverrides, ModelRegistry
-from service.runtime.sessions import SessionConfig
-from service.runtime.watchdog import EXIT_INFERENCE_STALLED, Watchdog, WatchdogConfig, request_shutdown
-from service.settings import Settings
+from poolserve.service.api import error_responses
+from poolserve.service.api.decoding import DecodeSlots, UseDecodeSlots
+from poolserve.service.api.error_responses import ErrorBoundary
+from poolserve.service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
+from poolserve.service.api.responses import OrjsonResponse
+from poolserve.service.api.router import include_routes
+from poolserve.service.metrics import ServiceMetrics
+from poolserve.service.runtime.inference import Runtime
+from poolserve.service.runtime.providers import select_providers
+from poolserve.service.runtime.registry import BatchOverrides, ModelRegistry
+from poolserve.service.runtime.sessions import SessionConfig
+from poolserve.service.runtime.watchdog import (
+    EXIT_INFERENCE_STALLED,
+    Watchdog,
+    WatchdogConfig,
+    request_shutdown,
+)
+from poolserve.service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     include_routes(app)
     # Added innermost first: CORS wraps metrics wraps the error boundary wraps the time limit wraps the
     # body limit wraps the decode slots. Each answers its errors in the route family's shape
-    # (service.api.error_responses).
+    # (poolserve.service.api.error_responses).
     app.add_middleware(UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)

@@ -24,8 +24,10 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the model repository over HTTP (settings also from POOLSERVE_* variables and .env)."""
-    from service.settings import Settings  # lazily: `poolserve --help` should not pay for the server stack
-    from service.supervisor import listen, serve_supervised
+    from poolserve.service.settings import (
+        Settings,  # lazily: `poolserve --help` should not pay for the server stack
+    )
+    from poolserve.service.supervisor import listen, serve_supervised
 
     overrides = {
         k: v for k, v in {"host": host, "port": port, "repository": repository}.items() if v is not None
@@ -35,6 +37,6 @@ def serve(
         # The server process reads its settings from the environment: the command line's go there too.
         env = {f"POOLSERVE_{k.upper()}": str(v) for k, v in overrides.items()}
         sys.exit(serve_supervised(settings, env))
-    from service.serve import serve_on
+    from poolserve.service.serve import serve_on
 
     serve_on(listen(settings.host, settings.port), settings)

@@ -1,4 +1,5 @@
-"""Domain exceptions. Raised anywhere inside the service; ``service.api.error_table`` alone maps them to HTTP.
+"""Domain exceptions. Raised anywhere inside the service; ``poolserve.service.api.error_table`` alone maps
+them to HTTP.
 
 Messages are written for the client: they name what was wrong with the request, never internals.
 """

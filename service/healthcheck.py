@@ -1,9 +1,10 @@
 """Container health probe: exit 0 when this host's poolserve answers ``GET /health/ready`` with 200.
 
-Run as ``python3 -m service.healthcheck`` by the image's ``HEALTHCHECK`` and compose's ``healthcheck``.
-Standard library only, on purpose: it starts every few seconds in every container, so it must not pay
-for importing pydantic or the app. For the same reason it reads the two variables it needs straight
-from the environment instead of building ``service.settings.Settings``; the names and defaults match.
+Run as ``python3 -m poolserve.service.healthcheck`` by the image's ``HEALTHCHECK`` and compose's
+``healthcheck``. Standard library only, on purpose: it starts every few seconds in every container, so it
+must not pay for importing pydantic or the app. For the same reason it reads the two variables it needs
+straight from the environment instead of building ``poolserve.service.settings.Settings``; the names and
+defaults match.
 """
 
 from __future__ import annotations

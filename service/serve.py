@@ -1,6 +1,7 @@
 """One server process: the app under uvicorn on a listening socket it is handed.
 
-``python -m service.serve --fd N`` is what the supervisor (``service.supervisor``) starts, once and again
+``python -m poolserve.service.serve --fd N`` is what the supervisor (``poolserve.service.supervisor``)
+starts, once and again
 after every death; it reads its settings from the ``POOLSERVE_*`` environment like everything else.
 """
 
@@ -17,9 +18,9 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
-from service.app import create_app
-from service.settings import Settings
-from service.slow_clients import ServerConfig, protocol_class
+from poolserve.service.app import create_app
+from poolserve.service.settings import Settings
+from poolserve.service.slow_clients import ServerConfig, protocol_class
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 

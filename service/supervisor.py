@@ -1,12 +1,13 @@
 """The supervisor: holds the listening socket, runs one server process on it, and restarts it when it dies.
 
 A native crash (a segfault in onnxruntime) kills the server process, and an inference that never returns
-makes it exit on purpose (``service.runtime.watchdog``). Either way the supervisor starts a fresh one on
+makes it exit on purpose (``poolserve.service.runtime.watchdog``). Either way the supervisor starts a fresh
+one on
 the same socket: connections that arrive meanwhile wait in the socket's backlog instead of being refused.
 SIGTERM or SIGINT stop it: the socket closes (no new connections), the server drains its requests for
 ``shutdown_grace_s``, and a server still alive 5 s after that is killed.
 
-``python -m service.supervisor`` (the container's entry point) and ``poolserve serve`` both run it.
+``python -m poolserve.service.supervisor`` (the container's entry point) and ``poolserve serve`` both run it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from service.settings import Settings
+from poolserve.service.settings import Settings
 
-log = logging.getLogger("service.supervisor")
+log = logging.getLogger("poolserve.service.supervisor")
 
 BACKLOG = 2048  # uvicorn's default
 FIRST_RESTART_DELAY_S = 0.5
@@ -61,7 +62,7 @@ class Supervisor:
         while True:
             started = time.monotonic()
             self._child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "service.serve", "--fd", str(self._fd)],
+                [sys.executable, "-m", "poolserve.service.serve", "--fd", str(self._fd)],
                 pass_fds=[self._fd],
                 env=self._env,
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from service.app import create_app
+from poolserve.service.app import create_app
 
 
 def stock() -> FastAPI:

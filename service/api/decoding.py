@@ -13,10 +13,10 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from repository.manifest import Preprocessing
-from service.errors import QueueFull
-from service.imaging.preprocess import ResizeTransform, decode_and_preprocess
-from service.settings import Settings
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.errors import QueueFull
+from poolserve.service.imaging.preprocess import ResizeTransform, decode_and_preprocess
+from poolserve.service.settings import Settings
 
 
 class DecodeSlots:

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.errors import Unauthorized
-from service.metrics import ServiceMetrics
-from service.runtime.inference import Runtime
-from service.runtime.registry import ModelEntry, ModelRegistry
-from service.settings import Settings
+from poolserve.service.errors import Unauthorized
+from poolserve.service.metrics import ServiceMetrics
+from poolserve.service.runtime.inference import Runtime
+from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
+from poolserve.service.settings import Settings
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 _bearer = HTTPBearer(auto_error=False)
@@ -67,7 +67,7 @@ async def require_api_key_for_metrics(
 
 async def authorize(settings: Settings, request: Request) -> None:
     """``require_api_key`` for routes that read the headers themselves: exempt probes (which advertise no
-    security in OpenAPI) and the direct inference routes (``service.api.direct``)."""
+    security in OpenAPI) and the direct inference routes (``poolserve.service.api.direct``)."""
     if settings.api_key is None:
         return
     bearer = await _bearer(request)

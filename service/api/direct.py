@@ -20,12 +20,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from repository.manifest import Manifest, Task
-from service.api.deps import authorize, tagged_model
-from service.api.payloads import RequestLimits
-from service.runtime.inference import Runtime
-from service.runtime.registry import ModelEntry
-from service.settings import Settings
+from poolserve.repository.manifest import Manifest, Task
+from poolserve.service.api.deps import authorize, tagged_model
+from poolserve.service.api.payloads import RequestLimits
+from poolserve.service.runtime.inference import Runtime
+from poolserve.service.runtime.registry import ModelEntry
+from poolserve.service.settings import Settings
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]

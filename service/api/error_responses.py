@@ -21,9 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import errors
-from service.api.error_table import WHEN, ErrorInfo, describe
-from service.api.schemas import Problem
+from poolserve.service import errors
+from poolserve.service.api.error_table import WHEN, ErrorInfo, describe
+from poolserve.service.api.schemas import Problem
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The one table from an exception to what the client is told: status, type, title, detail, headers.
 
-Every error leaves through here, whatever raised it: domain errors (``service.errors``), Starlette's
+Every error leaves through here, whatever raised it: domain errors (``poolserve.service.errors``), Starlette's
 HTTP errors (unrouted path, wrong method), FastAPI's parameter validation, the pure ASGI limits, and
 anything unexpected (500, a generic detail; the traceback goes to the log, never to the client). How the
-description is written on the wire depends on the route family: ``service.api.error_responses``.
+description is written on the wire depends on the route family: ``poolserve.service.api.error_responses``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from http import HTTPStatus
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 
-from service import errors
+from poolserve.service import errors
 
 STATUS: dict[type[errors.ServiceError], int] = {
     errors.ModelNotFound: 404,

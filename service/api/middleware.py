@@ -10,10 +10,10 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import errors
-from service.api.error_responses import send_error
-from service.api.error_table import describe
-from service.metrics import ServiceMetrics
+from poolserve.service import errors
+from poolserve.service.api.error_responses import send_error
+from poolserve.service.api.error_table import describe
+from poolserve.service.metrics import ServiceMetrics
 
 
 class RequestMetrics:

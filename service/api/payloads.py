@@ -19,9 +19,9 @@ import orjson
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from service.api import multipart
-from service.errors import InvalidField, InvalidRequest, LimitExceeded, UnsupportedMediaType
-from service.imaging.decode import MEDIA_TYPES
+from poolserve.service.api import multipart
+from poolserve.service.errors import InvalidField, InvalidRequest, LimitExceeded, UnsupportedMediaType
+from poolserve.service.imaging.decode import MEDIA_TYPES
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def boxes_array(raw: object, where: str) -> np.ndarray:
     if boxes is None:
         raise InvalidField(f"{where} must be a list of [x1, y1, x2, y2] boxes (4 numbers each)")
     # Values (finite, ordered, in the image) are checked once for every entry point, in the frame the
-    # model sees: service.runtime.region_inputs.
+    # model sees: poolserve.service.runtime.region_inputs.
     return boxes.astype(np.float32)
 
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from repository.manifest import Manifest
-from service.runtime.inference import RegionOutput
-from service.runtime.postprocess import top_k
+from poolserve.repository.manifest import Manifest
+from poolserve.service.runtime.inference import RegionOutput
+from poolserve.service.runtime.postprocess import top_k
 
 Encoding = Literal["float32", "float16-base64"]
 _PAD = ord("=")

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from service.api.deps import require_api_key, require_api_key_for_health, require_api_key_for_metrics
-from service.api.error_responses import openapi_responses
-from service.api.routes import classify, features, health, metrics, models, v2
+from poolserve.service.api.deps import (
+    require_api_key,
+    require_api_key_for_health,
+    require_api_key_for_metrics,
+)
+from poolserve.service.api.error_responses import openapi_responses
+from poolserve.service.api.routes import classify, features, health, metrics, models, v2
 
 PROBLEMS = openapi_responses()
 
@@ -17,7 +21,7 @@ def include_routes(app: FastAPI) -> None:
     FastAPI matches a request by walking the included routers in order, nesting included; one level and
     the inference routes first keep routing to a few microseconds of a digit classification's cost.
     """
-    # Direct routes check the API key themselves (service.api.direct): no router-level dependencies.
+    # Direct routes check the API key themselves (poolserve.service.api.direct): no router-level dependencies.
     app.include_router(classify.router, responses=PROBLEMS)
     app.include_router(features.router, responses=PROBLEMS)
     app.include_router(models.router, dependencies=[Depends(require_api_key)], responses=PROBLEMS)

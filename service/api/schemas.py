@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from repository.manifest import Evaluation, PoolingLayer, Preprocessing, RoISettings, TensorSpec
-from service.runtime.registry import ModelStatus
+from poolserve.repository.manifest import Evaluation, PoolingLayer, Preprocessing, RoISettings, TensorSpec
+from poolserve.service.runtime.registry import ModelStatus
 
 
 class Problem(BaseModel):

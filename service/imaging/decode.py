@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import ImageTooLarge, InvalidImage
+from poolserve.service.errors import ImageTooLarge, InvalidImage
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 _PROBE = tuple(sorted(ALLOWED_FORMATS))

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from repository.manifest import Preprocessing
-from service.errors import ImageTooLarge, LimitExceeded, ServiceError
-from service.imaging.decode import load_image, open_image, oriented_size
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.errors import ImageTooLarge, LimitExceeded, ServiceError
+from poolserve.service.imaging.decode import load_image, open_image, oriented_size
 
 T = TypeVar("T")
 

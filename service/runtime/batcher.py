@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-from service.errors import ModelNotReady, QueueFull
+from poolserve.service.errors import ModelNotReady, QueueFull
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from repository.manifest import Manifest
+from poolserve.repository.manifest import Manifest
 
 
 @dataclass(frozen=True)

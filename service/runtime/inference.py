@@ -11,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from repository.manifest import Manifest, Task
-from service.errors import WrongTask
-from service.runtime.handlers import RegionItem, RegionResult
-from service.runtime.postprocess import probabilities
-from service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
-from service.runtime.registry import ModelEntry, ModelRegistry
+from poolserve.repository.manifest import Manifest, Task
+from poolserve.service.errors import WrongTask
+from poolserve.service.runtime.handlers import RegionItem, RegionResult
+from poolserve.service.runtime.postprocess import probabilities
+from poolserve.service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
+from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from service.errors import ProviderUnavailable
-from service.settings import ProviderChoice
+from poolserve.service.errors import ProviderUnavailable
+from poolserve.service.settings import ProviderChoice
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

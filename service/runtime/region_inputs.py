@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repository.manifest import Manifest, RoISettings
-from service.errors import InvalidField
+from poolserve.repository.manifest import Manifest, RoISettings
+from poolserve.service.errors import InvalidField
 
 # How far past each edge of the input frame a box may reach, as a fraction of the frame's side: enough
 # for a detector's overhanging boxes, small enough that no box costs more than 2.25 whole-frame boxes.

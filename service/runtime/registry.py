@@ -12,8 +12,8 @@ from typing import Any
 
 import onnxruntime as ort
 
-from repository.manifest import Manifest, Task
-from repository.store import (
+from poolserve.repository.manifest import Manifest, Task
+from poolserve.repository.store import (
     EntryLocation,
     RepositoryError,
     discover,
@@ -21,11 +21,11 @@ from repository.store import (
     read_manifest,
     verified_model_path,
 )
-from service.errors import ModelNotFound, ModelNotReady
-from service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
-from service.runtime.handlers import ClassificationHandler, RegionHandler
-from service.runtime.sessions import SessionConfig, create_session, provider_in_use
-from service.runtime.watchdog import ModelGuard, TimedHandler
+from poolserve.service.errors import ModelNotFound, ModelNotReady
+from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
+from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler
+from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
+from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from service.errors import ModelNotReady
-from service.runtime.batcher import BatchHandler
+from poolserve.service.errors import ModelNotReady
+from poolserve.service.runtime.batcher import BatchHandler
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.settings import Settings
+from poolserve.service.settings import Settings
 from tests.deploy import k8s_policy
 from tests.deploy.k8s import K8S, OVERLAYS, ROOT, Manifest, render_overlay
 from tests.service.conftest import running_server

@@ -20,15 +20,16 @@ OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export", "extra
 # something the serving code asked for.
 ENVIRONMENT_PREFIXES = ("__", "_distutils_hack", "_sysconfigdata", "_cython_", "cython_runtime")
 
-# What the image runs (python3 -m service.supervisor, which starts python3 -m service.serve; HEALTHCHECK
-# python3 -m service.healthcheck).
+# What the image runs (python3 -m poolserve.service.supervisor, which starts python3 -m
+# poolserve.service.serve; HEALTHCHECK
+# python3 -m poolserve.service.healthcheck).
 IMAGE_SERVING_PATH = """
 import json, sys
 import uvicorn.main
-import service.supervisor, service.serve
-import service.healthcheck
-from service.app import create_app
-from service.settings import Settings
+import poolserve.service.supervisor, poolserve.service.serve
+import poolserve.service.healthcheck
+from poolserve.service.app import create_app
+from poolserve.service.settings import Settings
 create_app(Settings(repository=sys.argv[1]))
 print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})))
 """

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from export.audit import FigureCheck
-from repository.manifest import Evaluation
+from poolserve.export.audit import FigureCheck
+from poolserve.repository.manifest import Evaluation
 
 RECORDED = Evaluation(
     metric="accuracy",

@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from export.user_loading import build_module, load_factory
+from poolserve.export.user_loading import build_module, load_factory
 from tests.service.conftest import ROOT, wait_until_ready
 from tests.service.test_cli import free_port
 

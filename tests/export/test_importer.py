@@ -12,11 +12,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from export.importer import ImportSpec, ModelImportError, import_model
-from export.inspection import InspectionError, inspect_file
-from export.wheels import read_member
 from poolserve.cli import app
-from repository.store import discover, read_manifest, verified_model_path
+from poolserve.export.importer import ImportSpec, ModelImportError, import_model
+from poolserve.export.inspection import InspectionError, inspect_file
+from poolserve.export.wheels import read_member
+from poolserve.repository.store import discover, read_manifest, verified_model_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PPOCR_SPEC = REPO_ROOT / "export" / "specs" / "ppocr-textline-orientation.toml"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from export.onet import (
+from poolserve.export.onet import (
     CLASSIFIER_NAME,
     ONET_WEIGHTS,
     REGIONS_NAME,
@@ -19,13 +19,13 @@ from export.onet import (
     export_onet_entries,
     pretrained_onet,
 )
-from export.onet_cases import classifier_cases
-from export.onnx_export import ExportError
-from export.verify import compare
-from export.wheels import WheelError, WheelMember, read_member
-from models.onet import ONet, load_onet
-from repository.manifest import Manifest
-from repository.store import discover, read_manifest, verified_model_path
+from poolserve.export.onet_cases import classifier_cases
+from poolserve.export.onnx_export import ExportError
+from poolserve.export.verify import compare
+from poolserve.export.wheels import WheelError, WheelMember, read_member
+from poolserve.models.onet import ONet, load_onet
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, read_manifest, verified_model_path
 
 pytestmark = pytest.mark.parity
 

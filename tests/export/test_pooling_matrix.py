@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from export.conformance import Case, Standalone, matrix, run_case
-from export.onnx_export import CLASSIFIER_SIGNATURE, GraphSignature, export_audited
-from export.pooling_support import UnsupportedPoolingError
-from export.verify import session_for
+from poolserve.export.conformance import Case, Standalone, matrix, run_case
+from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, GraphSignature, export_audited
+from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.export.verify import session_for
 
 pytestmark = pytest.mark.parity
 

@@ -10,10 +10,10 @@ import onnx
 import pytest
 import typer
 
-from export.audit import audit_entry
-from export.cli import _selected
-from export.quantize_shipped import quantize_shipped
-from repository.store import EntryLocation, read_manifest, verified_model_path
+from poolserve.export.audit import audit_entry
+from poolserve.export.cli import _selected
+from poolserve.export.quantize_shipped import quantize_shipped
+from poolserve.repository.store import EntryLocation, read_manifest, verified_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 # The most held-out accuracy a variant may lose before we would notice in review; figures in docs/models.md.

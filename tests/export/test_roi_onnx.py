@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from export.onnx_export import GraphSignature, export_onnx
-from export.verify import session_for
-from models.roi import RoIAlign, RoIPool
+from poolserve.export.onnx_export import GraphSignature, export_onnx
+from poolserve.export.verify import session_for
+from poolserve.models.roi import RoIAlign, RoIPool
 from tests.models.roi_cases import HAND_MADE, features, random_case
 from tests.models.roi_reference import roi_align_reference, roi_pool_reference
 

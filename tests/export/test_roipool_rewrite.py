@@ -1,4 +1,5 @@
-"""export.roipool_rewrite: the standard-op graph equals onnxruntime's MaxRoiPool node bit for bit."""
+"""poolserve.export.roipool_rewrite: the standard-op graph equals onnxruntime's MaxRoiPool node bit for
+bit."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from export.roipool_rewrite import RewriteError, has_max_roi_pool, rewrite_max_roi_pool
-from export.verify import check_graph, session_for
+from poolserve.export.roipool_rewrite import RewriteError, has_max_roi_pool, rewrite_max_roi_pool
+from poolserve.export.verify import check_graph, session_for
 
 SHIPPED = Path(__file__).resolve().parents[2] / "model_repository" / "digits-roipool" / "1" / "model.onnx"
 

@@ -10,15 +10,15 @@ import onnx
 import pytest
 import torch
 
-from export.audit import audit_entry
-from export.cases import classifier_cases, region_cases
-from export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
-from export.verify import check_graph, compare
-from models.canvas import compose_canvases
-from models.mnist import held_out_split
-from models.zoo import SPECS
-from repository.manifest import Manifest, Task
-from repository.store import (
+from poolserve.export.audit import audit_entry
+from poolserve.export.cases import classifier_cases, region_cases
+from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
+from poolserve.export.verify import check_graph, compare
+from poolserve.models.canvas import compose_canvases
+from poolserve.models.mnist import held_out_split
+from poolserve.models.zoo import SPECS
+from poolserve.repository.manifest import Manifest, Task
+from poolserve.repository.store import (
     EntryLocation,
     RepositoryError,
     read_manifest,

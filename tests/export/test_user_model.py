@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from export.user_loading import UserModelError, build_module, load_factory, load_weights
-from export.user_model import export_model
+from poolserve.export.user_loading import UserModelError, build_module, load_factory, load_weights
+from poolserve.export.user_model import export_model
 from poolserve.ops import RoIAlign
 
 

@@ -16,11 +16,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from export.export_model_command import export_model_command
-from export.user_loading import load_samples
-from repository.manifest import Manifest
-from repository.store import discover, read_manifest, verified_model_path
-from service.settings import Settings
+from poolserve.export.export_model_command import export_model_command
+from poolserve.export.user_loading import load_samples
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, read_manifest, verified_model_path
+from poolserve.service.settings import Settings
 from tests.service.conftest import running_server
 
 DIGITS = Path(__file__).resolve().parents[1] / "data" / "digits"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from poolserve.service.settings import Settings
 from tests.service.conftest import DATA, REPOSITORY, running_server
 
 REGION_MODEL = "digits-roialign"

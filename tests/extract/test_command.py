@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from extract.dataset import build_items, list_images, read_boxes
+from poolserve.extract.dataset import build_items, list_images, read_boxes
 from tests.extract.conftest import REGION_MODEL, Dataset
 from tests.extract.helpers import extract
 

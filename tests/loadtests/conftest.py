@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.config import RunConfig, Scenario, Slo, StepLoad, TargetModels
-from loadtests.results import EndpointStats, RunResult, StepResult
-from loadtests.windows import Window
-from loadtests.workload import Corpus, build_corpus
+from poolserve.loadtests.config import RunConfig, Scenario, Slo, StepLoad, TargetModels
+from poolserve.loadtests.results import EndpointStats, RunResult, StepResult
+from poolserve.loadtests.windows import Window
+from poolserve.loadtests.workload import Corpus, build_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = ROOT / "model_repository"  # the shipped entries, as tests/service uses them

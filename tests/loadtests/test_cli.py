@@ -7,9 +7,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from loadtests.cli import EXIT_CANNOT_RUN, app, run_seconds
-from loadtests.config import StepLoad
 from poolserve.cli import app as poolserve_app
+from poolserve.loadtests.cli import EXIT_CANNOT_RUN, app, run_seconds
+from poolserve.loadtests.config import StepLoad
 
 runner = CliRunner()
 

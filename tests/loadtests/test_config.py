@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from loadtests.config import RunConfig, Scenario, TargetModels, parse_duration
+from poolserve.loadtests.config import RunConfig, Scenario, TargetModels, parse_duration
 
 
 @pytest.mark.parametrize(

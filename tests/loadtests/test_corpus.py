@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from loadtests import corpus as corpus_module
-from loadtests import regions
-from loadtests.workload import Corpus, build_corpus
+from poolserve.loadtests import corpus as corpus_module
+from poolserve.loadtests import regions
+from poolserve.loadtests.workload import Corpus, build_corpus
 from tests.loadtests.conftest import CANVASES, DIGITS
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadtests import report
-from loadtests.config import Slo, StepLoad
-from loadtests.results import ErrorCount, StepResult
-from loadtests.slo import all_met, evaluate
-from loadtests.verdict import judge
-from loadtests.windows import Window
+from poolserve.loadtests import report
+from poolserve.loadtests.config import Slo, StepLoad
+from poolserve.loadtests.results import ErrorCount, StepResult
+from poolserve.loadtests.slo import all_met, evaluate
+from poolserve.loadtests.verdict import judge
+from poolserve.loadtests.windows import Window
 from tests.loadtests.conftest import make_config, make_result, make_window
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -1,6 +1,7 @@
 """The CI smoke run: a few seconds of the mixed workload against a real poolserve on 127.0.0.1.
 
-The load test runs as its own process (`python -m loadtests run`), exactly as an operator runs it; that
+The load test runs as its own process (`python -m poolserve.loadtests run`), exactly as an operator runs
+it; that
 also keeps locust's gevent monkey-patching out of this pytest process.
 """
 
@@ -31,7 +32,7 @@ SMOKE = [
 
 @pytest.mark.slow
 def test_a_short_mixed_run_against_a_local_poolserve_has_zero_errors(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "loadtests", "run", *SMOKE, "--repository", str(REPOSITORY)]
+    command = [sys.executable, "-m", "poolserve.loadtests", "run", *SMOKE, "--repository", str(REPOSITORY)]
     done = subprocess.run(
         [*command, "--output-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240
     )

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from loadtests.config import Slo, StepLoad
-from loadtests.results import StepResult
-from loadtests.slo import all_met, evaluate
-from loadtests.verdict import judge
+from poolserve.loadtests.config import Slo, StepLoad
+from poolserve.loadtests.results import StepResult
+from poolserve.loadtests.slo import all_met, evaluate
+from poolserve.loadtests.verdict import judge
 from tests.loadtests.conftest import make_config, make_result, make_window
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from loadtests.windows import Snapshot, histogram_delta, percentile, window
+from poolserve.loadtests.windows import Snapshot, histogram_delta, percentile, window
 
 
 @pytest.mark.parametrize("fraction", [0.01, 0.5, 0.9, 0.95, 0.99, 1.0])

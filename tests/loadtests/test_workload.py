@@ -6,10 +6,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from loadtests import regions, workload
-from loadtests.config import Scenario, TargetModels
-from loadtests.corpus import sklearn_digits
-from loadtests.workload import Corpus
+from poolserve.loadtests import regions, workload
+from poolserve.loadtests.config import Scenario, TargetModels
+from poolserve.loadtests.corpus import sklearn_digits
+from poolserve.loadtests.workload import Corpus
 
 MAX_BOXES_PER_REQUEST = 1024  # the service's default limit
 MAX_IMAGES_PER_REQUEST = 64

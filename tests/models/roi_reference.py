@@ -1,5 +1,5 @@
 """Slow, obviously-correct numpy loops following torchvision's CPU kernels (roi_align_kernel.cpp,
-roi_pool_kernel.cpp), in float32 like the kernels. Independent of models.roi on purpose."""
+roi_pool_kernel.cpp), in float32 like the kernels. Independent of poolserve.models.roi on purpose."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from models.distortions import SHIFTED, TRAINING, distort_digits, reshape_digit, restyle
-from models.mnist import held_out_split
+from poolserve.models.distortions import SHIFTED, TRAINING, distort_digits, reshape_digit, restyle
+from poolserve.models.mnist import held_out_split
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.canvas import box_iou
-from models.evaluation_sets import (
+from poolserve.models.canvas import box_iou
+from poolserve.models.evaluation_sets import (
     SHIFTED_LOOSENESS,
     held_out_canvases,
     held_out_regions,
     shifted_digits,
     shifted_regions,
 )
-from models.mnist import held_out_split
-from models.regions import BACKGROUND_CLASS, POSITIVE_COVERAGE, coverage, training_boxes
+from poolserve.models.mnist import held_out_split
+from poolserve.models.regions import BACKGROUND_CLASS, POSITIVE_COVERAGE, coverage, training_boxes
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,8 @@ def test_empty_boxes_overlap_no_digit(test_split):
 
 def test_training_boxes_follow_the_labelling_rules():
     train = held_out_split().train
-    from models.canvas import distorted_canvas
-    from models.distortions import TRAINING
+    from poolserve.models.canvas import distorted_canvas
+    from poolserve.models.distortions import TRAINING
 
     rng = np.random.default_rng(0)
     kinds = {"digit": 0, "background": 0}

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from models.mnist import held_out_split, split_indices
+from poolserve.models.mnist import held_out_split, split_indices
 
 
 def test_split_is_fixed_stratified_and_disjoint():
@@ -19,6 +19,9 @@ def test_split_is_fixed_stratified_and_disjoint():
 
 
 def test_split_and_canvases_do_not_import_torch():
-    modules = "models.mnist, models.canvas, models.samples, models.distortions, models.evaluation_sets"
+    modules = (
+        "poolserve.models.mnist, poolserve.models.canvas, poolserve.models.samples, "
+        "poolserve.models.distortions, poolserve.models.evaluation_sets"
+    )
     code = f"import sys, {modules}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

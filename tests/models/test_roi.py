@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.roi import RoIAlign, RoIPool, roi_align, roi_pool
+from poolserve.models.roi import RoIAlign, RoIPool, roi_align, roi_pool
 from tests.models.roi_cases import HAND_MADE, RoICase, features, random_case
 from tests.models.roi_reference import roi_align_reference, roi_pool_reference
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from models.mnist import DigitSplit, held_out_split
-from models.train_classifier import train_classifier
-from models.train_region import train_region
-from models.zoo import SPECS
+from poolserve.models.mnist import DigitSplit, held_out_split
+from poolserve.models.train_classifier import train_classifier
+from poolserve.models.train_region import train_region
+from poolserve.models.zoo import SPECS
 
 
 def _assert_identical(first: nn.Module, second: nn.Module) -> None:

@@ -20,8 +20,8 @@ from poolserve.client import (
     Unauthorized,
     Unavailable,
 )
-from repository.manifest import Manifest
-from service.settings import Settings
+from poolserve.repository.manifest import Manifest
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, CanvasFile, DigitFile, running_server
 
 REGION_MODEL = "digits-roialign"

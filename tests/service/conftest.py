@@ -18,10 +18,10 @@ import orjson
 import pytest
 import uvicorn
 
-from repository.manifest import Manifest
-from repository.store import discover, latest_versions, read_manifest, verified_model_path
-from service.app import create_app
-from service.settings import Settings
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
+from poolserve.service.app import create_app
+from poolserve.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 REPOSITORY = ROOT / "model_repository"

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from repository.store import sha256_file
+from poolserve.repository.store import sha256_file
 from tests.service.conftest import REPOSITORY
 
 NAME = "stall-probe"

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.settings import Settings
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, DigitFile, running_server
 
 CLASSIFY = "/v1/models/lenet5-mnist/classify"

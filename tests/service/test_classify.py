@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from models.mnist import held_out_split
-from repository.manifest import Manifest
-from service.imaging.preprocess import decode_and_preprocess
+from poolserve.models.mnist import held_out_split
+from poolserve.repository.manifest import Manifest
+from poolserve.service.imaging.preprocess import decode_and_preprocess
 from tests.service.conftest import CLASSIFIERS, DigitFile, softmax
 
 

@@ -23,7 +23,15 @@ def free_port() -> int:
     "command",
     [
         [sys.executable, "-m", "poolserve", "serve", "--port", "{port}"],
-        [sys.executable, "-m", "uvicorn", "service.app:create_app", "--factory", "--port", "{port}"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "poolserve.service.app:create_app",
+            "--factory",
+            "--port",
+            "{port}",
+        ],
     ],
     ids=["poolserve-serve", "uvicorn-factory"],
 )

@@ -7,10 +7,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from repository.manifest import Manifest, Preprocessing
-from service.api.decoding import decode_images
-from service.errors import InvalidImage
-from service.settings import Settings
+from poolserve.repository.manifest import Manifest, Preprocessing
+from poolserve.service.api.decoding import decode_images
+from poolserve.service.errors import InvalidImage
+from poolserve.service.settings import Settings
 from tests.service.conftest import DATA, REPOSITORY
 
 INLINE = Settings(repository=REPOSITORY)  # default threshold: a few digit PNGs are decoded inline

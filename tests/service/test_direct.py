@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.api.direct import DirectRoute, openapi_parameters, parse_query
-from service.api.routes.classify import ClassifyQuery
-from service.app import create_app
-from service.settings import Settings
+from poolserve.service.api.direct import DirectRoute, openapi_parameters, parse_query
+from poolserve.service.api.routes.classify import ClassifyQuery
+from poolserve.service.app import create_app
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY
 
 

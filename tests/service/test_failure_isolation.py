@@ -20,9 +20,9 @@ import numpy as np
 import orjson
 import pytest
 
-from service.api.error_table import UNEXPECTED_DETAIL
-from service.runtime.handlers import ClassificationHandler
-from service.settings import Settings
+from poolserve.service.api.error_table import UNEXPECTED_DETAIL
+from poolserve.service.runtime.handlers import ClassificationHandler
+from poolserve.service.settings import Settings
 from tests.service import poisoned_model
 from tests.service.conftest import DigitFile, running_server
 

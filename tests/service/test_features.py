@@ -13,8 +13,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image
 
-from repository.manifest import Manifest
-from service.imaging.preprocess import decode_and_preprocess
+from poolserve.repository.manifest import Manifest
+from poolserve.service.imaging.preprocess import decode_and_preprocess
 from tests.service.conftest import REGION_MODELS, CanvasFile
 
 

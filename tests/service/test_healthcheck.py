@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from service import healthcheck
+from poolserve.service import healthcheck
 
 
 class _Health(BaseHTTPRequestHandler):

@@ -25,8 +25,8 @@ import orjson
 import pytest
 from PIL import Image
 
-from repository.manifest import Manifest
-from service.imaging.preprocess import decode_and_preprocess
+from poolserve.repository.manifest import Manifest
+from poolserve.service.imaging.preprocess import decode_and_preprocess
 from tests.service.conftest import REPOSITORY, ROOT, DigitFile, wait_until_ready
 from tests.service.test_bad_inputs import CORPUS, LIMITS, Digit, raw, streamed
 from tests.service.test_shutdown import free_port

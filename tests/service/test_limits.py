@@ -7,7 +7,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from service.settings import Settings
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
 LIMITS = Settings(

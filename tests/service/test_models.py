@@ -6,8 +6,8 @@ from pathlib import Path
 import httpx
 import onnxruntime as ort
 
-from service.runtime.providers import select_providers
-from service.settings import Settings
+from poolserve.service.runtime.providers import select_providers
+from poolserve.service.settings import Settings
 from tests.service.conftest import (
     CLASSIFIERS,
     REGION_MODELS,

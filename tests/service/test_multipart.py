@@ -11,7 +11,7 @@ import pytest
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartParser
 
-from service.api.multipart import MultipartError, Part, TooManyPartsError, boundary_of, parse_form
+from poolserve.service.api.multipart import MultipartError, Part, TooManyPartsError, boundary_of, parse_form
 
 Form = tuple[dict[str, str], list[tuple[str, tuple[str, bytes, str]]]]
 

@@ -17,8 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
-from service.runtime.handlers import ClassificationHandler
-from service.settings import Settings
+from poolserve.service.runtime.handlers import ClassificationHandler
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, DigitFile, running_server
 
 CLASSIFY = "/v1/models/lenet5-mnist/classify"

@@ -21,8 +21,8 @@ from bench.pretrained_demo import (
     pretrained_repository,
     region_faces,
 )
-from models.sample_photos import ASTRONAUT_FACE, FACE_PHOTO, FACELESS_PHOTOS, photo
-from service.settings import Settings
+from poolserve.models.sample_photos import ASTRONAUT_FACE, FACE_PHOTO, FACELESS_PHOTOS, photo
+from poolserve.service.settings import Settings
 from tests.service.conftest import running_server
 
 FACE = 0.99  # measured 0.99988 for the face box, both entries

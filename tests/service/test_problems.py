@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.api.error_table import STATUS
-from service.errors import ServiceError
-from service.runtime.inference import Runtime
-from service.settings import Settings
+from poolserve.service.api.error_table import STATUS
+from poolserve.service.errors import ServiceError
+from poolserve.service.runtime.inference import Runtime
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import orjson
 import pytest
 
-from repository.manifest import Manifest
-from service.api.region_json import Encoding, float16_base64_rows, region_results_json
-from service.runtime.inference import RegionOutput
-from service.runtime.postprocess import softmax
+from poolserve.repository.manifest import Manifest
+from poolserve.service.api.region_json import Encoding, float16_base64_rows, region_results_json
+from poolserve.service.runtime.inference import RegionOutput
+from poolserve.service.runtime.postprocess import softmax
 
 MANIFEST = Manifest.model_validate_json(
     (Path(__file__).parents[2] / "model_repository" / "digits-roialign" / "1" / "manifest.json").read_bytes()

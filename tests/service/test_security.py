@@ -11,8 +11,8 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Message
 
-from service.api.payloads import RequestLimits, _multipart_images
-from service.settings import Settings
+from poolserve.service.api.payloads import RequestLimits, _multipart_images
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
 KEY = "correct horse battery staple"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings, default_repository
+from poolserve.service.settings import Settings, default_repository
 from tests.service.conftest import ROOT
 
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.app import create_app
-from service.serve import DrainingServer, server_config
-from service.settings import Settings
+from poolserve.service.app import create_app
+from poolserve.service.serve import DrainingServer, server_config
+from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, DigitFile
 
 HEADER_TIMEOUT_S = 1.0

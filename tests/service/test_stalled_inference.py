@@ -25,7 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from service.runtime.watchdog import EXIT_INFERENCE_STALLED
+from poolserve.service.runtime.watchdog import EXIT_INFERENCE_STALLED
 from tests.service.conftest import ROOT, DigitFile, wait_until_ready
 from tests.service.stall_model import NAME, write_repository
 

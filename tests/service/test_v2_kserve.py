@@ -14,8 +14,8 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from repository.manifest import Manifest
-from service.settings import Settings
+from poolserve.repository.manifest import Manifest
+from poolserve.service.settings import Settings
 from tests.service.conftest import CLASSIFIERS, REGION_MODELS, REPOSITORY, running_server
 
 

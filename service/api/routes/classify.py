@@ -7,14 +7,14 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from repository.manifest import Task
-from service.api.decoding import decode_images
-from service.api.direct import DirectRoute, begin_inference, openapi_operation
-from service.api.payloads import parse_classify
-from service.api.responses import OrjsonResponse
-from service.api.schemas import ClassifyResponse
-from service.errors import LimitExceeded
-from service.runtime.postprocess import top_k
+from poolserve.repository.manifest import Task
+from poolserve.service.api.decoding import decode_images
+from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
+from poolserve.service.api.payloads import parse_classify
+from poolserve.service.api.responses import OrjsonResponse
+from poolserve.service.api.schemas import ClassifyResponse
+from poolserve.service.errors import LimitExceeded
+from poolserve.service.runtime.postprocess import top_k
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import RegistryDep
-from service.api.responses import OrjsonResponse
-from service.api.schemas import Health
-from service.runtime.registry import ModelStatus
+from poolserve.service.api.deps import RegistryDep
+from poolserve.service.api.responses import OrjsonResponse
+from poolserve.service.api.schemas import Health
+from poolserve.service.runtime.registry import ModelStatus
 
 router = APIRouter(prefix="/health", tags=["health"])
 

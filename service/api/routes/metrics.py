@@ -4,8 +4,8 @@ from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from service.api.deps import MetricsDep, RegistryDep
-from service.runtime.registry import ModelStatus
+from poolserve.service.api.deps import MetricsDep, RegistryDep
+from poolserve.service.runtime.registry import ModelStatus
 
 router = APIRouter(tags=["metrics"])
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api.deps import ModelEntryDep, RegistryDep
-from service.api.schemas import ModelInfo, ModelList
-from service.runtime.registry import ModelEntry
+from poolserve.service.api.deps import ModelEntryDep, RegistryDep
+from poolserve.service.api.schemas import ModelInfo, ModelList
+from poolserve.service.runtime.registry import ModelEntry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -12,11 +12,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from poolserve import __version__
-from service.api.deps import ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
-from service.api.error_responses import v2_error
-from service.api.responses import OrjsonResponse
-from service.api.v2 import codec
-from service.api.v2.models import (
+from poolserve.service.api.deps import ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
+from poolserve.service.api.error_responses import v2_error
+from poolserve.service.api.responses import OrjsonResponse
+from poolserve.service.api.v2 import codec
+from poolserve.service.api.v2.models import (
     TensorLimits,
     infer,
     input_specs,
@@ -24,12 +24,12 @@ from service.api.v2.models import (
     raw_input,
     tensor_metadata,
 )
-from service.errors import InvalidRequest, ModelNotFound
-from service.runtime.registry import ModelEntry, ModelStatus
+from poolserve.service.errors import InvalidRequest, ModelNotFound
+from poolserve.service.runtime.registry import ModelEntry, ModelStatus
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
-# Errors on both answer {"error": ...}: service.api.error_responses picks the shape by path.
+# Errors on both answer {"error": ...}: poolserve.service.api.error_responses picks the shape by path.
 health_router = APIRouter(prefix="/v2/health", tags=["kserve-v2"])
 router = APIRouter(prefix="/v2", tags=["kserve-v2"])
 

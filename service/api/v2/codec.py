@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.api.v2.tensors import (
+from poolserve.service.api.v2.tensors import (
     WireTensor,
     checked_shape,
     dtype_for,
@@ -21,7 +21,7 @@ from service.api.v2.tensors import (
     from_json_data,
     to_json_data,
 )
-from service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from poolserve.service.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}

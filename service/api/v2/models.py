@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from repository.manifest import Manifest, Task, TensorSpec
-from service.api.v2.tensors import WireTensor, datatype_of
-from service.errors import InvalidRequest, LimitExceeded
-from service.runtime.inference import Runtime
+from poolserve.repository.manifest import Manifest, Task, TensorSpec
+from poolserve.service.api.v2.tensors import WireTensor, datatype_of
+from poolserve.service.errors import InvalidRequest, LimitExceeded
+from poolserve.service.runtime.inference import Runtime
 
 
 @dataclass(frozen=True)

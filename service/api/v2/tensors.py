@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidRequest
+from poolserve.service.errors import InvalidRequest
 
 # BYTES is absent on purpose: no poolserve model takes or gives strings.
 DATATYPES: dict[str, np.dtype[Any]] = {

@@ -5,8 +5,8 @@ import io
 import pytest
 from PIL import Image
 
-from service.errors import ImageTooLarge, InvalidImage
-from service.imaging.decode import decode_image
+from poolserve.service.errors import ImageTooLarge, InvalidImage
+from poolserve.service.imaging.decode import decode_image
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs: object) -> bytes:

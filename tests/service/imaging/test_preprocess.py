@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repository.manifest import Preprocessing
-from service.imaging.preprocess import ResizeTransform, map_boxes, preprocess, resized_size
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.imaging.preprocess import ResizeTransform, map_boxes, preprocess, resized_size
 
 
 def gray(height: int, width: int, **kwargs: Any) -> Preprocessing:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repository.manifest import Preprocessing
-from service.errors import ImageTooLarge, LimitExceeded
-from service.imaging.decode import load_image, open_image
-from service.imaging.preprocess import decode_and_preprocess, map_boxes
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.errors import ImageTooLarge, LimitExceeded
+from poolserve.service.imaging.decode import load_image, open_image
+from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
 
 SPEC = Preprocessing(color_mode="L", height=28, width=28, mean=[0.1307], std=[0.3081])
 WIDE = Preprocessing(

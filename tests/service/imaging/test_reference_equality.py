@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from repository.manifest import Preprocessing
-from service.errors import ServiceError
-from service.imaging.decode import ALLOWED_FORMATS, decode_image
-from service.imaging.preprocess import (
+from poolserve.repository.manifest import Preprocessing
+from poolserve.service.errors import ServiceError
+from poolserve.service.imaging.decode import ALLOWED_FORMATS, decode_image
+from poolserve.service.imaging.preprocess import (
     _RESAMPLE,
     _eight_bit,
     decode_and_preprocess,
@@ -184,7 +184,7 @@ def test_refusals_keep_their_messages(data: bytes) -> None:
 
 
 def reference_refusal(data: bytes) -> tuple[type[ServiceError], str]:
-    from service.errors import InvalidImage
+    from poolserve.service.errors import InvalidImage
 
     try:
         image = Image.open(io.BytesIO(data))

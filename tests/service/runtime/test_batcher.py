@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.errors import ModelNotReady, QueueFull
-from service.runtime.batcher import BatchConfig, DynamicBatcher
+from poolserve.service.errors import ModelNotReady, QueueFull
+from poolserve.service.runtime.batcher import BatchConfig, DynamicBatcher
 
 
 class Recorder:

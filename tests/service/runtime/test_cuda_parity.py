@@ -10,10 +10,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from repository.manifest import Manifest
-from repository.store import discover, latest_versions, verified_model_path
-from service.runtime.providers import CPU, CUDA, select_providers
-from service.runtime.sessions import SessionConfig, create_session, provider_in_use
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, latest_versions, verified_model_path
+from poolserve.service.runtime.providers import CPU, CUDA, select_providers
+from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from tests.service.conftest import CLASSIFIERS, REGION_MODELS, REPOSITORY
 from tests.service.runtime.test_handlers import random_boxes, random_images
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import ProviderUnavailable
-from service.runtime.providers import CPU, CUDA, select_providers
+from poolserve.service.errors import ProviderUnavailable
+from poolserve.service.runtime.providers import CPU, CUDA, select_providers
 
 WITH_CUDA = ["TensorrtExecutionProvider", CUDA, CPU]
 CPU_ONLY = ["AzureExecutionProvider", CPU]

@@ -16,10 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from repository.manifest import Manifest
-from repository.store import discover, latest_versions, read_manifest, verified_model_path
-from service.errors import InvalidField
-from service.runtime.region_inputs import MAX_OVERHANG, BoxFrame, check_region_inputs, roi_cost_bound
+from poolserve.repository.manifest import Manifest
+from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
+from poolserve.service.errors import InvalidField
+from poolserve.service.runtime.region_inputs import (
+    MAX_OVERHANG,
+    BoxFrame,
+    check_region_inputs,
+    roi_cost_bound,
+)
 from tests.service.conftest import REPOSITORY
 
 # Every region model in the shipped repository, the converted ONet included.

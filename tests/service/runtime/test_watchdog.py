@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.errors import ModelNotReady
-from service.runtime.watchdog import ModelGuard, TimedHandler, WatchdogConfig
+from poolserve.service.errors import ModelNotReady
+from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler, WatchdogConfig
 
 CONFIG = WatchdogConfig(min_s=10.0, factor=20.0, exit_after_s=30.0)
 

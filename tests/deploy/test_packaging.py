@@ -1,0 +1,71 @@
+"""What ``pip install poolserve`` puts into site-packages: one import name, ``poolserve``, whose
+subpackages are the repository's top-level folders (service/, models/, export/, repository/, extract/,
+loadtests/). Generic names such as ``service`` or ``models`` would collide with other distributions and
+with a user's own ``models`` package, which ``poolserve export-model`` imports."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SUBPACKAGES = ("service", "models", "export", "repository", "extract", "loadtests")
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = out.glob("poolserve-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.namelist()
+
+
+def test_the_wheel_installs_one_top_level_package(wheel_names: list[str]) -> None:
+    top_level = {name.partition("/")[0] for name in wheel_names}
+    packages = {name for name in top_level if not name.endswith((".dist-info", ".data"))}
+    assert packages == {"poolserve"}, f"site-packages would get {sorted(packages)}"
+
+
+@pytest.mark.parametrize("subpackage", SUBPACKAGES)
+def test_each_folder_is_a_poolserve_subpackage(wheel_names: list[str], subpackage: str) -> None:
+    assert f"poolserve/{subpackage}/__init__.py" in wheel_names
+
+
+def test_package_data_travels(wheel_names: list[str]) -> None:
+    specs = [n for n in wheel_names if n.startswith("poolserve/export/specs/") and n.endswith(".toml")]
+    assert specs, "export-pretrained's import specs are missing from the wheel"
+
+
+def test_the_source_tree_imports_only_through_poolserve() -> None:
+    """Every link under poolserve/ points at the top-level folder of the same name."""
+    for subpackage in SUBPACKAGES:
+        link = ROOT / "poolserve" / subpackage
+        assert link.is_symlink() and link.resolve() == (ROOT / subpackage).resolve()
+
+
+def test_no_code_imports_a_bare_top_level_folder() -> None:
+    """``import service`` works from a checkout (the folder is on sys.path) but not from an install."""
+    offenders = []
+    for file in sorted(ROOT.glob("*/**/*.py")):
+        if file.is_relative_to(ROOT / "poolserve") or ".venv" in file.parts or file.name.startswith("."):
+            continue
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [
+                f"{file.relative_to(ROOT)}: {n}" for n in names if n.partition(".")[0] in SUBPACKAGES
+            ]
+    assert not offenders, offenders
