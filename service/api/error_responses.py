@@ -81,6 +81,20 @@ def install(app: FastAPI) -> None:
         app.add_exception_handler(handled, _handled)
 
 
+class TrackedSend:
+    """``send``, remembering whether the response has started: after that, an error can no longer be
+    answered with a status code, and the server has to drop the connection instead."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send, self.started = send, False
+
+    async def __call__(self, message: Message) -> None:
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class ErrorBoundary:
     """Answers an unexpected exception with a generic 500 in its route family's shape, logs the traceback,
     and does not re-raise, so the connection stays open for the client's next request."""
@@ -92,19 +106,13 @@ class ErrorBoundary:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as exc:
             if not isinstance(exc, errors.ServiceError):
                 log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if started:  # too late for a status code: the server has to drop the connection
+            if tracked.started:  # too late for a status code: the server has to drop the connection
                 raise
             await send_error(scope, send, describe(exc))
 

@@ -11,7 +11,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poolserve.service import errors
-from poolserve.service.api.error_responses import send_error
+from poolserve.service.api.error_responses import TrackedSend, send_error
 from poolserve.service.api.error_table import describe
 from poolserve.service.metrics import ServiceMetrics
 
@@ -54,18 +54,12 @@ class RequestTimeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def track(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
             async with asyncio.timeout(self.seconds):
-                await self.app(scope, receive, track)
+                await self.app(scope, receive, tracked)
         except TimeoutError:
-            if started:  # too late for a status code; let the server drop the connection
+            if tracked.started:  # too late for a status code; let the server drop the connection
                 raise
             timeout = errors.RequestTimeout(f"the request took longer than {self.seconds:g} s")
             await send_error(scope, send, describe(timeout))
