@@ -1,4 +1,4 @@
-"""``poolserve serve``: run the HTTP service, supervised (restarted whenever the server process dies)."""
+"""``poolserve serve``: run the HTTP service, supervised (N server processes, each restarted when it dies)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ def serve(
     repository: Annotated[
         Path | None, typer.Option(help="model repository [default: ./model_repository]")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="server processes sharing the socket, each with cores/N onnxruntime threads "
+            "[default: 1, or POOLSERVE_WORKERS]",
+        ),
+    ] = None,
     supervise: Annotated[
         bool,
         typer.Option(
@@ -29,10 +37,13 @@ def serve(
     )
     from poolserve.service.supervisor import listen, serve_supervised
 
-    overrides = {
-        k: v for k, v in {"host": host, "port": port, "repository": repository}.items() if v is not None
-    }
+    given = {"host": host, "port": port, "repository": repository, "workers": workers}
+    overrides = {k: v for k, v in given.items() if v is not None}
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    if not supervise and settings.workers > 1:
+        raise typer.BadParameter(
+            "several workers need the supervisor; drop --no-supervise", param_hint="--workers"
+        )
     if supervise:
         # The server process reads its settings from the environment: the command line's go there too.
         env = {f"POOLSERVE_{k.upper()}": str(v) for k, v in overrides.items()}

@@ -31,10 +31,14 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
 
+    # server processes sharing the listening socket (`poolserve serve --workers`, docs/deploy.md); each
+    # gets cores // workers onnxruntime intra-op threads unless intra_op_threads is set
+    workers: int = Field(default=1, ge=1)
+
     # onnxruntime
     execution_provider: ProviderChoice = "auto"
     strict_provider: bool = False  # refuse to start instead of falling back to the CPU
-    intra_op_threads: int = Field(default=0, ge=0)  # 0: onnxruntime decides
+    intra_op_threads: int = Field(default=0, ge=0)  # 0: onnxruntime decides; unset: see workers
     inter_op_threads: int = Field(default=0, ge=0)
 
     # request limits

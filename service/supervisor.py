@@ -1,10 +1,10 @@
-"""The supervisor: holds the listening socket, runs one server process on it, and restarts it when it dies.
+"""The supervisor: holds the listening socket, runs N server processes on it, and replaces each one that dies.
 
-A native crash (a segfault in onnxruntime) kills the server process, and an inference that never returns
+A native crash (a segfault in onnxruntime) kills a server process, and an inference that never returns
 makes it exit on purpose (``poolserve.service.runtime.watchdog``). Either way the supervisor starts a fresh
-one on
-the same socket: connections that arrive meanwhile wait in the socket's backlog instead of being refused.
-SIGTERM or SIGINT stop it: the socket closes (no new connections), the server drains its requests for
+one on the same socket, for that worker alone: the others keep accepting meanwhile, and with a single
+worker connections that arrive wait in the socket's backlog instead of being refused. SIGTERM or SIGINT
+stop it: the socket closes (no new connections), every server drains its requests for
 ``shutdown_grace_s``, and a server still alive 5 s after that is killed.
 
 ``python -m poolserve.service.supervisor`` (the container's entry point) and ``poolserve serve`` both run it.
@@ -21,8 +21,10 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import FrameType
 
+from poolserve.service.cores import available_cores, intra_op_threads_per_worker
 from poolserve.service.settings import Settings
 
 log = logging.getLogger("poolserve.service.supervisor")
@@ -32,6 +34,8 @@ FIRST_RESTART_DELAY_S = 0.5
 MAX_RESTART_DELAY_S = 30.0
 STABLE_AFTER_S = 60.0  # a server that lived this long starts the back-off afresh when it dies
 KILL_MARGIN_S = 5.0
+POLL_S = 0.2
+CLEAN_EXITS = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -44,55 +48,89 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+@dataclass
+class Worker:
+    """One server process slot: its current process, and its own restart back-off."""
+
+    index: int
+    process: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    delay_s: float = FIRST_RESTART_DELAY_S
+    restart_at: float = 0.0  # when a dead worker's replacement is due
+
+
 class Supervisor:
-    def __init__(self, sock: socket.socket, grace_s: float, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, grace_s: float, env: dict[str, str] | None = None, workers: int = 1
+    ) -> None:
         self._sock = sock
         self._fd = sock.fileno()
         self._grace_s = grace_s
         self._env = env
         self._stopping = threading.Event()
-        self._kill_at: float | None = None
-        self._child: subprocess.Popen[bytes] | None = None
+        self._workers = [Worker(i) for i in range(workers)]
+        self._last_failure = 0
 
     def run(self) -> int:
-        """Serve until asked to stop; the exit status: 0 for a clean stop, else the last server's."""
+        """Serve until asked to stop; the exit status: 0 for a clean stop, else a failing server's."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._stop)
-        delay = FIRST_RESTART_DELAY_S
-        while True:
-            started = time.monotonic()
-            self._child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "poolserve.service.serve", "--fd", str(self._fd)],
-                pass_fds=[self._fd],
-                env=self._env,
-            )
-            code = self._wait(self._child)
-            if self._stopping.is_set():
-                return 0 if code in (0, -signal.SIGTERM, 128 + signal.SIGTERM) else _status(code)
-            if time.monotonic() - started > STABLE_AFTER_S:
-                delay = FIRST_RESTART_DELAY_S
-            log.error("the server exited (%s); starting a new one in %.1f s", _describe(code), delay)
-            if self._stopping.wait(delay):
-                return 0
-            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            for worker in self._workers:
+                if worker.process is None:
+                    if now >= worker.restart_at:
+                        self._start(worker)
+                elif (code := worker.process.poll()) is not None:
+                    self._died(worker, code, now)
+            self._stopping.wait(POLL_S)
+        return self._drain()
 
-    def _wait(self, child: subprocess.Popen[bytes]) -> int:
+    def _start(self, worker: Worker) -> None:
+        worker.started = time.monotonic()
+        worker.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "poolserve.service.serve", "--fd", str(self._fd)],
+            pass_fds=[self._fd],
+            env=self._env,
+        )
+
+    def _died(self, worker: Worker, code: int, now: float) -> None:
+        worker.process = None
+        self._last_failure = code
+        if now - worker.started > STABLE_AFTER_S:
+            worker.delay_s = FIRST_RESTART_DELAY_S
+        log.error(
+            "server %d exited (%s); starting a new one in %.1f s",
+            worker.index,
+            _describe(code),
+            worker.delay_s,
+        )
+        worker.restart_at = now + worker.delay_s
+        worker.delay_s = min(worker.delay_s * 2, MAX_RESTART_DELAY_S)
+
+    def _drain(self) -> int:
+        """Close the socket, pass SIGTERM on to every server, wait for them (killing stragglers)."""
+        self._sock.close()  # each server's copy closes as its drain starts: then the port refuses
+        running = [w.process for w in self._workers if w.process is not None]
+        for process in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        kill_at = time.monotonic() + self._grace_s + KILL_MARGIN_S
+        codes = [self._wait(process, kill_at) for process in running]
+        unclean = [code for code in codes if code not in CLEAN_EXITS]
+        return _status(unclean[0]) if unclean else 0
+
+    def _wait(self, process: subprocess.Popen[bytes], kill_at: float) -> int:
         while True:
             try:
-                return child.wait(timeout=0.2)
+                return process.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:
-                if self._kill_at is not None and time.monotonic() > self._kill_at:
-                    log.error("the server did not stop within its grace period; killing it")
-                    child.kill()
+                if time.monotonic() > kill_at:
+                    log.error("server %d did not stop within its grace period; killing it", process.pid)
+                    process.kill()
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        self._sock.close()  # the server's copy closes as its drain starts: then the port refuses
-        self._kill_at = time.monotonic() + self._grace_s + KILL_MARGIN_S
-        if self._child is not None and self._child.poll() is None:
-            self._child.send_signal(signal.SIGTERM)
+        self._stopping.set()  # the main loop wakes from its wait and drains
 
 
 def _status(code: int) -> int:
@@ -105,13 +143,24 @@ def _describe(code: int) -> str:
     return f"exit status {code}"
 
 
+def server_env(settings: Settings, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """What every server process starts with: this environment, the overrides, and its thread budget."""
+    env = {**os.environ, **(overrides or {})}
+    threads = intra_op_threads_per_worker(settings, settings.workers, available_cores())
+    if threads is not None:
+        env["POOLSERVE_INTRA_OP_THREADS"] = str(threads)
+    return env
+
+
 def serve_supervised(settings: Settings, env_overrides: dict[str, str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     sock = listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    log.info("listening on %s:%d; the server process starts now", host, port)
-    env = {**os.environ, **(env_overrides or {})}
-    return Supervisor(sock, settings.shutdown_grace_s, env).run()
+    env = server_env(settings, env_overrides)
+    threads = env.get("POOLSERVE_INTRA_OP_THREADS")
+    each = f"{threads} intra-op thread(s) each" if threads else "onnxruntime's own thread count"
+    log.info("listening on %s:%d; %d server process(es) start now, %s", host, port, settings.workers, each)
+    return Supervisor(sock, settings.shutdown_grace_s, env, settings.workers).run()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -11,20 +11,7 @@ import sys
 import time
 
 from tests.service.conftest import REPOSITORY, ROOT, DigitFile, wait_until_ready
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+from tests.service.supervised import accepts, free_port
 
 
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(digit_files: list[DigitFile]) -> None:

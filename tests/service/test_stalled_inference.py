@@ -8,17 +8,11 @@ test kills the process the way a segfault would and checks what the deployment d
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -26,8 +20,9 @@ import pytest
 from PIL import Image
 
 from poolserve.service.runtime.watchdog import EXIT_INFERENCE_STALLED
-from tests.service.conftest import ROOT, DigitFile, wait_until_ready
+from tests.service.conftest import DigitFile, wait_until_ready
 from tests.service.stall_model import NAME, write_repository
+from tests.service.supervised import server_processes, supervised_server
 
 
 def png(value: int) -> bytes:
@@ -37,46 +32,6 @@ def png(value: int) -> bytes:
 
 
 DARK, BRIGHT = png(0), png(255)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def supervised_server(repository: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("POOLSERVE_")},
-        "POOLSERVE_PORT": str(port),
-        "POOLSERVE_REPOSITORY": str(repository),
-        "POOLSERVE_LOG_LEVEL": "warning",
-        # a 28x28 batch is expected to take microseconds: it would run inline, on the event loop
-        "POOLSERVE_INLINE_BATCH_MAX_MS": "0",
-        **{f"POOLSERVE_{k.upper()}": v for k, v in settings.items()},
-    }
-    process = subprocess.Popen([sys.executable, "-m", "poolserve", "serve"], cwd=ROOT, env=env)
-    try:
-        wait_until_ready(process, port, timeout_s=60)
-        yield process, f"http://127.0.0.1:{port}"
-    finally:
-        children = server_processes(process.pid)  # before the supervisor goes: its /proc entry goes too
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for child in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-
-
-def server_processes(supervisor: int) -> list[int]:
-    try:
-        children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    except OSError:
-        return []
-    return [int(pid) for pid in children]
 
 
 def classify(url: str, body: bytes, model: str = NAME) -> httpx.Response:
