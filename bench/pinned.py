@@ -36,6 +36,11 @@ def default_core_sets() -> tuple[str, str]:
     return server, str(cores[-1])
 
 
+def short_commit(commit: str) -> str:
+    """``abcdef123456`` or ``abcdef123456+dirty``: which code the figures are from."""
+    return commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def metadata(server_cores: str, client_cores: str, plan: dict[str, Any]) -> dict[str, Any]:
     shared = set(parse_cores(server_cores)) & set(parse_cores(client_cores))
     return {

@@ -26,7 +26,7 @@ from statistics import mean
 from typing import Any
 
 from bench import loadgen, payloads
-from bench.pinned import metadata, parse_cores, serve_and_measure
+from bench.pinned import metadata, parse_cores, serve_and_measure, short_commit
 from bench.suite import ROOT, free_port
 
 RESULTS = ROOT / "bench" / "results"
@@ -140,7 +140,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# granian against uvicorn (`python -m bench.servers`)",
         "",
-        f"Commit `{meta['git_commit'][:12]}`, {meta['started']}, {meta['cpu']} ({meta['cores']} cores), "
+        f"Commit `{short_commit(meta['git_commit'])}`, {meta['started']}, {meta['cpu']} "
+        f"({meta['cores']} cores), "
         f"{meta['wall_s'] / 60:.1f} minutes; load average {meta['loadavg_start'][0]:.2f} at the start, "
         f"{meta['loadavg_end'][0]:.2f} at the end. Versions: {meta['versions']}. Plan: {meta['plan']}. "
         "One held-out digit per request (raw PNG body) to `lenet5-mnist`; the no-op app reads the body "

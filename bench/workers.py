@@ -23,7 +23,7 @@ from statistics import mean
 from typing import Any
 
 from bench import loadgen, payloads
-from bench.pinned import default_core_sets, metadata, parse_cores, plot_lines, serve_and_measure
+from bench.pinned import default_core_sets, metadata, parse_cores, plot_lines, serve_and_measure, short_commit
 from bench.suite import ROOT, free_port
 
 RESULTS = ROOT / "bench" / "results"
@@ -31,6 +31,7 @@ BENCH_REPOSITORY = ROOT / ".bench-repository"
 MODELS = ("lenet5-mnist", "resnet18-gap")
 FULL = {"concurrencies": (1, 8, 32, 64), "duration_s": 6.0, "warmup_s": 2.0}
 QUICK = {"concurrencies": (8, 32), "duration_s": 3.0, "warmup_s": 1.0}
+DECODE_SLOTS = 64  # at least the highest concurrency: no request is shed
 
 
 def worker_counts(cores: int) -> list[int]:
@@ -61,6 +62,9 @@ def one_server(
         "POOLSERVE_PORT": str(port),
         "POOLSERVE_REPOSITORY": str(repository),
         "POOLSERVE_LOG_LEVEL": "warning",
+        # The decode budget is per process: left at its default, N workers would shed N times fewer
+        # photo requests with 503 than one, and the curve would measure that instead of throughput.
+        "POOLSERVE_MAX_CONCURRENT_DECODES": str(DECODE_SLOTS),
     }
     argv = [sys.executable, "-m", "poolserve", "serve", "--workers", str(workers)]
     url = f"http://127.0.0.1:{port}/v1/models/{model}/classify"
@@ -75,7 +79,9 @@ def run(
     scratch.mkdir(parents=True, exist_ok=True)
     os.sched_setaffinity(0, set(parse_cores(cores[1])))  # the harness stays on the client cores
     results: dict[str, Any] = {
-        "meta": metadata(*cores, {**plan, "models": models, "workers": counts}),
+        "meta": metadata(
+            *cores, {**plan, "models": models, "workers": counts, "max_concurrent_decodes": DECODE_SLOTS}
+        ),
         "runs": [],
     }
     started = time.monotonic()
@@ -116,7 +122,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Throughput against server processes (`poolserve serve --workers N`)",
         "",
-        f"`python -m bench.workers` at commit `{meta['git_commit'][:12]}`, {meta['started']}, on "
+        f"`python -m bench.workers` at commit `{short_commit(meta['git_commit'])}`, {meta['started']}, on "
         f"{meta['cpu']} ({meta['cores']} cores), {meta['wall_s'] / 60:.1f} minutes. Server on cores "
         f"{meta['server_cores']}, wrk on {meta['client_cores']}"
         + (f" (sharing core(s) {shared} with the server)" if shared else "")
