@@ -4,6 +4,7 @@ share cores (on a 2-core machine they must), and the results say so."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -53,6 +54,15 @@ def metadata(server_cores: str, client_cores: str, plan: dict[str, Any]) -> dict
         "plan": plan,
         "loadavg_start": os.getloadavg(),
     }
+
+
+def write_results(results: dict[str, Any], started: float, path: Path) -> Path:
+    """The run's wall time and closing load average into its metadata, then the whole of it as JSON."""
+    results["meta"]["wall_s"] = time.monotonic() - started
+    results["meta"]["loadavg_end"] = os.getloadavg()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
 
 
 def wait_all_ready(url: str, payload: loadgen.Payload, in_a_row: int, timeout_s: float = 120) -> None:

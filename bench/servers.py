@@ -26,7 +26,7 @@ from statistics import mean
 from typing import Any
 
 from bench import loadgen, payloads
-from bench.pinned import metadata, parse_cores, serve_and_measure, short_commit
+from bench.pinned import metadata, parse_cores, serve_and_measure, short_commit, write_results
 from bench.suite import ROOT, free_port
 
 RESULTS = ROOT / "bench" / "results"
@@ -110,12 +110,7 @@ def run(plan: dict[str, Any], core_sets: list[str], out: Path) -> Path:
                 print(f"== cores {core_set}: {server} / {app}, pass {pass_no}", flush=True)
                 rows = one_server(server, app, core_set, plan, payload, scratch)
                 results["runs"] += [{**row, "pass": pass_no} for row in rows]
-    results["meta"]["wall_s"] = time.monotonic() - started
-    results["meta"]["loadavg_end"] = os.getloadavg()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "servers.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    return write_results(results, started, out / "servers.json")
 
 
 def means(results: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str, Any]]:

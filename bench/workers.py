@@ -23,7 +23,15 @@ from statistics import mean
 from typing import Any
 
 from bench import loadgen, payloads
-from bench.pinned import default_core_sets, metadata, parse_cores, plot_lines, serve_and_measure, short_commit
+from bench.pinned import (
+    default_core_sets,
+    metadata,
+    parse_cores,
+    plot_lines,
+    serve_and_measure,
+    short_commit,
+    write_results,
+)
 from bench.suite import ROOT, free_port
 
 RESULTS = ROOT / "bench" / "results"
@@ -91,12 +99,7 @@ def run(
                 print(f"== {model}: {workers} worker(s), pass {pass_no}", flush=True)
                 rows = one_server(model, workers, plan, cores, scratch)
                 results["runs"] += [{**row, "pass": pass_no} for row in rows]
-    results["meta"]["wall_s"] = time.monotonic() - started
-    results["meta"]["loadavg_end"] = os.getloadavg()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "workers.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    return path
+    return write_results(results, started, out / "workers.json")
 
 
 def curves(results: dict[str, Any]) -> dict[str, dict[int, dict[int, dict[str, float]]]]:
