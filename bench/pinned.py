@@ -163,6 +163,8 @@ def plot_lines(path: Path, title: str, panels: dict[str, dict[str, list[tuple[fl
     for ax, (panel, series) in zip(axes[0], panels.items(), strict=True):
         for label, points in series.items():
             ax.plot(*zip(*points, strict=True), marker="o", label=label)
+        ax.set_xticks(sorted({x for points in series.values() for x, _ in points}))
+        ax.set_ylim(bottom=0)
         ax.set_title(panel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -102,15 +102,16 @@ def run(
     return write_results(results, started, out / "workers.json")
 
 
-def curves(results: dict[str, Any]) -> dict[str, dict[int, dict[int, dict[str, float]]]]:
+def curves(results: dict[str, Any]) -> dict[str, dict[int, dict[int, dict[str, Any]]]]:
     """model -> concurrency -> workers -> the mean of both passes."""
     grouped: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
     for run_ in results["runs"]:
         grouped[(run_["model"], run_["concurrency"], run_["workers"])].append(run_)
-    table: dict[str, dict[int, dict[int, dict[str, float]]]] = defaultdict(lambda: defaultdict(dict))
+    table: dict[str, dict[int, dict[int, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for (model, concurrency, workers), rows in sorted(grouped.items()):
         table[model][concurrency][workers] = {
             "rps": mean(r["throughput_rps"] for r in rows),
+            "passes": [round(r["throughput_rps"]) for r in sorted(rows, key=lambda r: r["pass"])],
             "p99_ms": mean(r["p99_ms"] for r in rows),
             "errors": sum(r["errors"] for r in rows),
             "busiest": max(r["busiest_process_share"] for r in rows),
@@ -131,8 +132,8 @@ def markdown(results: dict[str, Any]) -> str:
         + (f" (sharing core(s) {shared} with the server)" if shared else "")
         + f"; load average {meta['loadavg_start'][0]:.2f} at the start, {meta['loadavg_end'][0]:.2f} at the "
         f"end. Plan: {meta['plan']}. Each cell: requests/s (one image each), p99 in ms, mean of two passes; "
-        "`x` is the ratio to one worker at the same concurrency; `busiest` is the busiest server "
-        "process's share of the server's CPU (1/N: evenly spread).",
+        "each pass in brackets; `x` is the ratio to one worker at the same concurrency; `busiest` is the "
+        "busiest server process's share of the server's CPU (1/N: evenly spread).",
         "",
     ]
     for model, by_c in curves(results).items():
@@ -142,7 +143,8 @@ def markdown(results: dict[str, Any]) -> str:
         for concurrency, row in sorted(by_c.items()):
             one = row[counts[0]]["rps"]
             cells = [
-                f"{row[w]['rps']:.0f} req/s ({row[w]['rps'] / one:.2f}x), p99 {row[w]['p99_ms']:.1f}, "
+                f"{row[w]['rps']:.0f} req/s {row[w]['passes']} ({row[w]['rps'] / one:.2f}x), "
+                f"p99 {row[w]['p99_ms']:.1f}, "
                 f"busiest {row[w]['busiest']:.2f}"
                 + (f", **{row[w]['errors']} errors**" if row[w]["errors"] else "")
                 for w in counts
