@@ -69,7 +69,6 @@ class Supervisor:
         self._env = env
         self._stopping = threading.Event()
         self._workers = [Worker(i) for i in range(workers)]
-        self._last_failure = 0
 
     def run(self) -> int:
         """Serve until asked to stop; the exit status: 0 for a clean stop, else a failing server's."""
@@ -96,7 +95,6 @@ class Supervisor:
 
     def _died(self, worker: Worker, code: int, now: float) -> None:
         worker.process = None
-        self._last_failure = code
         if now - worker.started > STABLE_AFTER_S:
             worker.delay_s = FIRST_RESTART_DELAY_S
         log.error(
@@ -126,7 +124,7 @@ class Supervisor:
                 return process.wait(timeout=POLL_S)
             except subprocess.TimeoutExpired:
                 if time.monotonic() > kill_at:
-                    log.error("server %d did not stop within its grace period; killing it", process.pid)
+                    log.error("server pid %d did not stop within its grace period; killing it", process.pid)
                     process.kill()
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
