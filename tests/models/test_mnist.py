@@ -20,7 +20,7 @@ def test_split_is_fixed_stratified_and_disjoint():
 
 def test_split_and_canvases_do_not_import_torch():
     modules = (
-        "poolserve.models.mnist, poolserve.models.canvas, poolserve.models.samples, "
+        "poolserve.models.mnist, poolserve.models.canvas, poolserve.models.sample_files, "
         "poolserve.models.distortions, poolserve.models.evaluation_sets"
     )
     code = f"import sys, {modules}; assert 'torch' not in sys.modules"
