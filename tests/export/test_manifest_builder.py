@@ -4,6 +4,8 @@ reproduces exactly, and a refused write leaves the repository as it was."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -72,3 +74,9 @@ def test_an_invalid_manifest_leaves_nothing_behind(tmp_path: Path):
     with pytest.raises(ValidationError):
         write_entry(tmp_path, b"model", description)
     assert [p.name for p in tmp_path.rglob("*")] == ["digits-roipool"]  # the name folder, empty
+
+
+def test_the_builder_writer_and_importer_load_without_torch():
+    modules = "poolserve.export.manifest_builder, poolserve.export.entry_writer, poolserve.export.importer"
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
