@@ -1,6 +1,6 @@
 """RoiAlign vs MaxRoiPool vs the exact standard-op RoIPool rewrite, on one execution provider.
 
-Each op is a one-node graph (the rewrite: that node replaced by ``poolserve.export.roipool_rewrite``) over an
+Each op is a one-node graph (the rewrite: that node replaced by ``bench.roipool_rewrite``) over an
 (N, C, H, W) float32 map and K boxes. Per op: where onnxruntime placed every node (from its profile, not
 from the provider list we asked for), the median milliseconds per run with host arrays (copies included)
 and with I/O binding (map and boxes already on the device, output left there), and the largest difference
@@ -22,7 +22,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from poolserve.export.roipool_rewrite import rewrite_max_roi_pool
+from bench.roipool_rewrite import rewrite_max_roi_pool
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"

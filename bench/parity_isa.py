@@ -2,7 +2,7 @@
 
     python -m bench.parity_isa          # writes bench/results/parity_isa.json and .md
 
-Parity (``poolserve.export.verify.compare``) is PyTorch eager against onnxruntime. PyTorch's convolutions run
+Parity (``poolserve.export.parity.compare``) is PyTorch eager against onnxruntime. PyTorch's convolutions run
 through oneDNN, which picks its vector kernels by CPU and honours ``ONEDNN_MAX_CPU_ISA``; so the figure a
 manifest records is one CPU's measurement. Each ISA runs in a child process (oneDNN reads the variable
 once), measuring what the test suite measures: the ONet exports written to ``model_repository/`` and
@@ -30,10 +30,10 @@ MARKER = "PARITY_ISA "
 def _measure() -> dict[str, Any]:
     import torch
 
-    from poolserve.export.cases import classifier_cases, region_cases
-    from poolserve.export.onet import TOLERANCE, export_onet_entries
+    from poolserve.export.digit_cases import classifier_cases, region_cases
+    from poolserve.export.onet_entries import TOLERANCE, export_onet_entries
     from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
-    from poolserve.export.verify import compare
+    from poolserve.export.parity import compare
     from poolserve.export.wheels import DEFAULT_WHEEL_CACHE
     from poolserve.models.canvas import compose_canvases
     from poolserve.models.mnist import held_out_split

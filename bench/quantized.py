@@ -30,10 +30,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from poolserve.export.parity import InputCase
 from poolserve.export.quantize import quantize
 from poolserve.export.quantize_shipped import canvas_cases, digit_cases, quantize_shipped
 from poolserve.export.quantized_entry import measure_parity
-from poolserve.export.verify import InputCase
 from poolserve.models.evaluation_sets import held_out_canvases
 from poolserve.models.mnist import held_out_split
 from poolserve.repository.manifest import QuantizationMode

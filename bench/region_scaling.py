@@ -4,7 +4,7 @@
 
 (a) raw onnxruntime, in process, 1 intra-op thread: each shipped region model vs boxes per image and vs
 images per batch; the RoI node's share from onnxruntime's profiler; digits-roipool also rewritten by
-``poolserve.export.roipool_rewrite`` (MaxRoiPool as standard ops), outputs checked equal before timing.
+``bench.roipool_rewrite`` (MaxRoiPool as standard ops), outputs checked equal before timing.
 (b) the service's own stages, called directly (no HTTP): decode + resize vs the upload's size (PNG and
 JPEG canvases), box checks + mapping, the batch handler, and the JSON body (``features._json`` + orjson)
 vs boxes. Writes bench/results/region_scaling.json and .md. Every figure is the best of several
@@ -31,8 +31,8 @@ import orjson
 from PIL import Image
 
 from bench.provenance import run_metadata
+from bench.roipool_rewrite import rewrite_max_roi_pool
 from bench.suite import ROOT
-from poolserve.export.roipool_rewrite import rewrite_max_roi_pool
 from poolserve.repository.manifest import Manifest
 from poolserve.service.api.routes.features import _json
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes

@@ -5,24 +5,14 @@ manifest. ``python -m bench resnet`` writes it into the git-ignored bench reposi
 
 from __future__ import annotations
 
-import json
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from poolserve.repository.manifest import (
-    BatchingDefaults,
-    Manifest,
-    ModelIO,
-    Preprocessing,
-    Provenance,
-    Task,
-    TensorSpec,
-    Verification,
-)
-from poolserve.repository.store import sha256_file
+from poolserve.repository.manifest import BatchingDefaults, Preprocessing, Provenance, Task
 
 NAME = "resnet18-gap"
 IMAGE_SIZE = 224
@@ -94,42 +84,41 @@ def write_entry(repository: Path) -> Path:
     import onnx
     import onnxruntime as ort
 
-    entry = repository / NAME / "1"
-    entry.mkdir(parents=True, exist_ok=True)
+    from poolserve.export.entry_writer import write_entry as write_repository_entry
+    from poolserve.export.manifest_builder import LOGITS, EntryDescription, exported_io, parity_verification
+
     model = build_model()
     example = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(SEED))
-    model_path = entry / "model.onnx"
+    exported = io.BytesIO()
     torch.onnx.export(
         model,
         (example,),
-        str(model_path),
+        exported,  # type: ignore[arg-type]
         input_names=["images"],
-        output_names=["logits"],
-        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        output_names=[LOGITS],
+        dynamic_axes={"images": {0: "batch"}, LOGITS: {0: "batch"}},
         opset_version=OPSET,
         dynamo=False,
     )
-    onnx.checker.check_model(str(model_path))
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    data = exported.getvalue()
+    onnx.checker.check_model(onnx.load_model_from_string(data))
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     max_error = 0.0
+    cases = []
     for batch in (1, 3):
         x = torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
             expected = model(x).numpy()
-        (got,) = session.run(["logits"], {"images": x.numpy()})
+        (got,) = session.run([LOGITS], {"images": x.numpy()})
         max_error = max(max_error, float(np.abs(got - expected).max()))
+        cases.append({"images": x.numpy()})
     if max_error > TOLERANCE:
         raise RuntimeError(f"exported ResNet differs from torch by {max_error}")
-    manifest = Manifest(
+    entry = EntryDescription(
         name=NAME,
         version=1,
-        task=Task.CLASSIFICATION,
         description="ResNet-18-size classifier with global average pooling; BENCHMARK ONLY, random weights.",
-        sha256=sha256_file(model_path),
-        io=ModelIO(
-            image=TensorSpec(name="images", dtype="float32", shape=["batch", 3, IMAGE_SIZE, IMAGE_SIZE]),
-            scores=TensorSpec(name="logits", dtype="float32", shape=["batch", NUM_CLASSES]),
-        ),
+        io=exported_io(Task.CLASSIFICATION, (3, IMAGE_SIZE, IMAGE_SIZE), NUM_CLASSES),
         preprocessing=Preprocessing(
             color_mode="RGB",
             height=IMAGE_SIZE,
@@ -139,13 +128,7 @@ def write_entry(repository: Path) -> Path:
         ),
         labels=[f"class-{i:03d}" for i in range(NUM_CLASSES)],
         batching=BatchingDefaults(max_batch_size=8, max_queue_delay_ms=2.0),
-        verification=Verification(
-            reference=f"torch {torch.__version__} eager",
-            max_abs_error=max_error,
-            tolerance=TOLERANCE,
-            batch_sizes=[1, 3],
-            onnx_checker=True,
-        ),
+        verification=parity_verification(f"torch {torch.__version__} eager", max_error, TOLERANCE, cases),
         provenance=Provenance(
             source="converted",
             description=f"random weights, torch.manual_seed({SEED}); for the benchmark only",
@@ -158,5 +141,5 @@ def write_entry(repository: Path) -> Path:
             onnxruntime_version=ort.__version__,
         ),
     )
-    (entry / "manifest.json").write_text(json.dumps(manifest.model_dump(mode="json"), indent=2) + "\n")
-    return entry
+    write_repository_entry(repository, data, entry, overwrite=True)
+    return repository / NAME / "1"

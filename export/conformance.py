@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from poolserve.export.onnx_export import ExportError, GraphSignature, export_audited
-from poolserve.export.pooling_support import UnsupportedPoolingError
-from poolserve.export.verify import check_graph, compare
+from poolserve.export.parity import check_graph, compare
+from poolserve.export.pooling_rules import UnsupportedPoolingError
 
 MAX_TARGET = 0.0
 AVG_TARGET = 1e-6

@@ -53,7 +53,7 @@ def _draw(path: Path, name: str, panels: list[tuple[str, NDArray[np.int64]]], la
 
 def write_confusion_pictures(repository: Path, output: Path) -> list[Path]:
     from poolserve.export.evaluate import classifier_predictions, region_predictions
-    from poolserve.export.verify import session_for
+    from poolserve.export.parity import session_for
     from poolserve.models.evaluation_sets import held_out_regions, shifted_digits, shifted_regions
     from poolserve.models.mnist import held_out_split
     from poolserve.models.zoo import SPECS

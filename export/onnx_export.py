@@ -1,8 +1,8 @@
 """torch -> ONNX with the TorchScript exporter (``dynamo=False``) at opset 17.
 
-Why this exporter: it is one to two orders of magnitude faster per export than dynamo
-(``bench/results/export_cost.md``, ``python -m bench.export_cost``), which is what lets the test suite
-export hundreds of pooling configurations (``tests/export/test_pooling_matrix.py``); and dynamo asked for
+Why this exporter: it is much faster per export than dynamo (docs/models.md gives the figures of
+``python -m bench.export_cost``), which is what lets the test suite export hundreds of pooling
+configurations (``tests/export/test_pooling_matrix.py``); and dynamo asked for
 opset 17 may write another opset, which :func:`export_onnx` refuses whichever exporter wrote it. Opset 17
 because the RoI ops need >= 16 and onnxruntime 1.32 has no RoiAlign/MaxRoiPool kernel at opset 22+.
 """
@@ -12,15 +12,17 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass, field
+from typing import Literal
 
 import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
-from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.export.pooling_rules import UnsupportedPoolingError
 from poolserve.export.pooling_trace import audit_pooling, audited
 from poolserve.export.roi_symbolics import register_roi_symbolics
-from poolserve.repository.manifest import PoolingLayer
+from poolserve.repository.manifest import PoolingLayer, Provenance
 
 OPSET = 17
 EXPORTER = "torch.onnx.export (TorchScript, dynamo=False)"
@@ -110,3 +112,20 @@ def export_audited(
     if written != {opset}:
         raise ExportError(f"asked for opset {opset}, the exporter wrote {sorted(written)}")
     return proto, audit.layers
+
+
+def export_provenance(
+    source: Literal["trained", "converted"], description: str, license: str, weights_origin: str
+) -> Provenance:
+    """Provenance of a graph :func:`export_onnx` wrote: exporter, opset and library versions filled in."""
+    return Provenance(
+        source=source,
+        description=description,
+        license=license,
+        weights_origin=weights_origin,
+        exporter=EXPORTER,
+        opset=OPSET,
+        torch_version=torch.__version__,
+        onnx_version=onnx.__version__,
+        onnxruntime_version=ort.__version__,
+    )

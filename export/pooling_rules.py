@@ -31,6 +31,17 @@ Treatment = Literal["native", "rewritten", "refused"]
 Replacement = Callable[[Tensor, Callable[[], Any]], Any]
 
 
+class UnsupportedPoolingError(ValueError):
+    """A pooling call whose ONNX export could not match PyTorch: the layer's module path, the parameter
+    and why, raised before the exporter runs."""
+
+    def __init__(self, module_path: str, parameter: str, reason: str):
+        self.module_path = module_path or "<root>"
+        self.parameter = parameter
+        self.reason = reason
+        super().__init__(f"pooling layer '{self.module_path}': {parameter}: {reason}")
+
+
 @dataclass(frozen=True)
 class Decision:
     treatment: Treatment

@@ -21,8 +21,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
-from poolserve.export.pooling_rules import Decision, decide
-from poolserve.export.pooling_support import UnsupportedPoolingError
+from poolserve.export.pooling_rules import Decision, UnsupportedPoolingError, decide
 from poolserve.repository.manifest import PoolingLayer
 
 _MAX = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")

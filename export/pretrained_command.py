@@ -27,10 +27,10 @@ def export_pretrained(
     overwrite: Annotated[bool, typer.Option(help="Replace entries that already exist.")] = False,
 ) -> None:
     """Export MTCNN's ONet (two entries) and import PaddleOCR's orientation classifier, from PyPI wheels."""
+    from poolserve.export.entry_writer import EntryExists
     from poolserve.export.importer import ImportSpec, ModelImportError, import_model
-    from poolserve.export.onet import export_onet_entries
+    from poolserve.export.onet_entries import export_onet_entries
     from poolserve.export.onnx_export import ExportError
-    from poolserve.export.staging import EntryExists
     from poolserve.export.wheels import WheelError
 
     try:

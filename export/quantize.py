@@ -27,8 +27,8 @@ import onnx
 from poolserve.repository.manifest import QuantizationMode
 
 if TYPE_CHECKING:
-    from poolserve.export.verify import (
-        InputCase,  # torch-free at run time: poolserve.export.verify imports torch
+    from poolserve.export.parity import (
+        InputCase,  # torch-free at run time: poolserve.export.parity imports torch
     )
 
 ROI_OPS = ("RoiAlign", "MaxRoiPool")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from poolserve.export.cases import normalized_digits
 from poolserve.export.entry_writer import write_entry
 from poolserve.export.evaluate import Accuracy, measure
+from poolserve.export.parity import InputCase
 from poolserve.export.quantize import quantize
 from poolserve.export.quantized_entry import (
     Calibration,
@@ -23,12 +23,11 @@ from poolserve.export.quantized_entry import (
     check_runs,
     gate,
     measure_parity,
-    quantized_manifest,
+    quantized_description,
 )
-from poolserve.export.verify import InputCase
 from poolserve.models.canvas import Canvas, compose_canvases
 from poolserve.models.evaluation_sets import held_out_canvases
-from poolserve.models.mnist import DigitSplit, held_out_split
+from poolserve.models.mnist import DigitSplit, held_out_split, normalized_digits
 from poolserve.repository.manifest import Evaluation, Manifest, QuantizationMode, Task
 from poolserve.repository.store import EntryLocation, read_manifest, verified_model_path
 
@@ -108,19 +107,16 @@ def quantize_shipped(name: str, mode: QuantizationMode, repository: Path) -> Qua
     float32 = source.evaluations[0]
     accuracy = Accuracy(evaluations[0].value, evaluations[0].samples)
 
-    def manifest_for(sha256: str) -> Manifest:
-        return quantized_manifest(
-            source,
-            name=f"{name}-{mode}",
-            sha256=sha256,
-            float32_sha256=source.sha256,
-            graph=graph,
-            parity=parity,
-            cases=held_out,
-            calibration=Calibration(calibrated_on, sum(len(c["images"]) for c in calibration)),
-            compared_on=compared_on,
-            evaluations=evaluations,
-        )
-
-    manifest = write_entry(repository, f"{name}-{mode}", 1, graph.proto, manifest_for, overwrite=True)
+    entry = quantized_description(
+        source,
+        name=f"{name}-{mode}",
+        float32_sha256=source.sha256,
+        graph=graph,
+        parity=parity,
+        cases=held_out,
+        calibration=Calibration(calibrated_on, sum(len(c["images"]) for c in calibration)),
+        compared_on=compared_on,
+        evaluations=evaluations,
+    )
+    manifest = write_entry(repository, graph.proto.SerializeToString(), entry, overwrite=True)
     return QuantizedShippedEntry(manifest, parity, accuracy, float32.value)

@@ -11,15 +11,16 @@ agreement with float32 on real images.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
+from poolserve.export.manifest_builder import EntryDescription, described, parity_verification
+from poolserve.export.parity import InputCase, check_graph, session_for
 from poolserve.export.quantize import QuantizedGraph
-from poolserve.export.verify import InputCase, check_graph, session_for
-from poolserve.repository.manifest import Evaluation, Manifest, Quantization, QuantizationMode, Verification
+from poolserve.repository.manifest import Evaluation, Manifest, Quantization, QuantizationMode
 
 # Largest error, as a share of the largest |float32 output|, before an export is refused.
 TOLERANCE_SHARE: dict[QuantizationMode, float] = {"int8": 0.5, "fp16": 0.01}
@@ -96,11 +97,10 @@ class Calibration:
     samples: int
 
 
-def quantized_manifest(
+def quantized_description(
     source: Manifest,
     *,
     name: str,
-    sha256: str,
     float32_sha256: str,
     graph: QuantizedGraph,
     parity: QuantizedParity,
@@ -109,16 +109,9 @@ def quantized_manifest(
     compared_on: str,
     evaluations: Sequence[Evaluation] = (),
     version: int = 1,
-) -> Manifest:
+) -> EntryDescription:
     """``source`` (the float32 entry's manifest) with the quantization recorded and verification replaced."""
-    verification = Verification(
-        reference=f"float32 graph sha256 {float32_sha256[:12]} on onnxruntime {ort.__version__} CPU",
-        max_abs_error=parity.max_abs_error,
-        tolerance=parity.tolerance,
-        batch_sizes=sorted({len(case["images"]) for case in cases}),
-        box_counts=sorted({len(case["boxes"]) for case in cases if "boxes" in case}),
-        onnx_checker=True,
-    )
+    reference = f"float32 graph sha256 {float32_sha256[:12]} on onnxruntime {ort.__version__} CPU"
     quantization = Quantization(
         mode=graph.mode,
         method=graph.method,
@@ -136,16 +129,13 @@ def quantized_manifest(
             "onnxruntime_version": ort.__version__,
         }
     )
-    fields = source.model_dump(exclude={"pooling", "quantization", "evaluations"})
-    fields.update(
+    return replace(
+        described(source),
         name=name,
         version=version,
         description=f"{source.description} ({graph.mode})",
-        sha256=sha256,
-        verification=verification.model_dump(),
-        provenance=provenance.model_dump(),
-        quantization=quantization.model_dump(),
-        evaluations=[e.model_dump() for e in evaluations],
-        pooling=[layer.model_dump() for layer in source.pooling] if source.pooling is not None else None,
+        verification=parity_verification(reference, parity.max_abs_error, parity.tolerance, cases),
+        provenance=provenance,
+        quantization=quantization,
+        evaluations=list(evaluations),
     )
-    return Manifest.model_validate(fields)

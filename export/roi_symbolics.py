@@ -12,7 +12,9 @@ from typing import Any
 import torch
 from torch.onnx import symbolic_helper
 
-import poolserve.models.roi  # noqa: F401  (defines the poolserve:: custom ops the symbolics refer to)
+# Importing it defines the poolserve:: custom ops the symbolics refer to.
+from poolserve.models.roi import RoIAlign, RoIPool
+from poolserve.repository.manifest import RoISettings
 
 MIN_OPSET = 16  # RoiAlign's coordinate_transformation_mode appeared in opset 16
 
@@ -62,3 +64,16 @@ def register_roi_symbolics(opset: int) -> None:
         raise ValueError(f"RoI export needs opset >= {MIN_OPSET}, got {opset}")
     torch.onnx.register_custom_op_symbolic("poolserve::roi_align", _roi_align, opset)
     torch.onnx.register_custom_op_symbolic("poolserve::roi_pool", _roi_pool, opset)
+
+
+def roi_settings(roi: RoIAlign | RoIPool) -> RoISettings:
+    """What a manifest records of an RoI module: the ONNX op it exports as, with that op's attributes."""
+    if isinstance(roi, RoIAlign):
+        return RoISettings(
+            op="RoiAlign",
+            output_size=roi.output_size,
+            spatial_scale=roi.spatial_scale,
+            sampling_ratio=max(roi.sampling_ratio, 0),  # as _roi_align writes it
+            aligned=roi.aligned,
+        )
+    return RoISettings(op="MaxRoiPool", output_size=roi.output_size, spatial_scale=roi.spatial_scale)

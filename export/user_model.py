@@ -23,25 +23,29 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from poolserve.export.cases import random_boxes
-from poolserve.export.entry_writer import parity_verification, torch_provenance, write_entry
-from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, ExportError, export_audited
-from poolserve.export.pooling_support import UnsupportedPoolingError
-from poolserve.export.staging import EntryExists
+from poolserve.export.entry_writer import EntryExists, write_entry
+from poolserve.export.manifest_builder import EntryDescription, exported_io, parity_verification
+from poolserve.export.onnx_export import (
+    CLASSIFIER_SIGNATURE,
+    REGION_SIGNATURE,
+    ExportError,
+    export_audited,
+    export_provenance,
+)
+from poolserve.export.parity import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare, random_boxes
+from poolserve.export.pooling_rules import UnsupportedPoolingError
+from poolserve.export.roi_symbolics import roi_settings
 from poolserve.export.user_loading import UserModelError, load_samples
 from poolserve.export.user_quantize import require_images, write_quantized_entry
-from poolserve.export.verify import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare
 from poolserve.models.roi import RoIAlign, RoIPool
 from poolserve.repository.manifest import (
     MODEL_FILENAME,
     NAME_PATTERN,
     Manifest,
-    ModelIO,
     Preprocessing,
     QuantizationMode,
     RoISettings,
     Task,
-    TensorSpec,
 )
 
 TOLERANCE = 1e-5
@@ -111,16 +115,7 @@ def _roi_settings(module: nn.Module) -> RoISettings:
         raise UserModelError(
             "a region-features model pools its boxes with poolserve.ops.RoIAlign or RoIPool; none found"
         )
-    roi = found[0]
-    if isinstance(roi, RoIAlign):
-        return RoISettings(
-            op="RoiAlign",
-            output_size=roi.output_size,
-            spatial_scale=roi.spatial_scale,
-            sampling_ratio=max(roi.sampling_ratio, 0),
-            aligned=roi.aligned,
-        )
-    return RoISettings(op="MaxRoiPool", output_size=roi.output_size, spatial_scale=roi.spatial_scale)
+    return roi_settings(found[0])
 
 
 def _cases(task: Task, shape: tuple[int, int, int], samples: np.ndarray | None) -> list[InputCase]:
@@ -138,23 +133,6 @@ def _cases(task: Task, shape: tuple[int, int, int], samples: np.ndarray | None) 
             boxes, indices = random_boxes(rng, count, len(batch), shape[1:])
             cases.append({"images": batch, "boxes": boxes, "box_batch_indices": indices})
     return cases
-
-
-def _io(task: Task, shape: tuple[int, int, int], widths: list[int]) -> ModelIO:
-    rows = "batch" if task is Task.CLASSIFICATION else "boxes"
-    image = TensorSpec(name="images", dtype="float32", shape=["batch", *shape])
-    if task is Task.CLASSIFICATION:
-        return ModelIO(
-            image=image, scores=TensorSpec(name="logits", dtype="float32", shape=[rows, widths[0]])
-        )
-    logits = TensorSpec(name="logits", dtype="float32", shape=[rows, widths[1]]) if len(widths) > 1 else None
-    return ModelIO(
-        image=image,
-        boxes=TensorSpec(name="boxes", dtype="float32", shape=["boxes", 4]),
-        box_batch_indices=TensorSpec(name="box_batch_indices", dtype="int64", shape=["boxes"]),
-        features=TensorSpec(name="features", dtype="float32", shape=[rows, widths[0]]),
-        scores=logits,
-    )
 
 
 def export_model(
@@ -229,29 +207,24 @@ def export_model(
         " and sample images)" if samples else ")"
     )
 
-    def manifest_for(sha256: str) -> Manifest:
-        return Manifest(
-            name=name,
-            version=version,
-            task=task,
-            description=description or f"{type(module).__name__} exported by poolserve export-model",
-            sha256=sha256,
-            io=_io(task, shape, widths),
-            preprocessing=preprocessing,
-            labels=names,
-            feature_dim=widths[0] if task is Task.REGION_FEATURES else None,
-            roi=roi,
-            verification=parity_verification(parity, cases, tolerance, reference),
-            provenance=torch_provenance(
-                "converted", f"{type(module).__name__} via poolserve export-model", license, weights_origin
-            ),
-            pooling=pooling,
-        )
-
+    entry = EntryDescription(
+        name=name,
+        version=version,
+        description=description or f"{type(module).__name__} exported by poolserve export-model",
+        io=exported_io(task, shape, classes, widths[0] if task is Task.REGION_FEATURES else 0),
+        preprocessing=preprocessing,
+        labels=names,
+        roi=roi,
+        verification=parity_verification(reference, parity.max_abs_error, tolerance, cases),
+        provenance=export_provenance(
+            "converted", f"{type(module).__name__} via poolserve export-model", license, weights_origin
+        ),
+        pooling=pooling,
+    )
     if quantize is not None:
         return write_quantized_entry(
             proto,
-            manifest_for,
+            entry,
             mode=quantize,
             repository=repository,
             preprocessing=preprocessing,
@@ -260,6 +233,6 @@ def export_model(
             overwrite=overwrite,
         )
     try:
-        return write_entry(repository, name, version, proto, manifest_for, overwrite)
+        return write_entry(repository, proto.SerializeToString(), entry, overwrite)
     except (EntryExists, ValidationError) as exc:
         raise UserModelError(str(exc).splitlines()[0]) from exc

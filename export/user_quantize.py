@@ -8,15 +8,15 @@ no labelled held-out set here, so top-1 agreement with float32 on real images st
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 from pydantic import ValidationError
 
-from poolserve.export.cases import random_boxes
-from poolserve.export.entry_writer import write_entry
+from poolserve.export.entry_writer import EntryExists, write_entry
+from poolserve.export.manifest_builder import EntryDescription
+from poolserve.export.parity import InputCase, random_boxes
 from poolserve.export.quantize import quantize
 from poolserve.export.quantized_entry import (
     Calibration,
@@ -24,11 +24,9 @@ from poolserve.export.quantized_entry import (
     check_runs,
     gate,
     measure_parity,
-    quantized_manifest,
+    quantized_description,
 )
-from poolserve.export.staging import EntryExists
 from poolserve.export.user_loading import UserModelError, load_samples
-from poolserve.export.verify import InputCase
 from poolserve.repository.manifest import Manifest, Preprocessing, QuantizationMode, Task
 
 _BATCH = 16
@@ -61,7 +59,7 @@ def _cases(task: Task, images: np.ndarray) -> list[InputCase]:
 
 def write_quantized_entry(
     proto: onnx.ModelProto,
-    float_manifest_for: Callable[[str], Manifest],
+    float32_entry: EntryDescription,
     *,
     mode: QuantizationMode,
     repository: Path,
@@ -74,7 +72,7 @@ def write_quantized_entry(
     calibration_dir = calibration or samples
     assert calibration_dir is not None  # require_images ran first
     float32_sha256 = hashlib.sha256(proto.SerializeToString()).hexdigest()
-    source = float_manifest_for(float32_sha256)
+    source = float32_entry.manifest(float32_sha256)
     calibration_images = load_samples(calibration_dir, preprocessing)
     compare_dir = samples or calibration_dir
     compare_images = load_samples(samples, preprocessing) if samples is not None else calibration_images
@@ -92,23 +90,20 @@ def write_quantized_entry(
     if samples is None:
         compared_on += " (the calibration images: pass --samples for an independent check)"
 
-    def manifest_for(sha256: str) -> Manifest:
-        return quantized_manifest(
-            source,
-            name=source.name,
-            version=source.version,
-            sha256=sha256,
-            float32_sha256=float32_sha256,
-            graph=graph,
-            parity=parity,
-            cases=compared_cases,
-            calibration=Calibration(
-                f"{len(calibration_images)} images in {calibration_dir.name}/{boxes}", len(calibration_images)
-            ),
-            compared_on=compared_on,
-        )
-
+    entry = quantized_description(
+        source,
+        name=source.name,
+        version=source.version,
+        float32_sha256=float32_sha256,
+        graph=graph,
+        parity=parity,
+        cases=compared_cases,
+        calibration=Calibration(
+            f"{len(calibration_images)} images in {calibration_dir.name}/{boxes}", len(calibration_images)
+        ),
+        compared_on=compared_on,
+    )
     try:
-        return write_entry(repository, source.name, source.version, graph.proto, manifest_for, overwrite)
+        return write_entry(repository, graph.proto.SerializeToString(), entry, overwrite)
     except (EntryExists, ValidationError) as exc:
         raise UserModelError(str(exc).splitlines()[0]) from exc

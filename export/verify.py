@@ -1,86 +1,94 @@
-"""Parity between an exported ONNX graph and its PyTorch module, run before anything is written."""
+"""Re-checking a committed repository entry against its manifest (what ``poolserve verify`` runs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
-import torch
-from torch import nn
 
-from poolserve.export.onnx_export import ExportError
-
-TOLERANCE = 1e-4
-BATCH_SIZES = (1, 2, 7)
-BOX_COUNTS = (0, 1, 50)
-
-# One case: named numpy inputs for onnxruntime; the torch module gets the same arrays in graph order.
-InputCase = dict[str, np.ndarray]
+from poolserve.export.evaluate import measure
+from poolserve.export.parity import check_graph, session_for
+from poolserve.models.mnist import held_out_split
+from poolserve.repository.manifest import EVALUATION_SAMPLE_SLACK, Evaluation, Task
+from poolserve.repository.store import EntryLocation, read_manifest, verified_model_path
 
 
 @dataclass(frozen=True)
-class ParityResult:
-    max_abs_error: float
-    cases: int
+class FigureCheck:
+    """A recorded figure next to its re-measurement (``None`` when one side does not have it).
+
+    A figure is a measurement, not a hash: on another CPU one sample near a tie may flip, which
+    :meth:`Evaluation.agrees_with` accepts (``EVALUATION_SAMPLE_SLACK``) and the summary names.
+    """
+
+    metric: str
+    recorded: Evaluation | None
+    measured: float | None
+    samples: int
+
+    @property
+    def differing(self) -> int:
+        if self.recorded is None or self.measured is None:
+            return 0
+        return round(abs(self.recorded.value - self.measured) * self.samples)
+
+    @property
+    def ok(self) -> bool:
+        if self.recorded is None or self.measured is None:
+            return False
+        return self.recorded.agrees_with(self.measured, self.samples)
+
+    def summary(self) -> str:
+        measured = "missing" if self.measured is None else f"{self.measured:.4f}"
+        recorded = "missing" if self.recorded is None else f"{self.recorded.value:.4f}"
+        if not self.ok:
+            verdict = f"MISMATCH (more than {EVALUATION_SAMPLE_SLACK} of {self.samples} differ)"
+        elif self.differing:
+            verdict = f"ok ({self.differing} of {self.samples} differs: within the allowance)"
+        else:
+            verdict = "ok"
+        return f"{self.metric} {measured} on {self.samples} (manifest {recorded}) {verdict}"
 
 
-def session_for(proto: onnx.ModelProto | bytes) -> ort.InferenceSession:
-    data = proto if isinstance(proto, bytes) else proto.SerializeToString()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+@dataclass(frozen=True)
+class EntryVerification:
+    """sha256 and onnx.checker passed (they raise otherwise); every figure re-measured with onnxruntime."""
+
+    name: str
+    figures: list[FigureCheck]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.figures) and all(f.ok for f in self.figures)
+
+    def measured(self, metric: str) -> float:
+        (value,) = [f.measured for f in self.figures if f.metric == metric and f.measured is not None]
+        return value
+
+    def summary(self) -> str:
+        return f"{self.name}: sha256 ok, checker ok, " + "; ".join(f.summary() for f in self.figures)
 
 
-def check_graph(proto: onnx.ModelProto) -> None:
-    """onnx.checker with full_check (runs strict shape inference too)."""
-    onnx.checker.check_model(proto, full_check=True)
-
-
-def _declared_shape(value: onnx.ValueInfoProto) -> list[int | str]:
-    return [d.dim_param if d.dim_param else d.dim_value for d in value.type.tensor_type.shape.dim]
-
-
-def compare(
-    proto: onnx.ModelProto, model: nn.Module, cases: Sequence[InputCase], tolerance: float = TOLERANCE
-) -> ParityResult:
-    """Max abs error over all outputs and cases; raises :class:`ExportError` above ``tolerance``, on any
-    shape difference, or when a declared static output dimension disagrees with the computed one."""
-    session = session_for(proto)
-    input_names = [i.name for i in session.get_inputs()]
-    declared = {o.name: _declared_shape(o) for o in proto.graph.output}
-    worst = 0.0
-    for case in cases:
-        ort_outputs = session.run(None, case)
-        with torch.no_grad():
-            torch_outputs = model(*(torch.from_numpy(case[name]) for name in input_names))
-        if isinstance(torch_outputs, torch.Tensor):
-            torch_outputs = (torch_outputs,)
-        for name, got, want_tensor in zip(declared, ort_outputs, torch_outputs, strict=True):
-            want = want_tensor.numpy()
-            shapes = {k: v.shape for k, v in case.items()}
-            if got.shape != want.shape:
-                raise ExportError(
-                    f"output {name}: onnxruntime shape {got.shape} != torch {want.shape} for {shapes}"
-                )
-            for axis, dim in enumerate(declared[name]):
-                if isinstance(dim, int) and dim > 0 and dim != got.shape[axis]:
-                    raise ExportError(
-                        f"output {name}: declared dim {axis} is {dim}, computed {got.shape[axis]}"
-                    )
-            if got.size:
-                if got.dtype.kind in "iu":
-                    error = float(np.abs(got.astype(np.int64) - want.astype(np.int64)).max())
-                else:
-                    error = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
-                if not np.isfinite(error) or error > tolerance:
-                    raise ExportError(
-                        f"output {name}: max abs error {error:.3g} > {tolerance:g} for {shapes}"
-                    )
-                worst = max(worst, error)
-    return ParityResult(worst, len(cases))
-
-
-CaseFactory = Callable[[], list[InputCase]]
+def verify_entry(repository: Path, name: str, version: int = 1) -> EntryVerification:
+    location = EntryLocation(name, version, repository / name / str(version))
+    manifest = read_manifest(location)
+    path = verified_model_path(location, manifest)
+    check_graph(onnx.load(path))
+    session = session_for(path.read_bytes())
+    measured = {
+        f.metric: f for f in measure(session, manifest.task is Task.CLASSIFICATION, held_out_split().test)
+    }
+    recorded = {e.metric: e for e in manifest.evaluations}
+    # Every figure the manifest records must be re-measured and agree; a variant (quantized, say) that
+    # records fewer figures than the float32 entry is held to the ones it records.
+    checks = [
+        FigureCheck(
+            metric,
+            recorded[metric],
+            measured[metric].value if metric in measured else None,
+            measured[metric].samples if metric in measured else 0,
+        )
+        for metric in recorded
+    ]
+    return EntryVerification(name, checks)

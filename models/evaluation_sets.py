@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from poolserve.models.canvas import Canvas, compose_canvases, distorted_canvas
 from poolserve.models.distortions import SHIFTED, distort_digits
 from poolserve.models.mnist import DigitSplit
-from poolserve.models.regions import empty_boxes, loose_box
+from poolserve.models.region_boxes import empty_boxes, loose_box
 
 HELD_OUT_CANVASES = 300
 HELD_OUT_CANVAS_SEED = 2

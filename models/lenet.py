@@ -11,6 +11,18 @@ from torch import nn
 from poolserve.models.pooling import PoolingConfig
 
 
+def _head(inputs: int, num_classes: int) -> nn.Sequential:
+    """LeNet-5's classifier: flatten, then 120 and 84 hidden units."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(inputs, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, num_classes),
+    )
+
+
 class LeNet5(nn.Module):
     """Classic LeNet-5 (ReLU instead of tanh): two 5x5 convs, each followed by ``pooling``, then 3 FC."""
 
@@ -27,14 +39,7 @@ class LeNet5(nn.Module):
         )
         with torch.no_grad():
             flat = int(self.features(torch.zeros(1, 1, image_size, image_size)).numel())
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(flat, 120),
-            nn.ReLU(),
-            nn.Linear(120, 84),
-            nn.ReLU(),
-            nn.Linear(84, num_classes),
-        )
+        self.classifier = _head(flat, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(images))
@@ -70,14 +75,7 @@ class LeNet5GAP(nn.Module):
             *conv(second, third, 3),
         )
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(third, 120),
-            nn.ReLU(),
-            nn.Linear(120, 84),
-            nn.ReLU(),
-            nn.Linear(84, num_classes),
-        )
+        self.classifier = _head(third, num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.global_pool(self.features(images)))

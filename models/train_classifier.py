@@ -11,15 +11,7 @@ from torch import nn
 
 from poolserve.models.distortions import TRAINING, DistortionRanges, distort_digits
 from poolserve.models.mnist import DigitSplit
-from poolserve.models.training import (
-    SEED,
-    THREADS,
-    Batch,
-    TrainingReport,
-    configure_determinism,
-    fit,
-    normalize,
-)
+from poolserve.models.training import SEED, Batch, TrainingReport, configure_determinism, fit, normalize
 from poolserve.models.zoo import ModelSpec
 
 BATCH_SIZE = 64
@@ -48,8 +40,4 @@ def train_classifier(
             yield Batch((inputs[batch],), labels[batch])
 
     steps = (len(train) + BATCH_SIZE - 1) // BATCH_SIZE
-    seconds = fit(model, spec.name, spec.epochs, spec.learning_rate, epoch_batches, steps)
-    report = TrainingReport(
-        spec.name, spec.epochs, seconds, len(train), seed, THREADS, str(torch.__version__)
-    )
-    return model, report
+    return model, fit(model, spec, epoch_batches, steps, len(train), seed)

@@ -11,16 +11,8 @@ from torch import nn
 from poolserve.models.canvas import Canvas, distorted_canvas
 from poolserve.models.distortions import TRAINING, DistortionRanges
 from poolserve.models.mnist import DigitSplit
-from poolserve.models.regions import LabelledBoxes, training_boxes
-from poolserve.models.training import (
-    SEED,
-    THREADS,
-    Batch,
-    TrainingReport,
-    configure_determinism,
-    fit,
-    normalize,
-)
+from poolserve.models.region_boxes import LabelledBoxes, training_boxes
+from poolserve.models.training import SEED, Batch, TrainingReport, configure_determinism, fit, normalize
 from poolserve.models.zoo import ModelSpec
 
 CANVASES_PER_BATCH = 16
@@ -45,7 +37,7 @@ def train_region(
 ) -> tuple[nn.Module, TrainingReport]:
     """Each epoch composes ``canvases_per_epoch`` (default: the spec's) new canvases of distorted
     training digits and draws detector-like and background boxes on them
-    (:func:`poolserve.models.regions.training_boxes`)."""
+    (:func:`poolserve.models.region_boxes.training_boxes`)."""
     canvases_per_epoch = canvases_per_epoch or spec.canvases_per_epoch
     configure_determinism(seed)
     model = spec.build()
@@ -58,14 +50,4 @@ def train_region(
             yield collate(chosen, [training_boxes(c, rng) for c in chosen])
 
     steps = (canvases_per_epoch + CANVASES_PER_BATCH - 1) // CANVASES_PER_BATCH
-    seconds = fit(model, spec.name, spec.epochs, spec.learning_rate, epoch_batches, steps)
-    report = TrainingReport(
-        spec.name,
-        spec.epochs,
-        seconds,
-        spec.epochs * canvases_per_epoch,
-        seed,
-        THREADS,
-        str(torch.__version__),
-    )
-    return model, report
+    return model, fit(model, spec, epoch_batches, steps, spec.epochs * canvases_per_epoch, seed)

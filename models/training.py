@@ -14,7 +14,8 @@ from numpy.typing import NDArray
 from torch import nn
 from tqdm import tqdm
 
-from poolserve.models.mnist import MNIST_MEAN, MNIST_STD
+from poolserve.models.mnist import normalized_digits
+from poolserve.models.zoo import ModelSpec
 
 SEED = 0
 # One thread: the same weights on every machine with the same torch build, and no OpenMP threads
@@ -32,8 +33,7 @@ def configure_determinism(seed: int = SEED, threads: int = THREADS) -> torch.Gen
 
 def normalize(images: NDArray[np.uint8]) -> torch.Tensor:
     """uint8 (N, H, W) -> float32 (N, 1, H, W), exactly the manifest's preprocessing."""
-    scaled = torch.from_numpy(images.astype(np.float32) / np.float32(255.0))
-    return ((scaled - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+    return torch.from_numpy(normalized_digits(images))
 
 
 @dataclass(frozen=True)
@@ -66,14 +66,15 @@ def _logits(output: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor:
 
 def fit(
     model: nn.Module,
-    name: str,
-    epochs: int,
-    learning_rate: float,
+    spec: ModelSpec,
     epoch_batches: EpochBatches,
     steps_per_epoch: int,
-) -> float:
-    """Adam with a one-cycle schedule and cross-entropy on the logits; returns the seconds it took.
-    The model is left in eval mode."""
+    train_samples: int,
+    seed: int,
+) -> TrainingReport:
+    """Adam with a one-cycle schedule and cross-entropy on the logits, for the spec's epochs at its
+    learning rate. The model is left in eval mode."""
+    name, epochs, learning_rate = spec.name, spec.epochs, spec.learning_rate
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     total = epochs * steps_per_epoch
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=learning_rate, total_steps=total)
@@ -90,7 +91,8 @@ def fit(
                 progress.set_postfix(loss=f"{loss.item():.3f}")
                 progress.update()
     model.eval()
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return TrainingReport(name, epochs, seconds, train_samples, seed, THREADS, str(torch.__version__))
 
 
 def checkpoint_path(directory: Path, name: str) -> Path:

@@ -11,7 +11,7 @@ from poolserve.models.canvas import CANVAS_SIZE
 from poolserve.models.lenet import LeNet5, LeNet5GAP
 from poolserve.models.mnist import IMAGE_SIZE
 from poolserve.models.pooling import PoolingConfig
-from poolserve.models.region import RegionModel, region_labels
+from poolserve.models.region_model import RegionModel, region_labels
 
 DIGIT_LABELS = [str(d) for d in range(10)]
 GAP_CHANNELS = (24, 48, 96)

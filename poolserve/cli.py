@@ -55,11 +55,13 @@ if _installed("poolserve.loadtests"):
 
 
 if _installed("poolserve.export") and _installed("poolserve.models"):
-    from poolserve.export.cli import export, export_samples, verify
+    from poolserve.export.export_command import export
     from poolserve.export.export_model_command import export_model_command
     from poolserve.export.import_command import import_command
     from poolserve.export.pretrained_command import export_pretrained
-    from poolserve.models.cli import train
+    from poolserve.export.verify_command import verify
+    from poolserve.models.samples_command import export_samples
+    from poolserve.models.train_command import train
 
     app.command("train")(train)
     app.command("export")(export)

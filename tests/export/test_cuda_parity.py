@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from bench.gpu_roi import CPU, CUDA, QUICK, graph, placement
-from poolserve.export.cases import random_boxes
+from poolserve.export.parity import random_boxes
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [

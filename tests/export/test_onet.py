@@ -11,7 +11,8 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from poolserve.export.onet import (
+from poolserve.export.onet_cases import classifier_cases
+from poolserve.export.onet_entries import (
     CLASSIFIER_NAME,
     ONET_WEIGHTS,
     REGIONS_NAME,
@@ -19,9 +20,8 @@ from poolserve.export.onet import (
     export_onet_entries,
     pretrained_onet,
 )
-from poolserve.export.onet_cases import classifier_cases
 from poolserve.export.onnx_export import ExportError
-from poolserve.export.verify import compare
+from poolserve.export.parity import compare
 from poolserve.export.wheels import WheelError, WheelMember, read_member
 from poolserve.models.onet import ONet, load_onet
 from poolserve.repository.manifest import Manifest

@@ -16,8 +16,8 @@ from torch import nn
 
 from poolserve.export.conformance import Case, Standalone, matrix, run_case
 from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, GraphSignature, export_audited
-from poolserve.export.pooling_support import UnsupportedPoolingError
-from poolserve.export.verify import session_for
+from poolserve.export.parity import session_for
+from poolserve.export.pooling_rules import UnsupportedPoolingError
 
 pytestmark = pytest.mark.parity
 

@@ -10,9 +10,9 @@ import onnx
 import pytest
 import typer
 
-from poolserve.export.audit import audit_entry
-from poolserve.export.cli import _selected
 from poolserve.export.quantize_shipped import quantize_shipped
+from poolserve.export.verify import verify_entry
+from poolserve.models.command_options import selected_models
 from poolserve.repository.store import EntryLocation, read_manifest, verified_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ def test_shipped_variant_is_written_scored_and_auditable(tmp_path: Path, name: s
     assert manifest.evaluations[0].command == f"poolserve export --quantize {mode} {name}"
     assert entry.float32_accuracy - entry.accuracy.value <= MAX_ACCURACY_LOSS[mode]
     # `poolserve verify` re-measures the recorded held-out figure on the written file.
-    audit = audit_entry(tmp_path, f"{name}-{mode}")
+    audit = verify_entry(tmp_path, f"{name}-{mode}")
     assert audit.ok and audit.measured(manifest.evaluations[0].metric) == entry.accuracy.value
     ops = {node.op_type for node in onnx.load(verified_model_path(location, manifest)).graph.node}
     assert ("QuantizeLinear" in ops) == (mode == "int8")
@@ -51,11 +51,11 @@ def test_shipped_variant_is_written_scored_and_auditable(tmp_path: Path, name: s
 
 
 def test_verify_accepts_variant_names_and_export_does_not():
-    assert _selected(["lenet5-mnist-int8", "digits-roipool-fp16"], variants=True) == [
+    assert selected_models(["lenet5-mnist-int8", "digits-roipool-fp16"], variants=True) == [
         "lenet5-mnist-int8",
         "digits-roipool-fp16",
     ]
     with pytest.raises(typer.BadParameter, match="lenet5-mnist-int4"):
-        _selected(["lenet5-mnist-int4"], variants=True)
+        selected_models(["lenet5-mnist-int4"], variants=True)
     with pytest.raises(typer.BadParameter, match="lenet5-mnist-int8"):
-        _selected(["lenet5-mnist-int8"])  # `poolserve export` writes variants only through --quantize
+        selected_models(["lenet5-mnist-int8"])  # `poolserve export` writes variants only through --quantize

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from poolserve.export.onnx_export import GraphSignature, export_onnx
-from poolserve.export.verify import session_for
+from poolserve.export.parity import session_for
 from poolserve.models.roi import RoIAlign, RoIPool
 from tests.models.roi_cases import HAND_MADE, features, random_case
 from tests.models.roi_reference import roi_align_reference, roi_pool_reference

@@ -10,10 +10,10 @@ import onnx
 import pytest
 import torch
 
-from poolserve.export.audit import audit_entry
-from poolserve.export.cases import classifier_cases, region_cases
+from poolserve.export.digit_cases import classifier_cases, region_cases
 from poolserve.export.onnx_export import CLASSIFIER_SIGNATURE, REGION_SIGNATURE, export_onnx
-from poolserve.export.verify import check_graph, compare
+from poolserve.export.parity import check_graph, compare
+from poolserve.export.verify import verify_entry
 from poolserve.models.canvas import compose_canvases
 from poolserve.models.mnist import held_out_split
 from poolserve.models.zoo import SPECS
@@ -121,7 +121,7 @@ def test_recorded_figures_are_re_measured(name: str):
     """Runs the committed ONNX file with onnxruntime on the held-out and shifted held-out sets, as
     ``poolserve verify`` does: each manifest figure within one sample (``EVALUATION_SAMPLE_SLACK``: a
     near-tie may flip on another CPU)."""
-    result = audit_entry(REPOSITORY, name)
+    result = verify_entry(REPOSITORY, name)
     assert result.ok, result.summary()
     for metric, floor in MINIMUM[name].items():
         assert result.measured(metric) >= floor, (metric, result.summary())

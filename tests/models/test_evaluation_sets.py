@@ -14,7 +14,7 @@ from poolserve.models.evaluation_sets import (
     shifted_regions,
 )
 from poolserve.models.mnist import held_out_split
-from poolserve.models.regions import BACKGROUND_CLASS, POSITIVE_COVERAGE, coverage, training_boxes
+from poolserve.models.region_boxes import BACKGROUND_CLASS, POSITIVE_COVERAGE, coverage, training_boxes
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ def test_split_is_fixed_stratified_and_disjoint():
 
 def test_split_and_canvases_do_not_import_torch():
     modules = (
-        "poolserve.models.mnist, poolserve.models.canvas, poolserve.models.samples, "
-        "poolserve.models.distortions, poolserve.models.evaluation_sets"
+        "poolserve.models.mnist, poolserve.models.canvas, poolserve.models.sample_files, "
+        "poolserve.models.distortions, poolserve.models.evaluation_sets, poolserve.models.command_options"
     )
     code = f"import sys, {modules}; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poolserve.export.audit import FigureCheck
+from poolserve.export.verify import FigureCheck
 from poolserve.repository.manifest import Evaluation
 
 RECORDED = Evaluation(

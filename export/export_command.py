@@ -1,4 +1,5 @@
-"""``poolserve export`` / ``verify`` / ``export-samples``."""
+"""``poolserve export``: trained checkpoints to verified repository entries, or quantized variants of the
+committed ones."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from typing import Annotated
 
 import typer
 
-from poolserve.models.checkpoints import DEFAULT_CHECKPOINTS
+from poolserve.models.command_options import (
+    DEFAULT_CHECKPOINTS,
+    DEFAULT_REPOSITORY,
+    NamesArg,
+    RepositoryOpt,
+    selected_models,
+)
 from poolserve.repository.manifest import QuantizationMode
 
-DEFAULT_REPOSITORY = Path("model_repository")
-DEFAULT_SAMPLES = Path("tests/data")
-NamesArg = Annotated[list[str] | None, typer.Argument(help="Models (default: all shipped models).")]
-RepositoryOpt = Annotated[Path, typer.Option(help="Model repository root.")]
 CheckpointsOpt = Annotated[Path, typer.Option(help="Checkpoints written by `poolserve train`.")]
 QuantizeOpt = Annotated[
     QuantizationMode | None,
@@ -24,20 +27,6 @@ QuantizeOpt = Annotated[
 ]
 
 
-def _selected(names: list[str] | None, variants: bool = False) -> list[str]:
-    """Shipped model names; with ``variants``, their quantized entries (``NAME-int8``, ``NAME-fp16``) too."""
-    from poolserve.models.zoo import SPECS
-
-    known = set(SPECS)
-    if variants:
-        known |= {f"{name}-{mode}" for name in SPECS for mode in ("int8", "fp16")}
-    selected = names or list(SPECS)
-    unknown = sorted(set(selected) - known)
-    if unknown:
-        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(known)}")
-    return selected
-
-
 def export(
     names: NamesArg = None,
     checkpoints: CheckpointsOpt = DEFAULT_CHECKPOINTS,
@@ -46,20 +35,20 @@ def export(
 ) -> None:
     """Export trained checkpoints to ONNX, verify parity, evaluate on the held-out split, write entries."""
     if quantize is not None:
-        _export_quantized(_selected(names), quantize, repository)
+        _export_quantized(selected_models(names), quantize, repository)
         return
-    from poolserve.export.entry import export_entry
+    from poolserve.export.digit_entry import export_digit_entry
     from poolserve.models.mnist import held_out_split
     from poolserve.models.training import configure_determinism, load_checkpoint
     from poolserve.models.zoo import SPECS
 
     configure_determinism()
     splits = held_out_split()
-    for name in _selected(names):
+    for name in selected_models(names):
         spec = SPECS[name]
         model = spec.build()
         load_checkpoint(checkpoints, name, model)
-        entry = export_entry(spec, model, splits, repository)
+        entry = export_digit_entry(spec, model, splits, repository)
         figures = ", ".join(f"{f.metric}={f.value:.4f} (n={f.samples})" for f in entry.figures)
         typer.echo(
             f"{name}: {entry.directory} max_abs_error={entry.parity.max_abs_error:.3g} "
@@ -88,33 +77,4 @@ def _export_quantized(names: list[str], mode: QuantizationMode, repository: Path
             f"(float32 {entry.float32_accuracy:.4f}) on {entry.accuracy.samples}"
         )
     if refused:
-        raise typer.Exit(1)
-
-
-SamplesOpt = Annotated[Path, typer.Option(help="Where digits/ and canvases/ are written.")]
-
-
-def export_samples(output: SamplesOpt = DEFAULT_SAMPLES) -> None:
-    """Write held-out digits (10 per class) and held-out canvases as PNG files, with their labels."""
-    from poolserve.models.mnist import held_out_split
-    from poolserve.models.samples import write_canvas_pngs, write_digit_pngs
-
-    test = held_out_split().test
-    digits = write_digit_pngs(test, output / "digits")
-    index = write_canvas_pngs(test, output / "canvases")
-    typer.echo(f"{len(digits)} digits in {output / 'digits'}; canvases indexed in {index}")
-
-
-def verify(names: NamesArg = None, repository: RepositoryOpt = DEFAULT_REPOSITORY) -> None:
-    """Re-check committed entries: sha256, onnx.checker, and every recorded figure (held-out and shifted)
-    re-measured with onnxruntime (one sample may differ: a near-tie can flip on another CPU). Quantized
-    variants (NAME-int8, NAME-fp16) are checked when named."""
-    from poolserve.export.audit import audit_entry
-
-    failures = 0
-    for name in _selected(names, variants=True):
-        result = audit_entry(repository, name)
-        typer.echo(result.summary())
-        failures += not result.ok
-    if failures:
         raise typer.Exit(1)

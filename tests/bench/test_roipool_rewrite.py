@@ -1,4 +1,4 @@
-"""poolserve.export.roipool_rewrite: the standard-op graph equals onnxruntime's MaxRoiPool node bit for
+"""bench.roipool_rewrite: the standard-op graph equals onnxruntime's MaxRoiPool node bit for
 bit."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from poolserve.export.roipool_rewrite import RewriteError, has_max_roi_pool, rewrite_max_roi_pool
-from poolserve.export.verify import check_graph, session_for
+from bench.roipool_rewrite import RewriteError, has_max_roi_pool, rewrite_max_roi_pool
+from poolserve.export.parity import check_graph, session_for
 
 SHIPPED = Path(__file__).resolve().parents[2] / "model_repository" / "digits-roipool" / "1" / "model.onnx"
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from poolserve.models.checkpoints import DEFAULT_CHECKPOINTS
+from poolserve.models.command_options import DEFAULT_CHECKPOINTS, selected_models
 
 NamesArg = Annotated[list[str] | None, typer.Argument(help="Models to train (default: all shipped models).")]
 CheckpointsOpt = Annotated[Path, typer.Option(help="Where checkpoints are written.")]
@@ -21,10 +21,7 @@ def train(names: NamesArg = None, checkpoints: CheckpointsOpt = DEFAULT_CHECKPOI
     from poolserve.models.training import save_checkpoint
     from poolserve.models.zoo import SPECS
 
-    selected = names or list(SPECS)
-    unknown = sorted(set(selected) - set(SPECS))
-    if unknown:
-        raise typer.BadParameter(f"unknown model(s) {unknown}; known: {sorted(SPECS)}")
+    selected = selected_models(names)
     splits = held_out_split()
     for name in selected:
         spec = SPECS[name]

@@ -11,15 +11,23 @@ The weights are never installed: ``facenet_pytorch/data/onet.pt`` is read from t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import torch
 
-from poolserve.export.entry_writer import parity_verification, torch_provenance, write_entry
+from poolserve.export.entry_writer import write_entry
+from poolserve.export.manifest_builder import (
+    EntryDescription,
+    Rows,
+    image_input,
+    model_io,
+    output_rows,
+    parity_verification,
+)
 from poolserve.export.onet_cases import REGION_FRAME, classifier_cases, region_cases
-from poolserve.export.onnx_export import GraphSignature, export_onnx
-from poolserve.export.verify import InputCase, check_graph, compare
+from poolserve.export.onnx_export import GraphSignature, export_onnx, export_provenance
+from poolserve.export.parity import InputCase, check_graph, compare
+from poolserve.export.roi_symbolics import roi_settings
 from poolserve.export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
 from poolserve.models.onet import (
     ONET_FEATURE_DIM,
@@ -32,16 +40,7 @@ from poolserve.models.onet import (
     ONetRegions,
     load_onet,
 )
-from poolserve.repository.manifest import (
-    Manifest,
-    ModelIO,
-    Preprocessing,
-    Provenance,
-    RoISettings,
-    Task,
-    TensorSpec,
-    Verification,
-)
+from poolserve.repository.manifest import Manifest, ModelIO, Preprocessing, RoISettings, Verification
 
 ONET_WEIGHTS = WheelMember(
     project="facenet-pytorch",
@@ -78,18 +77,7 @@ def pretrained_onet(wheel_cache: Path = DEFAULT_WHEEL_CACHE) -> ONet:
     return load_onet(read_member(ONET_WEIGHTS, wheel_cache).data)
 
 
-def region_roi_settings(model: ONetRegions) -> RoISettings:
-    roi = model.roi
-    return RoISettings(
-        op="RoiAlign",
-        output_size=(ONET_INPUT_SIZE, ONET_INPUT_SIZE),
-        spatial_scale=roi.spatial_scale,
-        sampling_ratio=max(roi.sampling_ratio, 0),  # torchvision's adaptive -1 is ONNX's 0
-        aligned=roi.aligned,
-    )
-
-
-# Tighter than the digit models' 1e-4: measured 1.0e-6 to 1.2e-6 (bench/results/parity_isa.md).
+# Tighter than the digit models' 1e-4; measured errors: docs/pretrained.md (python -m bench.parity_isa).
 TOLERANCE = 1e-5
 REFERENCE = f"torch {torch.__version__} eager (all four outputs; real photos and seeded noise)"
 CLASSIFIER_SIGNATURE = GraphSignature(
@@ -105,22 +93,14 @@ REGION_SIGNATURE = GraphSignature(
 )
 
 
-def _provenance(description: str) -> Provenance:
-    return torch_provenance("converted", description, LICENSE, ONET_WEIGHTS.origin())
-
-
 def onet_io(frame: int, region: bool) -> ModelIO:
-    """``image`` (and for regions ``boxes``, ``box_batch_indices``) in; scores, features, extras out."""
-    rows = "boxes" if region else "batch"
+    """``images`` (and for regions ``boxes``, ``box_batch_indices``) in; scores, features, extras out."""
+    rows: Rows = "boxes" if region else "batch"
     widths = {"scores": len(ONET_LABELS), "features": ONET_FEATURE_DIM, **EXTRA_OUTPUTS}
-    out = {name: TensorSpec(name=name, dtype="float32", shape=[rows, widths[name]]) for name in OUTPUT_NAMES}
-    boxes = {
-        "boxes": TensorSpec(name="boxes", dtype="float32", shape=["boxes", 4]),
-        "box_batch_indices": TensorSpec(name="box_batch_indices", dtype="int64", shape=["boxes"]),
-    }
-    return ModelIO(
-        image=TensorSpec(name="images", dtype="float32", shape=["batch", 3, frame, frame]),
-        **(boxes if region else {}),
+    out = {name: output_rows(name, rows, widths[name]) for name in OUTPUT_NAMES}
+    return model_io(
+        image_input(3, frame, frame),
+        region=region,
         scores=out["scores"],
         scores_are_probabilities=True,  # ONet's softmax is part of the graph
         features=out["features"],
@@ -138,22 +118,21 @@ class OnetEntry:
     signature: GraphSignature
     roi: RoISettings | None = None
 
-    def manifest(self, sha256: str, verification: Verification) -> Manifest:
-        region = self.roi is not None
-        return Manifest(
+    def describe(self, verification: Verification) -> EntryDescription:
+        return EntryDescription(
             name=self.name,
             version=1,
-            task=Task.REGION_FEATURES if region else Task.CLASSIFICATION,
             description=self.description,
-            sha256=sha256,
-            io=onet_io(self.frame, region),
+            io=onet_io(self.frame, region=self.roi is not None),
             preprocessing=onet_preprocessing(self.frame),
             labels=list(ONET_LABELS),
-            feature_dim=ONET_FEATURE_DIM,
             roi=self.roi,
             verification=verification,
-            provenance=_provenance(
-                f"facenet-pytorch's pretrained ONet state dict in {type(self.model).__name__}"
+            provenance=export_provenance(
+                "converted",
+                f"facenet-pytorch's pretrained ONet state dict in {type(self.model).__name__}",
+                LICENSE,
+                ONET_WEIGHTS.origin(),
             ),
         )
 
@@ -177,7 +156,7 @@ def onet_entries(onet: ONet) -> list[OnetEntry]:
             REGION_FRAME,
             region_cases(),
             REGION_SIGNATURE,
-            region_roi_settings(regions),
+            roi_settings(regions.roi),
         ),
     ]
 
@@ -192,7 +171,6 @@ def export_onet_entries(
         proto = export_onnx(entry.model, example, entry.signature)
         check_graph(proto)
         parity = compare(proto, entry.model, entry.cases, TOLERANCE)  # raises ExportError above tolerance
-        checked = parity_verification(parity, entry.cases, TOLERANCE, REFERENCE)
-        manifest_for = partial(entry.manifest, verification=checked)
-        written.append(write_entry(repository, entry.name, 1, proto, manifest_for, overwrite))
+        checked = parity_verification(REFERENCE, parity.max_abs_error, TOLERANCE, entry.cases)
+        written.append(write_entry(repository, proto.SerializeToString(), entry.describe(checked), overwrite))
     return written

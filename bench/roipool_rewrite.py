@@ -7,9 +7,9 @@ over every ``2^p x 2^q`` rectangle, built once per image with ``Max`` of shifted
 rectangle with four overlapping lookups. Per box that is four ``Gather``s of PH x PW channel vectors,
 whatever the box's size; per image it is the table, ``log2 W`` x ``sum_p (H - 2^p + 1)`` x W x C floats.
 
-Measured on CPU (docs/region-performance.md): slower than the kernel below ~64 boxes per image (the
-table costs ~0.5 ms per image), ~1.2x faster from 256. So it is opt-in, not applied to shipped models;
-its use is a graph whose RoI stage can run on any execution provider (standard ops only).
+How it compares with the kernel on the CPU, and why no shipped model uses it, is in
+docs/region-performance.md (``python -m bench.region_scaling``). Its use is a graph whose RoI stage can run
+on any execution provider (standard ops only); the product does not apply it.
 
 The bin arithmetic mirrors onnxruntime's kernel (``onnxruntime/core/providers/cpu/nn/roi_pool.cc``) op by
 op and type by type: ``float(coord) * spatial_scale`` rounded half away from zero (``std::round``) to
