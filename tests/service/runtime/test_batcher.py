@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from poolserve.service.app import build_registry
 from poolserve.service.errors import ModelNotReady, QueueFull
+from poolserve.service.metrics import ServiceMetrics
 from poolserve.service.runtime.batcher import (
     BatchConfig,
     BatchCost,
@@ -14,6 +18,9 @@ from poolserve.service.runtime.batcher import (
     DynamicBatcher,
     window_left_s,
 )
+from poolserve.service.settings import Settings
+
+REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
 
 
 class Recorder:
@@ -315,3 +322,21 @@ def test_measured_window_does_not_wait_for_batches_that_run_in_no_time() -> None
 
 def test_max_delay_window_waits_under_load_however_cheap_the_batch() -> None:
     assert _after_a_loaded_batch("max-delay", FixedCost(0.0)) == [[[1], [2]], [[3], [4]]]
+
+
+@pytest.mark.parametrize("window", ["measured", "max-delay"])
+def test_the_window_setting_reaches_the_model_batchers(tmp_path: Path, window: BatchWindow) -> None:
+    shutil.copytree(REPOSITORY / "lenet5-mnist", tmp_path / "lenet5-mnist")
+    settings = Settings(repository=tmp_path, batch_window=window, max_queue_delay_ms=3.5)
+
+    async def scenario() -> BatchConfig:
+        registry = build_registry(settings, ServiceMetrics())
+        registry.discover()
+        await registry.load_all()
+        batcher = registry.ready("lenet5-mnist").batcher
+        assert batcher is not None
+        await registry.close()
+        return batcher.config
+
+    config = asyncio.run(scenario())
+    assert config.window == window and config.max_queue_delay_ms == 3.5
