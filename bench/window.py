@@ -99,12 +99,15 @@ class PolicyServer:
     metrics_url: str
 
 
-def _start(policy: str, model: str, entry: Path, payload: loadgen.Payload) -> PolicyServer:
+def _start(plan: Plan, policy: str, model: str, entry: Path, payload: loadgen.Payload) -> PolicyServer:
     name = json.loads((entry / "manifest.json").read_text())["name"]
     launch = POOLSERVE.launch(entry, SCRATCH, name)
     # The server runs under this benchmark's own interpreter (the project's virtualenv).
     argv = ["taskset", "-c", SERVER_CORES, "nice", "-n", NICE, sys.executable, *launch.argv[1:]]
-    server = processes.start(f"{model}-{policy}", argv, {**launch.env, **POLICIES[policy]}, SCRATCH, ROOT)
+    # Every request must reach the batcher: the decode budget (503 past 4 uploads decoding in threads at
+    # once, which 224x224 JPEGs are) is opened to the top concurrency, for every policy alike.
+    env = {**launch.env, "POOLSERVE_MAX_CONCURRENT_DECODES": str(max(plan.concurrencies)), **POLICIES[policy]}
+    server = processes.start(f"{model}-{policy}", argv, env, SCRATCH, ROOT)
     probe: tuple[str, dict[str, object]] = (
         "POST",
         {"content": payload.body, "headers": {"content-type": payload.content_type}},
@@ -160,7 +163,7 @@ def _model_block(plan: Plan, model: str) -> list[dict[str, Any]]:
     rows = []
     try:
         for policy in POLICIES:
-            targets.append(_start(policy, model, entry, payload))
+            targets.append(_start(plan, policy, model, entry, payload))
         # Warm every server up (onnxruntime's first batches, the batch-cost average), one client then many;
         # the rate of one client sets how long the runs must be.
         warm = [loadgen.run_wrk(t.url, payload, 1, plan.duration_s, CLIENT_CORES) for t in targets]
