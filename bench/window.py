@@ -189,13 +189,13 @@ def _model_block(plan: Plan, model: str) -> list[dict[str, Any]]:
     return rows
 
 
-def run(plan: Plan, out: Path) -> Path:
+def run(plan: Plan, out: Path, command: str) -> Path:
     os.sched_setaffinity(0, {int(c) for c in CLIENT_CORES.split(",")})  # the harness stays off core 0
     SCRATCH.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     meta = {
         **run_metadata(),
-        "command": "python -m bench.window" + (" --quick" if plan == QUICK else ""),
+        "command": command,
         "plan": plan.__dict__,
         "policies": POLICIES,
         "server_cores": SERVER_CORES,
@@ -362,7 +362,9 @@ def main(argv: list[str] | None = None) -> None:
         plan = dataclasses.replace(plan, models=tuple(args.models))
     # Background jobs of a non-interactive shell ignore SIGINT; SIGTERM must stop the servers too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    path = run(plan, args.out)
+    command = "python -m bench.window" + (" --quick" if args.quick else "")
+    command += f" --models {' '.join(args.models)}" if args.models else ""
+    path = run(plan, args.out, command)
     print(path, *write_report(path), sep="\n")
 
 
