@@ -50,6 +50,7 @@ def build_registry(settings: Settings, metrics: ServiceMetrics) -> ModelRegistry
             settings.max_queue_delay_ms,
             settings.queue_capacity,
             settings.inline_batch_max_ms,
+            settings.batch_window,
         ),
         observer=metrics,
     )

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(default=None, ge=1)
     max_queue_delay_ms: float | None = Field(default=None, ge=0)
     queue_capacity: int = Field(default=256, ge=1)  # queued requests per model before 503
+    # how long a batch waits for more requests under load, capped by max_queue_delay_ms: "measured" while
+    # its oldest request has queued less than the batch is expected to run, "max-delay" the whole cap
+    # (docs/benchmarks.md, the batching window)
+    batch_window: Literal["measured", "max-delay"] = "measured"
     # batches expected to take at most this long (measured per image) run on the event loop instead of
     # the model's worker thread, whose hand-offs cost more than a tiny batch; 0: always the thread
     inline_batch_max_ms: float = Field(default=0.5, ge=0)

@@ -22,7 +22,7 @@ from poolserve.repository.store import (
     verified_model_path,
 )
 from poolserve.service.errors import ModelNotFound, ModelNotReady
-from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
+from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, BatchWindow, DynamicBatcher
 from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
@@ -44,6 +44,7 @@ class BatchOverrides:
     max_queue_delay_ms: float | None
     queue_capacity: int
     inline_max_ms: float = 0.0
+    window: BatchWindow = "measured"
 
 
 @dataclass
@@ -198,6 +199,7 @@ class ModelRegistry:
             ),
             queue_capacity=self._batching.queue_capacity,
             inline_max_ms=self._batching.inline_max_ms,
+            window=self._batching.window,
         )
 
     def _fail(self, entry: ModelEntry, reason: str) -> None:

@@ -1,13 +1,26 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from poolserve.service.app import build_registry
 from poolserve.service.errors import ModelNotReady, QueueFull
-from poolserve.service.runtime.batcher import BatchConfig, DynamicBatcher
+from poolserve.service.metrics import ServiceMetrics
+from poolserve.service.runtime.batcher import (
+    BatchConfig,
+    BatchCost,
+    BatchWindow,
+    DynamicBatcher,
+    window_left_s,
+)
+from poolserve.service.settings import Settings
+
+REPOSITORY = Path(__file__).resolve().parents[3] / "model_repository"
 
 
 class Recorder:
@@ -29,12 +42,18 @@ class Recorder:
         return [sum(i) for i in items]
 
 
-def config(max_batch_size: int = 4, delay_ms: float = 50, capacity: int = 16) -> BatchConfig:
-    return BatchConfig(max_batch_size=max_batch_size, max_queue_delay_ms=delay_ms, queue_capacity=capacity)
+def config(
+    max_batch_size: int = 4, delay_ms: float = 50, capacity: int = 16, window: BatchWindow = "measured"
+) -> BatchConfig:
+    return BatchConfig(
+        max_batch_size=max_batch_size, max_queue_delay_ms=delay_ms, queue_capacity=capacity, window=window
+    )
 
 
-async def started(handler: Recorder, cfg: BatchConfig) -> DynamicBatcher[list[int], int]:
-    batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", handler, cfg)
+async def started(
+    handler: Recorder, cfg: BatchConfig, cost: BatchCost | None = None
+) -> DynamicBatcher[list[int], int]:
+    batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", handler, cfg, cost=cost)
     batcher.start()
     return batcher
 
@@ -136,11 +155,14 @@ def test_cancelled_items_are_skipped_and_closed_batchers_refuse() -> None:
     assert asyncio.run(scenario()).batches == [[[1]], [[3]]]
 
 
-def test_a_lone_request_on_an_idle_batcher_runs_without_waiting_for_the_window() -> None:
+@pytest.mark.parametrize("window", ["measured", "max-delay"])
+def test_a_lone_request_on_an_idle_batcher_runs_without_waiting_for_the_window(window: BatchWindow) -> None:
     async def scenario() -> Recorder:
         handler = Recorder()
-        # A 10-minute window: if the idle worker waited on it, wait_for below would fail, not pass slowly.
-        batcher = await started(handler, config(max_batch_size=4, delay_ms=600_000))
+        # A 10-minute window, and batches expected to take 10 minutes too: if the idle worker waited,
+        # wait_for below would fail, not pass slowly.
+        cfg = config(max_batch_size=4, delay_ms=600_000, window=window)
+        batcher = await started(handler, cfg, FixedCost(600.0))
         assert await asyncio.wait_for(batcher.submit([1]), 30) == 1
         assert await asyncio.wait_for(batcher.submit([2]), 30) == 2
         await batcher.close()
@@ -203,3 +225,118 @@ def test_slow_or_unconfigured_batches_stay_in_the_worker_thread(seconds: float, 
     handler = ThreadRecorder(seconds)
     _one_at_a_time(handler, inline_max_ms, items=[[1], [2], [3]])
     assert all(t.startswith("batcher-m") for t in handler.threads)
+
+
+class FixedCost(BatchCost):
+    """A cost model that says every image takes ``seconds``, whatever the batches measure."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds_per_image = seconds
+
+    def observe(self, size: int, seconds: float) -> None:
+        pass
+
+
+# (window, loaded, cap, collecting, queued, expected) -> seconds left to wait; times in ms for reading.
+WINDOW_DECISIONS = [
+    # idle (the last batch was a lone request): neither window waits, whatever the costs
+    ("measured", False, 2.0, 0.0, 0.0, 50.0, 0.0),
+    ("max-delay", False, 2.0, 0.0, 0.0, 50.0, 0.0),
+    # measured: up to what the batch is expected to run, counted from its oldest request's queueing
+    ("measured", True, 2.0, 0.0, 0.0, 0.3, 0.3),
+    ("measured", True, 2.0, 0.1, 0.2, 0.3, 0.1),
+    ("measured", True, 2.0, 0.0, 0.5, 0.3, -0.2),  # queued longer than the batch runs: run now
+    ("measured", True, 2.0, 0.0, 0.5, 50.0, 1.5),  # a slow batch: the cap bounds the queueing
+    ("measured", True, 2.0, 1.0, 2.5, 50.0, -0.5),
+    ("measured", True, 2.0, 0.0, 0.0, None, 0.0),  # nothing measured yet: no basis to wait
+    ("measured", True, 0.0, 0.0, 0.0, 50.0, 0.0),  # a cap of 0 never waits
+    # max-delay: the whole cap from when collection began, whatever the batch costs or waited before
+    ("max-delay", True, 2.0, 0.0, 5.0, 0.01, 2.0),
+    ("max-delay", True, 2.0, 1.5, 5.0, 0.01, 0.5),
+    ("max-delay", True, 2.0, 2.5, 0.0, None, -0.5),
+    ("max-delay", True, 0.0, 0.0, 0.0, 50.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("window", "loaded", "cap", "collecting", "queued", "expected", "left"), WINDOW_DECISIONS
+)
+def test_window_decisions(
+    window: BatchWindow,
+    loaded: bool,
+    cap: float,
+    collecting: float,
+    queued: float,
+    expected: float | None,
+    left: float,
+) -> None:
+    got = window_left_s(
+        window,
+        loaded=loaded,
+        cap_s=cap / 1000,
+        collecting_s=collecting / 1000,
+        queued_s=queued / 1000,
+        expected_s=None if expected is None else expected / 1000,
+    )
+    assert got * 1000 == pytest.approx(left, abs=1e-9)
+
+
+def test_batch_cost_is_a_moving_average_of_the_time_per_image() -> None:
+    cost = BatchCost()
+    assert cost.expected_s(8) is None
+    cost.observe(4, 0.004)  # the first batch sets it: 1 ms per image
+    assert cost.expected_s(8) == pytest.approx(0.008)
+    cost.observe(1, 0.006)  # then 0.8 old + 0.2 new: 0.8 x 1 + 0.2 x 6 = 2 ms per image
+    assert cost.expected_s(3) == pytest.approx(0.006)
+
+
+def _after_a_loaded_batch(window: BatchWindow, cost: BatchCost) -> list[list[list[int]]]:
+    """Two requests at once (a full batch of 2: the batcher is now under load), then one alone, then a
+    second one a moment later, each awaited with a 30 s guard against a window that never ends."""
+
+    async def scenario() -> Recorder:
+        handler = Recorder()
+        batcher = await started(handler, config(max_batch_size=2, delay_ms=600_000, window=window), cost)
+        assert await asyncio.wait_for(asyncio.gather(batcher.submit([1]), batcher.submit([2])), 30) == [1, 2]
+        third = asyncio.ensure_future(batcher.submit([3]))
+        # Long enough for a batcher that does not wait to run the third alone; one that waits, waits.
+        await asyncio.wait([third], timeout=0.1)
+        assert await asyncio.wait_for(batcher.submit([4]), 30) == 4
+        assert await third == 3
+        await batcher.close()
+        return handler
+
+    return asyncio.run(scenario()).batches
+
+
+def test_measured_window_waits_under_load_when_the_batch_runs_longer_than_its_queueing() -> None:
+    # Expected 10 minutes a batch, a 10-minute cap: the third request waits, and the fourth joins it.
+    assert _after_a_loaded_batch("measured", FixedCost(600.0)) == [[[1], [2]], [[3], [4]]]
+
+
+def test_measured_window_does_not_wait_for_batches_that_run_in_no_time() -> None:
+    # Expected 0 s a batch: the 10-minute cap does not matter, the third request runs alone at once.
+    assert _after_a_loaded_batch("measured", FixedCost(0.0)) == [[[1], [2]], [[3]], [[4]]]
+
+
+def test_max_delay_window_waits_under_load_however_cheap_the_batch() -> None:
+    assert _after_a_loaded_batch("max-delay", FixedCost(0.0)) == [[[1], [2]], [[3], [4]]]
+
+
+@pytest.mark.parametrize("window", ["measured", "max-delay"])
+def test_the_window_setting_reaches_the_model_batchers(tmp_path: Path, window: BatchWindow) -> None:
+    shutil.copytree(REPOSITORY / "lenet5-mnist", tmp_path / "lenet5-mnist")
+    settings = Settings(repository=tmp_path, batch_window=window, max_queue_delay_ms=3.5)
+
+    async def scenario() -> BatchConfig:
+        registry = build_registry(settings, ServiceMetrics())
+        registry.discover()
+        await registry.load_all()
+        batcher = registry.ready("lenet5-mnist").batcher
+        assert batcher is not None
+        await registry.close()
+        return batcher.config
+
+    config = asyncio.run(scenario())
+    assert config.window == window and config.max_queue_delay_ms == 3.5

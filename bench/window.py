@@ -1,0 +1,372 @@
+"""The batching window, measured: poolserve's windows against no window, across concurrency, on the digit
+model and the ResNet-size model.
+
+    python -m bench.window [--quick] [--models digits resnet]
+
+Policies are settings of the same code, so nothing else differs between them:
+
+- ``measured``: the default window (waits under load only while the oldest request has queued less than
+  the batch is expected to run, at most the manifest's ``max_queue_delay_ms``);
+- ``max-delay``: ``POOLSERVE_BATCH_WINDOW=max-delay``, the previous default (waits the whole
+  ``max_queue_delay_ms`` under load);
+- ``delay0``: ``POOLSERVE_MAX_QUEUE_DELAY_MS=0``, no window (a batch is whatever queued while the last
+  one ran).
+
+The three servers of a model run at once, each pinned to core 0 with one onnxruntime thread (only the one
+under load works); wrk runs on core 1, as in ``python -m bench run``. For each concurrency the policies take
+turns, in a rotated order each round (A B C, B C A, ...), so that this shared host's drift falls on all of
+them alike; a cell is the median over rounds. Each run also reads the server's ``/metrics`` before and after
+for the mean batch size. Writes bench/results/window.json, window.md and window.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import loadgen, payloads, processes
+from bench.provenance import run_metadata
+from bench.suite import POOLSERVE, ROOT
+
+SERVER_CORES = "0"
+CLIENT_CORES = "1"
+NICE = "-10"
+RESULTS = ROOT / "bench" / "results"
+SCRATCH = ROOT / ".bench-work" / "window"
+BENCH_REPOSITORY = ROOT / ".bench-repository"
+POLICIES: dict[str, dict[str, str]] = {
+    "delay0": {"POOLSERVE_MAX_QUEUE_DELAY_MS": "0"},
+    "max-delay": {"POOLSERVE_BATCH_WINDOW": "max-delay"},
+    "measured": {"POOLSERVE_BATCH_WINDOW": "measured"},
+}
+BASELINE = "delay0"
+NEW = "measured"
+MAX_RUN_S = 60.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    concurrencies: tuple[int, ...]
+    duration_s: float  # at least; see round_trips
+    rounds: int
+    models: tuple[str, ...]
+    # A closed loop at concurrency c answers about throughput / c requests per connection per second: a
+    # run lasts at least this many round trips per connection (at the rate measured at c=1), so that a
+    # slow model's high-concurrency cells hold more than the requests in flight when wrk stops.
+    round_trips: int = 4
+
+
+FULL = Plan((1, 8, 32, 64), 5.0, 3, ("digits", "resnet"))
+QUICK = Plan((1, 8, 32, 64), 2.0, 2, ("digits", "resnet"), round_trips=2)
+
+
+def _entry(model: str) -> Path:
+    if model == "digits":
+        return ROOT / "model_repository" / "lenet5-mnist" / "1"
+    from bench.resnet import NAME, write_entry
+
+    entry = BENCH_REPOSITORY / NAME / "1"
+    return entry if (entry / "manifest.json").exists() else write_entry(BENCH_REPOSITORY)
+
+
+def _payload(model: str) -> loadgen.Payload:
+    if model == "digits":
+        return payloads.classify_payload(payloads.digit_png(), "image/png")
+    return payloads.classify_payload(payloads.photo_jpeg(), "image/jpeg")
+
+
+def _post(url: str, payload: loadgen.Payload) -> httpx.Response:
+    return httpx.post(url, content=payload.body, headers={"content-type": payload.content_type}, timeout=300)
+
+
+@dataclass
+class PolicyServer:
+    policy: str
+    server: processes.Server
+    url: str  # the classify route
+    metrics_url: str
+
+
+def _start(plan: Plan, policy: str, model: str, entry: Path, payload: loadgen.Payload) -> PolicyServer:
+    name = json.loads((entry / "manifest.json").read_text())["name"]
+    launch = POOLSERVE.launch(entry, SCRATCH, name)
+    # The server runs under this benchmark's own interpreter (the project's virtualenv).
+    argv = ["taskset", "-c", SERVER_CORES, "nice", "-n", NICE, sys.executable, *launch.argv[1:]]
+    # Every request must reach the batcher: the decode budget (503 past 4 uploads decoding in threads at
+    # once, which 224x224 JPEGs are) is opened to the top concurrency, for every policy alike.
+    env = {**launch.env, "POOLSERVE_MAX_CONCURRENT_DECODES": str(max(plan.concurrencies)), **POLICIES[policy]}
+    server = processes.start(f"{model}-{policy}", argv, env, SCRATCH, ROOT)
+    probe: tuple[str, dict[str, object]] = (
+        "POST",
+        {"content": payload.body, "headers": {"content-type": payload.content_type}},
+    )
+    try:
+        processes.wait_ready(server, launch.url, probe, launch.ready_timeout_s)
+    except RuntimeError:
+        server.stop()
+        raise
+    return PolicyServer(policy, server, launch.url, launch.url.split("/v1/")[0] + "/metrics")
+
+
+def _batches(metrics_url: str, model: str) -> tuple[float, float]:
+    """(batches run, images in them) so far, from poolserve's batch-size histogram."""
+    text = httpx.get(metrics_url, timeout=30).text
+    found = {}
+    for kind in ("count", "sum"):
+        match = re.search(rf'^poolserve_batch_size_{kind}{{model="{re.escape(model)}"}} (\S+)$', text, re.M)
+        found[kind] = float(match.group(1)) if match else 0.0
+    return found["count"], found["sum"]
+
+
+def _measure(
+    target: PolicyServer, model: str, payload: loadgen.Payload, concurrency: int, seconds: float
+) -> dict[str, Any]:
+    _post(target.url, payload)  # waits behind anything the previous run left queued
+    batches_before, images_before = _batches(target.metrics_url, model)
+    cpu_before = processes.cpu_seconds(target.server.tree())
+    core_before = processes.core_busy_seconds(int(SERVER_CORES))
+    result = loadgen.run_wrk(target.url, payload, concurrency, seconds, CLIENT_CORES)
+    cpu = processes.cpu_seconds(target.server.tree()) - cpu_before
+    core = processes.core_busy_seconds(int(SERVER_CORES)) - core_before
+    batches_after, images_after = _batches(target.metrics_url, model)
+    batches = batches_after - batches_before
+    return {
+        **result.as_dict(),
+        "mean_batch_images": (images_after - images_before) / batches if batches else 0.0,
+        "server_cpu_s": cpu,
+        "foreign_cpu_on_server_core_s": max(0.0, core - cpu),
+        "loadavg": os.getloadavg()[0],
+    }
+
+
+def _duration(plan: Plan, concurrency: int, rps: float) -> float:
+    return min(MAX_RUN_S, max(plan.duration_s, plan.round_trips * concurrency / max(rps, 1e-3)))
+
+
+def _model_block(plan: Plan, model: str) -> list[dict[str, Any]]:
+    entry = _entry(model)
+    name = json.loads((entry / "manifest.json").read_text())["name"]
+    payload = _payload(model)
+    targets: list[PolicyServer] = []
+    rows = []
+    try:
+        for policy in POLICIES:
+            targets.append(_start(plan, policy, model, entry, payload))
+        # Warm every server up (onnxruntime's first batches, the batch-cost average), one client then many;
+        # the rate of one client sets how long the runs must be.
+        warm = [loadgen.run_wrk(t.url, payload, 1, plan.duration_s, CLIENT_CORES) for t in targets]
+        rps = statistics.median(w.throughput_rps for w in warm)
+        for target in targets:
+            loadgen.run_wrk(target.url, payload, max(plan.concurrencies), plan.duration_s, CLIENT_CORES)
+        for concurrency in plan.concurrencies:
+            seconds = _duration(plan, concurrency, rps)
+            for round_no in range(plan.rounds):
+                shift = round_no % len(targets)
+                for target in targets[shift:] + targets[:shift]:
+                    row = _measure(target, name, payload, concurrency, seconds)
+                    rows.append({"model": name, "policy": target.policy, "round": round_no, **row})
+                    print(
+                        f"  {name:>14} {target.policy:>9} c={concurrency:<3} round {round_no} "
+                        f"{row['images_per_s']:8.1f} img/s  p99 {row['p99_ms']:8.1f} ms  "
+                        f"batch {row['mean_batch_images']:5.1f}  load {row['loadavg']:.2f}",
+                        flush=True,
+                    )
+    finally:
+        for target in targets:
+            target.server.stop()
+    return rows
+
+
+def run(plan: Plan, out: Path, command: str) -> Path:
+    os.sched_setaffinity(0, {int(c) for c in CLIENT_CORES.split(",")})  # the harness stays off core 0
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    meta = {
+        **run_metadata(),
+        "command": command,
+        "plan": plan.__dict__,
+        "policies": POLICIES,
+        "server_cores": SERVER_CORES,
+        "client_cores": CLIENT_CORES,
+        "loadavg_start": os.getloadavg(),
+    }
+    runs: list[dict[str, Any]] = []
+    for model in plan.models:
+        print(f"== {model}", flush=True)
+        runs.extend(_model_block(plan, model))
+    meta["wall_s"] = time.monotonic() - started
+    meta["loadavg_end"] = os.getloadavg()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "window.json"
+    path.write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")
+    return path
+
+
+def cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, float]]:
+    """(model, policy, concurrency) -> medians over rounds, and the spread of images/s."""
+    grouped: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in runs:
+        grouped.setdefault((row["model"], row["policy"], row["concurrency"]), []).append(row)
+    return {
+        key: {
+            "images_per_s": statistics.median(r["images_per_s"] for r in rows),
+            "p50_ms": statistics.median(r["p50_ms"] for r in rows),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rows),
+            "mean_batch_images": statistics.median(r["mean_batch_images"] for r in rows),
+            "images_per_s_min": min(r["images_per_s"] for r in rows),
+            "images_per_s_max": max(r["images_per_s"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "rounds": len(rows),
+            "foreign_share": max(r["foreign_cpu_on_server_core_s"] / r["duration_s"] for r in rows),
+        }
+        for key, rows in grouped.items()
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta, table = results["meta"], cells(results["runs"])
+    policies = list(meta["policies"])
+    lines = [
+        "# The batching window: poolserve's windows vs no window",
+        "",
+        f"`{meta['command']}`, "
+        f"{meta['started']} at commit `{meta['git_commit'][:12]}` on {meta['cpu']} ({meta['cores']} cores), "
+        f"{meta['wall_s'] / 60:.1f} minutes; load average {meta['loadavg_start'][0]:.2f} at the start, "
+        f"{meta['loadavg_end'][0]:.2f} at the end. Servers pinned to core {meta['server_cores']} (one "
+        f"onnxruntime thread), wrk (one thread, closed loop) to core {meta['client_cores']}. Plan: "
+        f"{meta['plan']}.",
+        "",
+        "Policies (settings of the same code): "
+        + "; ".join(
+            f"`{p}`: {' '.join(f'{k}={v}' for k, v in env.items())}" for p, env in meta["policies"].items()
+        )
+        + f". Each cell is the median of {meta['plan']['rounds']} rounds, the policies taking turns in a "
+        "rotated order; `÷ delay0` divides by the no-window figure at the same concurrency (throughput: "
+        "above 1 is better; p99: below 1 is better).",
+        "",
+    ]
+    for model in sorted({m for m, _, _ in table}):
+        concurrencies = sorted({c for m, _, c in table if m == model})
+        lines += [f"## {model}", ""]
+        lines += [
+            "| policy | c | images/s (min–max) | p50 ms | p99 ms | images per batch | img/s ÷ delay0 "
+            "| p99 ÷ delay0 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for concurrency in concurrencies:
+            base = table.get((model, BASELINE, concurrency))
+            for policy in policies:
+                cell = table.get((model, policy, concurrency))
+                if cell is None:
+                    continue
+                ratios = ["–", "–"]
+                if base is not None and policy != BASELINE:
+                    ratios = [
+                        f"{cell['images_per_s'] / base['images_per_s']:.2f}",
+                        f"{cell['p99_ms'] / base['p99_ms']:.2f}",
+                    ]
+                errors = f" **{cell['errors']} errors**" if cell["errors"] else ""
+                spread = f"{cell['images_per_s_min']:.0f}–{cell['images_per_s_max']:.0f}"
+                rate = f"{cell['images_per_s']:.1f} ({spread})"
+                lines.append(
+                    f"| {policy} | {concurrency} | {rate}{errors} | {cell['p50_ms']:.1f} | "
+                    f"{cell['p99_ms']:.1f} | {cell['mean_batch_images']:.1f} | {ratios[0]} | {ratios[1]} |"
+                )
+        lines.append("")
+    lines += [*verdict(table), ""]
+    return "\n".join(lines)
+
+
+def verdict(table: dict[tuple[str, str, int], dict[str, float]]) -> list[str]:
+    """The new window's worst cell against no window, in throughput and in p99."""
+    pairs = [
+        (model, c, cell, table[(model, BASELINE, c)])
+        for (model, policy, c), cell in table.items()
+        if policy == NEW and (model, BASELINE, c) in table
+    ]
+    if not pairs:
+        return []
+    rate = min(pairs, key=lambda p: p[2]["images_per_s"] / p[3]["images_per_s"])
+    p99 = max(pairs, key=lambda p: p[2]["p99_ms"] / p[3]["p99_ms"])
+    return [
+        f"`{NEW}` against `{BASELINE}`, worst cells: throughput "
+        f"{rate[2]['images_per_s'] / rate[3]['images_per_s']:.2f}× ({rate[0]}, c={rate[1]}), "
+        f"p99 {p99[2]['p99_ms'] / p99[3]['p99_ms']:.2f}× ({p99[0]}, c={p99[1]}).",
+    ]
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = cells(results["runs"])
+    models = sorted({m for m, _, _ in table})
+    fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.5 * len(models)), squeeze=False)
+    for row, model in enumerate(models):
+        for policy in results["meta"]["policies"]:
+            points = sorted((c, cell) for (m, p, c), cell in table.items() if m == model and p == policy)
+            xs = [c for c, _ in points]
+            style = {"linewidth": 3, "color": "black"} if policy == NEW else {"linewidth": 1.5}
+            axes[row][0].plot(
+                xs, [cell["images_per_s"] for _, cell in points], marker="o", label=policy, **style
+            )
+            axes[row][1].plot(xs, [cell["p99_ms"] for _, cell in points], marker="o", label=policy, **style)
+        axes[row][0].set_title(f"{model}: throughput (images/s, median of rounds)")
+        axes[row][1].set_title(f"{model}: p99 latency (ms)")
+        axes[row][1].set_yscale("log")
+        for ax in axes[row]:
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrent clients")
+            ax.grid(True, alpha=0.3)
+        axes[row][0].set_ylim(bottom=0)
+        axes[row][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def write_report(results_path: Path) -> tuple[Path, Path]:
+    results = json.loads(results_path.read_text())
+    md = results_path.with_suffix(".md")
+    md.write_text(markdown(results))
+    png = results_path.with_suffix(".png")
+    plot(results, png)
+    return md, png
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.window")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 2 rounds (about 4 minutes)")
+    parser.add_argument("--models", nargs="+", choices=["digits", "resnet"], default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="default bench/results")
+    parser.add_argument("--report", type=Path, default=None, help="only redraw .md and .png from this json")
+    args = parser.parse_args(argv)
+    if args.report:
+        print(*write_report(args.report), sep="\n")
+        return
+    plan = QUICK if args.quick else FULL
+    if args.models:
+        plan = dataclasses.replace(plan, models=tuple(args.models))
+    # Background jobs of a non-interactive shell ignore SIGINT; SIGTERM must stop the servers too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    command = "python -m bench.window" + (" --quick" if args.quick else "")
+    command += f" --models {' '.join(args.models)}" if args.models else ""
+    path = run(plan, args.out, command)
+    print(path, *write_report(path), sep="\n")
+
+
+if __name__ == "__main__":
+    main()
