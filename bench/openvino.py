@@ -2,6 +2,7 @@
 
     python -m bench.openvino            # writes bench/results/openvino.{json,md}
     python -m bench.openvino --quick    # two digit region models, batch 1 and 8, one core, one round
+    python -m bench.openvino --report bench/results/openvino.json   # only redraw openvino.md
 
 onnxruntime-openvino ships its own ``onnxruntime`` module, so the timing runs in ``.bench-venvs/openvino``
 (``python -m bench setup`` builds it) as a child process, ``bench.openvino_measure``; this process only
@@ -224,7 +225,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two digit models, batch 1 and 8, one core")
     parser.add_argument("--venv", type=Path, default=VENVS / "openvino", help="the onnxruntime-openvino venv")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results[/quick]")
+    parser.add_argument("--report", type=Path, default=None, help="only redraw openvino.md from this JSON")
     args = parser.parse_args()
+    if args.report:
+        args.report.with_suffix(".md").write_text(markdown(json.loads(args.report.read_text())))
+        return
     results = run(QUICK if args.quick else FULL, args.venv)
     out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,11 @@ def winners(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _per_s(batch: str, ms: float) -> str:
+    rate = 1000 * int(batch) / ms
+    return f"{rate:.1f}" if rate < 100 else f"{rate:.0f}"
+
+
 def _latency_rows(results: dict[str, Any]) -> list[str]:
     labels = _openvino_configs(results)
     header = [
@@ -87,12 +92,12 @@ def _latency_rows(results: dict[str, Any]) -> list[str]:
                 cells += [
                     f"{ms[CPU_LABEL][batch]:.2f}",
                     f"{shipped[batch]:.2f}",
-                    f"{1000 * int(batch) / base_ms:.0f}",
+                    _per_s(batch, base_ms),
                 ]
                 for label in labels:
                     cells += [
                         f"{ms[label][batch]:.2f}",
-                        f"{1000 * int(batch) / ms[label][batch]:.0f}",
+                        _per_s(batch, ms[label][batch]),
                         f"{base_ms / ms[label][batch]:.2f}x",
                     ]
                 rows.append("| " + " | ".join(cells) + " |")
