@@ -36,10 +36,10 @@ from poolserve.export.roipool_rewrite import rewrite_max_roi_pool
 from poolserve.repository.manifest import Manifest
 from poolserve.service.api.routes.features import _json
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
-from poolserve.service.runtime.handlers import RegionHandler, RegionItem
-from poolserve.service.runtime.inference import RegionOutput
+from poolserve.service.runtime.batch_handlers import RegionHandler, RegionItem
 from poolserve.service.runtime.postprocess import softmax
 from poolserve.service.runtime.region_inputs import BoxFrame, check_region_inputs
+from poolserve.service.runtime.runtime import RegionOutput
 
 MODELS = ("digits-roialign", "digits-roipool")
 RESULTS = ROOT / "bench" / "results"

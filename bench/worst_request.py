@@ -33,7 +33,7 @@ from bench.suite import ROOT
 from poolserve.repository.manifest import Manifest, Task
 from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
 from poolserve.service.runtime.region_inputs import MAX_OVERHANG
 from poolserve.service.settings import Settings
 

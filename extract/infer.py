@@ -10,7 +10,7 @@ from poolserve.extract.job import JobSpec, LocalModel
 from poolserve.extract.prepare import PreparedBatch
 from poolserve.extract.rows import ImageResult, Ranked
 from poolserve.repository.manifest import Task
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
 from poolserve.service.runtime.postprocess import probabilities, top_k
 from poolserve.service.runtime.providers import select_providers
 from poolserve.service.runtime.sessions import SessionConfig, create_session

@@ -10,8 +10,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from poolserve.service.errors import Unauthorized
 from poolserve.service.metrics import ServiceMetrics
-from poolserve.service.runtime.inference import Runtime
 from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.settings import Settings
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)

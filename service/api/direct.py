@@ -23,8 +23,8 @@ from starlette.responses import Response
 from poolserve.repository.manifest import Manifest, Task
 from poolserve.service.api.deps import authorize, tagged_model
 from poolserve.service.api.payloads import RequestLimits
-from poolserve.service.runtime.inference import Runtime
 from poolserve.service.runtime.registry import ModelEntry
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.settings import Settings
 
 QueryT = TypeVar("QueryT", bound=BaseModel)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from poolserve.service.api import multipart
 from poolserve.service.errors import InvalidField, InvalidRequest, LimitExceeded, UnsupportedMediaType
-from poolserve.service.imaging.decode import MEDIA_TYPES
+from poolserve.service.imaging.image_decoder import MEDIA_TYPES
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from poolserve.repository.store import (
     verified_model_path,
 )
 from poolserve.service.errors import ModelNotFound, ModelNotReady
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler
 from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
 

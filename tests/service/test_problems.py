@@ -11,7 +11,7 @@ from PIL import Image
 
 from poolserve.service.api.error_table import STATUS
 from poolserve.service.errors import ServiceError
-from poolserve.service.runtime.inference import Runtime
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from poolserve.repository.manifest import Task
-from poolserve.service.api.decoding import decode_images
 from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
 from poolserve.service.api.payloads import parse_classify
+from poolserve.service.api.request_decoding import decode_images
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.schemas import ClassifyResponse
 from poolserve.service.errors import LimitExceeded

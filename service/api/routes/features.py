@@ -10,15 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from poolserve.repository.manifest import Manifest, Task
-from poolserve.service.api.decoding import decode_images
 from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
 from poolserve.service.api.payloads import parse_features
 from poolserve.service.api.region_json import Encoding, region_results_json
+from poolserve.service.api.request_decoding import decode_images
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.routes.classify import checked_top_k
 from poolserve.service.api.schemas import FeaturesResponse
 from poolserve.service.imaging.preprocess import map_boxes
-from poolserve.service.runtime.inference import RegionOutput
+from poolserve.service.runtime.runtime import RegionOutput
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 

@@ -16,7 +16,7 @@ from poolserve.service.api.deps import ModelEntryDep, RegistryDep, RuntimeDep, S
 from poolserve.service.api.error_responses import v2_error
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.v2 import codec
-from poolserve.service.api.v2.models import (
+from poolserve.service.api.v2.tensor_io import (
     TensorLimits,
     infer,
     input_specs,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from poolserve.repository.manifest import Manifest, Preprocessing
-from poolserve.service.api.decoding import decode_images
+from poolserve.service.api.request_decoding import decode_images
 from poolserve.service.errors import InvalidImage
 from poolserve.service.settings import Settings
 from tests.service.conftest import DATA, REPOSITORY

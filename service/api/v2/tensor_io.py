@@ -14,7 +14,7 @@ import numpy as np
 from poolserve.repository.manifest import Manifest, Task, TensorSpec
 from poolserve.service.api.v2.tensors import WireTensor, datatype_of
 from poolserve.service.errors import InvalidRequest, LimitExceeded
-from poolserve.service.runtime.inference import Runtime
+from poolserve.service.runtime.runtime import Runtime
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The batch handlers that run one model's onnxruntime session over a batch of requests.
+"""Batch handlers (``batcher.BatchHandler``) running one model's onnxruntime session over a batch.
 
 Region batches concatenate every request's images and offset each box's batch index, so a whole batch
 is one backbone pass per image and one RoI call for all boxes.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
 from tests.service.conftest import CLASSIFIERS, REGION_MODELS
 
 

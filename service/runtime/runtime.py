@@ -1,4 +1,4 @@
-"""The one inference path: every API layer (``/v1`` now, KServe ``/v2`` later) calls ``Runtime``.
+"""The one inference path: ``/v1`` and KServe ``/v2`` both call ``Runtime``.
 
 Inputs are preprocessed tensors; outputs are numpy arrays. Encoding either is the API layer's job.
 """
@@ -13,7 +13,7 @@ import numpy as np
 
 from poolserve.repository.manifest import Manifest, Task
 from poolserve.service.errors import WrongTask
-from poolserve.service.runtime.handlers import RegionItem, RegionResult
+from poolserve.service.runtime.batch_handlers import RegionItem, RegionResult
 from poolserve.service.runtime.postprocess import probabilities
 from poolserve.service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
 from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
