@@ -34,7 +34,12 @@ class RequestLimits:
 @dataclass(frozen=True)
 class ImagePayload:
     images: list[bytes]
-    boxes: list[np.ndarray] | None = None  # per image (k_i, 4) float32, original pixel coordinates
+
+
+@dataclass(frozen=True)
+class RegionPayload:
+    images: list[bytes]
+    boxes: list[np.ndarray]  # per image (k_i, 4) float32, original pixel coordinates
 
 
 JSONBody = TypeVar("JSONBody", bound=BaseModel)
@@ -147,7 +152,7 @@ async def parse_classify(request: Request, limits: RequestLimits) -> ImagePayloa
     return ImagePayload(_check_images(images, limits))
 
 
-async def parse_features(request: Request, limits: RequestLimits) -> ImagePayload:
+async def parse_features(request: Request, limits: RequestLimits) -> RegionPayload:
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
         images, boxes_text = await _multipart_images(request, limits)
@@ -168,4 +173,4 @@ async def parse_features(request: Request, limits: RequestLimits) -> ImagePayloa
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
         )
-    return ImagePayload(_check_images(images, limits), check_boxes(boxes, limits))
+    return RegionPayload(_check_images(images, limits), check_boxes(boxes, limits))

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from poolserve.repository.manifest import Manifest, Task
-from poolserve.service.errors import WrongTask
 from poolserve.service.runtime.batch_handlers import RegionItem, RegionResult
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.postprocess import probabilities
-from poolserve.service.runtime.region_inputs import BoxFrame, box_name, check_region_inputs
-from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
+from poolserve.service.runtime.region_inputs import box_name, check_region_inputs
+from poolserve.service.runtime.registry import ModelRegistry
+from poolserve.service.runtime.serving_model import ServingModel
 
 
 @dataclass(frozen=True)
@@ -33,26 +32,21 @@ class RegionOutput:
 
 
 class Runtime:
+    """Runs requests through a model the caller looked up once (``registry.get(name).serving()``, then
+    ``for_task``); nothing here looks a model up again. Time limits live in the HTTP layer: cancelling
+    an await here drops a still-queued item."""
+
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
 
-    def model(self, name: str, task: Task) -> Manifest:
-        """The ready model's manifest, or the domain error saying why it cannot serve this task."""
-        manifest = self._entry(name).manifest
-        assert manifest is not None
-        if manifest.task is not task:
-            raise WrongTask(f"model {name!r} is a {manifest.task.value} model, not {task.value}")
-        return manifest
-
-    async def classify(self, name: str, images: np.ndarray) -> ClassificationOutput:
+    async def classify(self, model: ServingModel[ClassifierIO], images: np.ndarray) -> ClassificationOutput:
         """``images``: (n, C, H, W) float32, preprocessed per the manifest."""
-        manifest = self.model(name, Task.CLASSIFICATION)
-        scores = await self._submit(name, images)
-        return ClassificationOutput(scores, self._probabilities(manifest, scores))
+        scores: np.ndarray = await model.guard.run(model.batcher.submit, images)
+        return ClassificationOutput(scores, probabilities(scores, model.io.scores_are_probabilities))
 
     async def features(
         self,
-        name: str,
+        model: ServingModel[RegionIO],
         images: np.ndarray,
         boxes: np.ndarray,
         batch_indices: np.ndarray,
@@ -63,24 +57,11 @@ class Runtime:
 
         The boxes pass ``check_region_inputs`` here, the one way into a region model's session.
         """
-        manifest = self.model(name, Task.REGION_FEATURES)
-        check_region_inputs(boxes, batch_indices, len(images), BoxFrame.of(manifest), describe_box)
+        io = model.io
+        check_region_inputs(boxes, batch_indices, len(images), io.frame, describe_box)
         per_image = [boxes[batch_indices == i].astype(np.float32, copy=False) for i in range(len(images))]
-        result: RegionResult = await self._submit(name, RegionItem(images, per_image))
-        probabilities = None
+        result: RegionResult = await model.guard.run(model.batcher.submit, RegionItem(images, per_image))
+        probs = None
         if result.scores is not None:
-            probabilities = [self._probabilities(manifest, s) for s in result.scores]
-        return RegionOutput(result.features, result.scores, probabilities)
-
-    def _entry(self, name: str) -> ModelEntry:
-        return self.registry.ready(name)
-
-    async def _submit(self, name: str, item: object) -> Any:
-        # Time limits live in the HTTP layer: cancelling this await drops a still-queued item.
-        entry = self._entry(name)
-        assert entry.batcher is not None and entry.guard is not None
-        return await entry.guard.run(entry.batcher.submit, item)
-
-    @staticmethod
-    def _probabilities(manifest: Manifest, scores: np.ndarray) -> np.ndarray:
-        return probabilities(scores, manifest.io.scores_are_probabilities)
+            probs = [probabilities(s, io.scores_are_probabilities) for s in result.scores]
+        return RegionOutput(result.features, result.scores, probs)

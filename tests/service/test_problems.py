@@ -33,7 +33,7 @@ def test_every_domain_error_has_a_status() -> None:
 def test_unexpected_errors_are_logged_not_leaked(
     client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: Runtime, name: str, images: np.ndarray) -> None:
+    async def broken(self: Runtime, model: object, images: np.ndarray) -> None:
         raise RuntimeError("secret internal detail /srv/model.onnx")
 
     monkeypatch.setattr(Runtime, "classify", broken)
