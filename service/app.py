@@ -16,8 +16,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from poolserve import __version__
 from poolserve.service.api import error_responses
 from poolserve.service.api.error_responses import ErrorBoundary
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
-from poolserve.service.api.request_decoding import DecodeSlots, UseDecodeSlots
+from poolserve.service.api.offload import DecodeSlots, UseDecodeSlots
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.router import include_routes
 from poolserve.service.metrics import ServiceMetrics
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
+    app.state.limits = RequestLimits.of(settings)
     app.state.metrics = ServiceMetrics()
     error_responses.install(app)
     include_routes(app)

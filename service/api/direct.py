@@ -21,10 +21,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from poolserve.service.api.deps import authorize, tagged_model
-from poolserve.service.api.payloads import RequestLimits
-from poolserve.service.runtime.registry import ModelEntry
+from poolserve.service.api.limits import RequestLimits
+from poolserve.service.runtime.registry import ModelEntry, ServingModel, TaskIOT
 from poolserve.service.runtime.runtime import Runtime
-from poolserve.service.runtime.serving_model import ServingModel, TaskIOT
 from poolserve.service.settings import Settings
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
@@ -83,23 +82,16 @@ def parse_query(request: Request, query: type[QueryT]) -> QueryT:
 @dataclass(frozen=True)
 class DirectContext:
     settings: Settings
+    limits: RequestLimits
     runtime: Runtime
 
     @classmethod
     async def of(cls, request: Request) -> DirectContext:
         """The app's services, once the caller is authorized (401 before anything else is looked at)."""
         state = request.app.state
-        context = cls(state.settings, state.runtime)
+        context = cls(state.settings, state.limits, state.runtime)
         await authorize(context.settings, request)
         return context
-
-    @property
-    def limits(self) -> RequestLimits:
-        return RequestLimits(
-            max_images=self.settings.max_images_per_request,
-            max_boxes=self.settings.max_boxes_per_request,
-            max_body_bytes=self.settings.max_body_bytes,
-        )
 
     def model(self, request: Request) -> ModelEntry:
         """The model named in the path (404 if unknown), tagged for the metrics middleware."""

@@ -3,12 +3,12 @@
 The manifest's ``ModelIO`` holds every role as an optional field, because one schema describes every
 task; these types hold exactly the roles of one task, built once from a validated manifest, so code below
 them never asks whether a tensor is there. ``inputs`` and ``outputs`` give the graph's tensors in the
-order every protocol lists them (image first; features before scores).
+order every protocol lists them (image first; features before scores), computed once with the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from poolserve.repository.manifest import Manifest, Task, TensorSpec
@@ -39,6 +39,12 @@ class ClassifierIO:
     scores_are_probabilities: bool
     labels: tuple[str, ...]
     fixed_batch: int | None  # the graph's own batch size, if it fixes one
+    inputs: tuple[TensorSpec, ...] = field(init=False)
+    outputs: tuple[TensorSpec, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", (self.image,))
+        object.__setattr__(self, "outputs", (self.scores,))
 
     @classmethod
     def of(cls, manifest: Manifest) -> ClassifierIO:
@@ -51,14 +57,6 @@ class ClassifierIO:
             labels=tuple(manifest.labels),
             fixed_batch=_fixed_batch(io.image),
         )
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return (self.image,)
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return (self.scores,)
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,13 @@ class RegionIO:
     labels: tuple[str, ...]
     feature_dim: int
     frame: BoxFrame  # the model input frame the boxes are given in
+    inputs: tuple[TensorSpec, ...] = field(init=False)
+    outputs: tuple[TensorSpec, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", (self.image, self.boxes, self.box_batch_indices))
+        scores = () if self.scores is None else (self.scores,)
+        object.__setattr__(self, "outputs", (self.features, *scores))
 
     @classmethod
     def of(cls, manifest: Manifest) -> RegionIO:
@@ -96,14 +101,6 @@ class RegionIO:
             feature_dim=manifest.feature_dim,
             frame=BoxFrame.of(manifest),
         )
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return (self.image, self.boxes, self.box_batch_indices)
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return (self.features,) if self.scores is None else (self.features, self.scores)
 
 
 TaskIO = ClassifierIO | RegionIO

@@ -1,4 +1,7 @@
-"""The models this app serves: discovered in the repository, loaded in the background, each with a status."""
+"""The models this app serves: discovered in the repository, loaded in the background, each with a status.
+
+A request looks its model up once (``registry.get(name).serving()``) and hands the ``ServingModel`` down.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import onnxruntime as ort
 
@@ -21,21 +24,47 @@ from poolserve.repository.store import (
     read_manifest,
     verified_model_path,
 )
-from poolserve.service.errors import ModelNotFound, ModelNotReady
+from poolserve.service.errors import ModelNotFound, ModelNotReady, WrongTask
 from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler
 from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
-from poolserve.service.runtime.model_io import ClassifierIO, model_io
-from poolserve.service.runtime.serving_model import ServingModel
+from poolserve.service.runtime.model_io import ClassifierIO, TaskIO, model_io
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
 
 log = logging.getLogger(__name__)
+
+IOT = TypeVar("IOT", bound=TaskIO)
+TaskIOT = TypeVar("TaskIOT", bound=TaskIO)
 
 
 class ModelStatus(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ServingModel(Generic[IOT]):
+    """Everything serving a request needs from one model, all of it present: ``io`` says which tensor plays
+    which role for the model's task, ``batcher`` queues requests for its session, ``guard`` refuses them
+    once an inference stalled."""
+
+    name: str
+    version: int
+    manifest: Manifest
+    io: IOT
+    provider: str  # the execution provider onnxruntime runs it on
+    session: ort.InferenceSession = field(repr=False)
+    batcher: DynamicBatcher[Any, Any] = field(repr=False)
+    guard: ModelGuard[Any, Any] = field(repr=False)
+
+    def for_task(self, io_type: type[TaskIOT]) -> ServingModel[TaskIOT]:
+        """This model, typed for the task ``io_type`` belongs to; ``WrongTask`` (400) for another task."""
+        if not isinstance(self.io, io_type):
+            raise WrongTask(
+                f"model {self.name!r} is a {self.manifest.task.value} model, not {io_type.task.value}"
+            )
+        return cast(ServingModel[TaskIOT], self)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,7 @@ from poolserve.service.runtime.batch_handlers import RegionItem, RegionResult
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.postprocess import probabilities
 from poolserve.service.runtime.region_inputs import box_name, check_region_inputs
-from poolserve.service.runtime.registry import ModelRegistry
-from poolserve.service.runtime.serving_model import ServingModel
+from poolserve.service.runtime.registry import ModelRegistry, ServingModel
 
 
 @dataclass(frozen=True)

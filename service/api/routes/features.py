@@ -11,11 +11,10 @@ from starlette.responses import Response
 
 from poolserve.repository.manifest import Manifest
 from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
-from poolserve.service.api.payloads import parse_features
+from poolserve.service.api.offload import decode_images
+from poolserve.service.api.payloads import check_top_k, parse_features
 from poolserve.service.api.region_json import Encoding, region_results_json
-from poolserve.service.api.request_decoding import decode_images
 from poolserve.service.api.responses import OrjsonResponse
-from poolserve.service.api.routes.classify import checked_top_k
 from poolserve.service.api.schemas import FeaturesResponse
 from poolserve.service.imaging.preprocess import map_boxes
 from poolserve.service.runtime.model_io import RegionIO
@@ -99,10 +98,11 @@ async def features(request: Request) -> Response:
     each image's box count, in order, in the ``X-Box-Counts`` header.
     """
     context, model, query = await begin_inference(request, FeaturesQuery, RegionIO)
-    settings = context.settings
-    k = checked_top_k(query.top_k, settings.max_top_k)
+    k = check_top_k(query.top_k, context.limits)
     payload = await parse_features(request, context.limits)
-    images, transforms = await decode_images(payload.images, model.manifest.preprocessing, settings)
+    images, transforms = await decode_images(
+        payload.images, model.manifest.preprocessing, context.limits, context.settings
+    )
     sent = payload.boxes
     mapped = [map_boxes(b, t) for b, t in zip(sent, transforms, strict=True)]
     counts = [len(b) for b in sent]

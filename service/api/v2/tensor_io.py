@@ -7,23 +7,17 @@ same ``Runtime`` calls ``/v1`` uses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from poolserve.repository.manifest import TensorSpec
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.v2.tensors import WireTensor, datatype_of
 from poolserve.service.errors import InvalidRequest, LimitExceeded
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO, TaskIO
+from poolserve.service.runtime.registry import ServingModel
 from poolserve.service.runtime.runtime import Runtime
-from poolserve.service.runtime.serving_model import ServingModel
-
-
-@dataclass(frozen=True)
-class TensorLimits:
-    max_images: int
-    max_boxes: int
 
 
 def _dims(spec: TensorSpec) -> list[int]:
@@ -83,7 +77,7 @@ def _by_name(io: TaskIO, inputs: list[WireTensor]) -> dict[str, np.ndarray]:
 
 
 async def infer(
-    runtime: Runtime, model: ServingModel[TaskIO], inputs: list[WireTensor], limits: TensorLimits
+    runtime: Runtime, model: ServingModel[TaskIO], inputs: list[WireTensor], limits: RequestLimits
 ) -> dict[str, np.ndarray]:
     """Every output the model gives, by name, for already-preprocessed input tensors."""
     tensors = _by_name(model.io, inputs)
@@ -103,7 +97,7 @@ async def _region_features(
     model: ServingModel[RegionIO],
     tensors: dict[str, np.ndarray],
     images: np.ndarray,
-    limits: TensorLimits,
+    limits: RequestLimits,
 ) -> dict[str, np.ndarray]:
     io = model.io
     boxes, indices = tensors[io.boxes.name], tensors[io.box_batch_indices.name]
