@@ -182,7 +182,8 @@ def _report(before: dict[str, Any], after: dict[str, Any], meta: dict[str, Any])
     lines = [
         "# What one request crosses in service/",
         "",
-        f"Written by `python -m bench.request_path` at commit {meta['git_commit']} ({meta['started']});",
+        f"Written by `python -m bench.request_path` at commit {meta['git_commit']} ({meta['started']},",
+        f"{meta['cpu']}, load average {meta['load_average']}; the counts do not depend on load);",
         f"before: commit {meta['before']}. Counting: see the script's docstring (files of `service/` whose",
         "code ran for one warm request; lookups = `ModelRegistry.get` calls; readiness checks =",
         "`ModelRegistry.ready` / `ModelEntry.serving` calls).",
@@ -217,7 +218,11 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from bench.provenance import run_metadata
 
-    meta = {**run_metadata(), "before": _git("rev-parse", "--short", args.before)}
+    meta = {
+        **run_metadata(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "before": _git("rev-parse", "--short", args.before),
+    }
     before = _run_at(args.before)
     after = json.loads(
         subprocess.run(
