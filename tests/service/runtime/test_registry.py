@@ -10,9 +10,17 @@ import httpx
 import orjson
 import pytest
 
+from poolserve.repository.manifest import BatchingDefaults
 from poolserve.repository.store import EntryLocation
 from poolserve.service.errors import ModelNotReady
-from poolserve.service.runtime.registry import ModelEntry, ModelRegistry, ModelStatus, ServingModel
+from poolserve.service.runtime.batcher import BatchConfig
+from poolserve.service.runtime.registry import (
+    BatchOverrides,
+    ModelEntry,
+    ModelRegistry,
+    ModelStatus,
+    ServingModel,
+)
 from tests.service.conftest import DATA
 
 DIGIT = (DATA / "digits" / "0_0.png").read_bytes()
@@ -63,3 +71,19 @@ def test_an_entry_that_is_not_loaded_answers_503_saying_why(tmp_path: Path) -> N
         ModelEntry("absent", 1, location).serving()
     with pytest.raises(ModelNotReady, match="failed to load"):
         ModelEntry("absent", 1, location, status=ModelStatus.FAILED).serving()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (BatchOverrides(None, None, 256, 0.5), BatchConfig(8, 3.0, 256, 0.5)),
+        (BatchOverrides(16, None, 10, 0.0), BatchConfig(16, 3.0, 10, 0.0)),
+        (BatchOverrides(None, 0.0, 256, 0.5), BatchConfig(8, 0.0, 256, 0.5)),  # 0 ms is an override too
+        (BatchOverrides(2, 7.5, 1, 0.0), BatchConfig(2, 7.5, 1, 0.0)),
+    ],
+)
+def test_settings_overrides_win_over_the_manifest_batching_where_given(
+    overrides: BatchOverrides, expected: BatchConfig
+) -> None:
+    defaults = BatchingDefaults(max_batch_size=8, max_queue_delay_ms=3.0)
+    assert overrides.config(defaults) == expected
