@@ -98,9 +98,9 @@ class ModelEntry:
     manifest: Manifest | None = None  # None when the manifest itself is unreadable
     status: ModelStatus = ModelStatus.LOADING
     reason: str | None = None  # why it failed, for operators and the API
-    model: ServingModel[Any] | None = field(default=None, repr=False)
+    model: ServingModel[TaskIO] | None = field(default=None, repr=False)
 
-    def serving(self) -> ServingModel[Any]:
+    def serving(self) -> ServingModel[TaskIO]:
         """The loaded model, or ``ModelNotReady`` (503) saying why it cannot serve now."""
         if self.model is None:
             if self.status is ModelStatus.FAILED:
