@@ -12,8 +12,8 @@ import pytest
 
 from poolserve.repository.manifest import Manifest
 from poolserve.service.api.region_json import Encoding, float16_base64_rows, region_results_json
-from poolserve.service.runtime.inference import RegionOutput
 from poolserve.service.runtime.postprocess import softmax
+from poolserve.service.runtime.runtime import RegionOutput
 
 MANIFEST = Manifest.model_validate_json(
     (Path(__file__).parents[2] / "model_repository" / "digits-roialign" / "1" / "manifest.json").read_bytes()
@@ -69,7 +69,8 @@ def random_case(
             probabilities = [(rng.integers(0, 3, (n, classes)) / 4).astype(np.float32) for n in counts]
         else:
             probabilities = [softmax(rng.standard_normal((n, classes)).astype(np.float32)) for n in counts]
-    return manifest, boxes, RegionOutput(features, probabilities, probabilities)
+    # Scores that are probabilities already: the output hands them over unchanged.
+    return manifest, boxes, RegionOutput(features, probabilities, scores_are_probabilities=True)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

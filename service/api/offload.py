@@ -1,22 +1,48 @@
-"""Where a request's images are decoded: on the event loop when they are small, else in a worker thread,
-and how many requests may be decoding in threads at once.
+"""Where a request's CPU-bound steps run: on the event loop when their input is small, else in a thread.
+
+One rule (``run_sized``) for every route family: ``/v1`` decoding images (``decode_images``), ``/v2``
+parsing and encoding tensors. A step over at most ``inline_max_bytes`` of input runs inline, because
+handing it to a thread and back costs more than the step itself (a 28x28 digit PNG decodes in less);
+anything bigger would stall every other request on the loop while it ran. The input's size in bytes is
+a cheap, conservative proxy for the step's cost, known before any work is done. How many requests may
+be decoding images in threads at once is bounded too (``DecodeSlots``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from poolserve.repository.manifest import Preprocessing
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.errors import QueueFull
 from poolserve.service.imaging.preprocess import ResizeTransform, decode_and_preprocess
 from poolserve.service.settings import Settings
+
+T = TypeVar("T")
+
+
+async def run_sized(
+    step: Callable[[], T],
+    size_bytes: int,
+    inline_max_bytes: int,
+    thread_slot: Callable[[], AbstractContextManager[None]] | None = None,
+) -> T:
+    """``step()`` on the loop if ``size_bytes <= inline_max_bytes``, else in a worker thread, holding
+    ``thread_slot()`` (when given) while it runs there."""
+    if size_bytes <= inline_max_bytes:
+        return step()
+    if thread_slot is None:
+        return await run_in_threadpool(step)
+    with thread_slot():
+        return await run_in_threadpool(step)
 
 
 class DecodeSlots:
@@ -63,27 +89,21 @@ class UseDecodeSlots:
 
 
 async def decode_images(
-    blobs: list[bytes], spec: Preprocessing, settings: Settings
+    blobs: list[bytes], spec: Preprocessing, limits: RequestLimits, settings: Settings
 ) -> tuple[np.ndarray, list[ResizeTransform]]:
-    """``decode_and_preprocess``, off the loop unless the images are small.
-
-    A 28x28 digit PNG decodes in ~0.1 ms, less than the thread hand-off and wake-up it would take; a
-    photo takes milliseconds, which would stall every other request on the loop. The encoded size is a
-    cheap, conservative proxy for the decode's cost, known before any work is done.
-    """
+    """``decode_and_preprocess`` within ``limits``, placed by ``run_sized`` on their encoded size (in a
+    thread, it holds a decode slot)."""
     decode = partial(
         decode_and_preprocess,
         blobs,
         spec,
-        settings.max_image_pixels,
-        settings.max_request_pixels,
+        limits.max_image_pixels,
+        limits.max_request_pixels,
         settings.reduced_jpeg_decode,
-        settings.max_request_input_pixels,
+        limits.max_request_input_pixels,
     )
-    if sum(len(b) for b in blobs) <= settings.inline_decode_max_bytes:
-        return decode()
-    slots = _slots.get()
-    if slots is None:  # the app outside its middleware stack (a bare router in a test): no bound
-        return await run_in_threadpool(decode)
-    with slots.slot():
-        return await run_in_threadpool(decode)
+    slots = _slots.get()  # None: the app outside its middleware stack (a bare router in a test): no bound
+    size = sum(len(b) for b in blobs)
+    return await run_sized(
+        decode, size, settings.inline_decode_max_bytes, slots.slot if slots is not None else None
+    )
