@@ -333,10 +333,9 @@ def test_the_window_setting_reaches_the_model_batchers(tmp_path: Path, window: B
         registry = build_registry(settings, ServiceMetrics())
         registry.discover()
         await registry.load_all()
-        batcher = registry.ready("lenet5-mnist").batcher
-        assert batcher is not None
+        config = registry.get("lenet5-mnist").serving().batcher.config
         await registry.close()
-        return batcher.config
+        return config
 
     config = asyncio.run(scenario())
     assert config.window == window and config.max_queue_delay_ms == 3.5
