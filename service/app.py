@@ -122,7 +122,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added innermost first: CORS wraps metrics wraps the error boundary wraps the time limit wraps the
     # body limit wraps the decode slots. Each answers its errors in the route family's shape
     # (poolserve.service.api.error_responses).
-    app.add_middleware(UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes))
+    app.add_middleware(
+        UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes, settings.max_queued_decodes)
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
     app.add_middleware(ErrorBoundary)  # unexpected errors: a 500 that keeps the connection alive

@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     # with it; 4 Mi is 64 digit-sized or 16 512x512 images
     max_request_input_pixels: int = Field(default=4 * 1024 * 1024, ge=1)
     max_concurrent_decodes: int = Field(default=4, ge=1)
+    # requests waiting for one of those decode slots; more get 503 at once
+    max_queued_decodes: int = Field(default=64, ge=0)
     reduced_jpeg_decode: bool = True
     # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
     # them the hop to a worker thread costs more than the decode (docs/benchmarks.md). 0: always a thread.

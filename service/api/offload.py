@@ -10,8 +10,9 @@ be decoding images in threads at once is bounded too (``DecodeSlots``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from contextvars import ContextVar
 from functools import partial
 from typing import TypeVar
@@ -33,7 +34,7 @@ async def run_sized(
     step: Callable[[], T],
     size_bytes: int,
     inline_max_bytes: int,
-    thread_slot: Callable[[], AbstractContextManager[None]] | None = None,
+    thread_slot: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> T:
     """``step()`` on the loop if ``size_bytes <= inline_max_bytes``, else in a worker thread, holding
     ``thread_slot()`` (when given) while it runs there."""
@@ -41,33 +42,41 @@ async def run_sized(
         return step()
     if thread_slot is None:
         return await run_in_threadpool(step)
-    with thread_slot():
+    async with thread_slot():
         return await run_in_threadpool(step)
 
 
 class DecodeSlots:
-    """At most ``limit`` requests decode in worker threads at once; one more is refused, not queued.
+    """At most ``limit`` requests decode in worker threads at once, and at most ``queue_limit`` more wait
+    for a slot, first come first served; one past that is refused (503 + ``Retry-After``), not queued.
 
-    Refusing (503 + ``Retry-After``) rather than queueing keeps a burst of large images from stacking up
-    seconds of CPU work behind which every later request would wait. Used on the event loop only.
+    Waiting serves ordinary concurrency (a client with eight connections uploading photos should not see
+    503s on two cores), while the bound on waiting keeps a burst of large images from stacking up more
+    CPU work than the request time limit could ever see done. Used on the event loop only.
     """
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.in_use = 0
+    def __init__(self, limit: int, queue_limit: int = 0) -> None:
+        self.limit, self.queue_limit = limit, queue_limit
+        self.waiting = 0
+        self._free = asyncio.Semaphore(limit)
 
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        if self.in_use >= self.limit:
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._free.locked() and self.waiting >= self.queue_limit:
             raise QueueFull(
-                f"the server is decoding {self.limit} requests' images already; retry shortly",
+                f"the server is decoding {self.limit} requests' images already and {self.waiting} more "
+                "wait; retry shortly",
                 retry_after_s=1,
             )
-        self.in_use += 1
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
         try:
             yield
         finally:
-            self.in_use -= 1
+            self._free.release()
 
 
 # The app's slots, set for each request by ``UseDecodeSlots``: request-scoped, like the request itself.

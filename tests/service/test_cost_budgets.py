@@ -23,7 +23,8 @@ def big_png(digit: DigitFile, side: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with running_server(Settings(repository=REPOSITORY, max_concurrent_decodes=1)) as base:
+    settings = Settings(repository=REPOSITORY, max_concurrent_decodes=1, max_queued_decodes=0)
+    with running_server(settings) as base:
         yield base
 
 
@@ -36,12 +37,7 @@ def test_sixty_four_4096_pngs_are_refused_from_their_headers(url: str, digit_fil
     assert "total 1073741824 pixels; the limit per request is 33554432" in reply.json()["detail"]
 
 
-def test_decoding_past_the_concurrency_bound_answers_503_and_the_rest_are_right(
-    url: str, digit_files: list[DigitFile]
-) -> None:
-    digits = digit_files[:8]
-    bodies = [big_png(d, 4000) for d in digits]  # ~0.2 s of decoding each: the requests overlap
-
+def _classify_at_once(url: str, bodies: list[bytes]) -> list[httpx.Response]:
     def classify(body: bytes) -> httpx.Response:
         return httpx.post(
             f"{url}/v1/models/lenet5-mnist/classify",
@@ -51,7 +47,16 @@ def test_decoding_past_the_concurrency_bound_answers_503_and_the_rest_are_right(
         )
 
     with ThreadPoolExecutor(len(bodies)) as pool:
-        replies = list(pool.map(classify, bodies))
+        return list(pool.map(classify, bodies))
+
+
+def test_decoding_past_the_concurrency_bound_answers_503_and_the_rest_are_right(
+    url: str, digit_files: list[DigitFile]
+) -> None:
+    """No decode may wait here (``max_queued_decodes=0``): past the one slot, a request is refused."""
+    digits = digit_files[:8]
+    bodies = [big_png(d, 4000) for d in digits]  # ~0.2 s of decoding each: the requests overlap
+    replies = _classify_at_once(url, bodies)
     statuses = [r.status_code for r in replies]
     assert set(statuses) == {200, 503}, statuses
     for digit, reply in zip(digits, replies, strict=True):
@@ -60,6 +65,19 @@ def test_decoding_past_the_concurrency_bound_answers_503_and_the_rest_are_right(
             assert "decoding 1 requests' images already" in reply.json()["detail"]
         else:
             assert reply.json()["results"][0]["predictions"][0]["label"] == digit.label
+
+
+def test_with_the_default_decode_queue_overlapping_requests_wait_for_a_slot_and_all_answer(
+    digit_files: list[DigitFile],
+) -> None:
+    """One decode slot, the default queue: eight overlapping large PNGs decode one after another."""
+    digits = digit_files[:8]
+    bodies = [big_png(d, 4000) for d in digits]
+    with running_server(Settings(repository=REPOSITORY, max_concurrent_decodes=1)) as base:
+        replies = _classify_at_once(base, bodies)
+    assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies]
+    for digit, reply in zip(digits, replies, strict=True):
+        assert reply.json()["results"][0]["predictions"][0]["label"] == digit.label
 
 
 def test_a_large_jpeg_is_classified_as_its_png(url: str, digit_files: list[DigitFile]) -> None:

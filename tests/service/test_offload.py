@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
 
 from poolserve.repository.manifest import Manifest, Preprocessing
 from poolserve.service.api.limits import RequestLimits
-from poolserve.service.api.offload import decode_images, run_sized
-from poolserve.service.errors import InvalidImage
+from poolserve.service.api.offload import DecodeSlots, decode_images, run_sized
+from poolserve.service.errors import InvalidImage, QueueFull
 from poolserve.service.settings import Settings
 from tests.service.conftest import DATA, REPOSITORY
 
@@ -41,8 +41,8 @@ def test_the_thread_slot_is_held_while_the_step_runs_in_a_thread_and_only_then()
     held: list[bool] = []
     events: list[str] = []
 
-    @contextmanager
-    def slot() -> Iterator[None]:
+    @asynccontextmanager
+    async def slot() -> AsyncIterator[None]:
         events.append("enter")
         try:
             yield
@@ -65,6 +65,61 @@ def test_an_error_in_the_step_reaches_the_caller_on_both_paths() -> None:
     for size in (1, 1000):
         with pytest.raises(ValueError, match="bad input"):
             asyncio.run(run_sized(step, size, 100))
+
+
+def test_decode_slots_queue_up_to_their_bound_in_arrival_order_and_refuse_past_it() -> None:
+    """Two slots, two waiting: of seven requests arriving while the slots are held, the first two decode
+    at once, the next two wait and get a slot in arrival order as slots free up, the last three are
+    refused with 503's error at once."""
+    slots = DecodeSlots(2, queue_limit=2)
+    order: list[int] = []
+    release = asyncio.Event()
+
+    async def request(i: int) -> str:
+        try:
+            async with slots.slot():
+                order.append(i)
+                await release.wait()
+            return "decoded"
+        except QueueFull as exc:
+            assert exc.retry_after_s == 1 and "2 more wait" in str(exc)
+            return "refused"
+
+    async def main() -> list[str]:
+        tasks = [asyncio.create_task(request(i)) for i in range(7)]
+        await asyncio.sleep(0)  # every task reaches its slot() call
+        assert order == [0, 1] and slots.waiting == 2
+        release.set()
+        return await asyncio.gather(*tasks)
+
+    assert asyncio.run(main()) == ["decoded"] * 4 + ["refused"] * 3
+    assert order == [0, 1, 2, 3] and slots.waiting == 0
+
+
+def test_a_request_cancelled_while_waiting_for_a_decode_slot_leaves_no_slot_taken() -> None:
+    slots = DecodeSlots(1, queue_limit=4)
+
+    async def main() -> None:
+        hold = asyncio.Event()
+
+        async def holder() -> None:
+            async with slots.slot():
+                await hold.wait()
+
+        first = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        assert slots.waiting == 1
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert slots.waiting == 0
+        hold.set()
+        await first
+        async with slots.slot():  # the one slot is free again
+            pass
+
+    asyncio.run(main())
 
 
 INLINE = Settings(repository=REPOSITORY)  # default threshold: a few digit PNGs are decoded inline
