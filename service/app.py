@@ -15,9 +15,8 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from poolserve.service.api import error_responses
-from poolserve.service.api.decoding import DecodeSlots, UseDecodeSlots
-from poolserve.service.api.error_responses import ErrorBoundary
-from poolserve.service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
+from poolserve.service.api.decoding import DecodeSlots
+from poolserve.service.api.middleware import RequestGuard
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.router import include_routes
 from poolserve.service.metrics import ServiceMetrics
@@ -116,14 +115,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ServiceMetrics()
     error_responses.install(app)
     include_routes(app)
-    # Added innermost first: CORS wraps metrics wraps the error boundary wraps the time limit wraps the
-    # body limit wraps the decode slots. Each answers its errors in the route family's shape
-    # (poolserve.service.api.error_responses).
-    app.add_middleware(UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
-    app.add_middleware(ErrorBoundary)  # unexpected errors: a 500 that keeps the connection alive
-    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    # Metrics, the error boundary, the time and body limits and the decode slots: one layer, answering
+    # its errors in the route family's shape (poolserve.service.api.middleware); CORS outside it.
+    app.add_middleware(
+        RequestGuard,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_s=settings.request_timeout_s,
+        decode_slots=DecodeSlots(settings.max_concurrent_decodes),
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

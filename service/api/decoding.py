@@ -11,7 +11,6 @@ from functools import partial
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from poolserve.repository.manifest import Preprocessing
 from poolserve.service.errors import QueueFull
@@ -44,22 +43,8 @@ class DecodeSlots:
             self.in_use -= 1
 
 
-# The app's slots, set for each request by ``UseDecodeSlots``: request-scoped, like the request itself.
-_slots: ContextVar[DecodeSlots | None] = ContextVar("decode_slots", default=None)
-
-
-class UseDecodeSlots:
-    """Pure ASGI middleware: makes the app's ``DecodeSlots`` the ones its requests decode under."""
-
-    def __init__(self, app: ASGIApp, slots: DecodeSlots) -> None:
-        self.app, self.slots = app, slots
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = _slots.set(self.slots)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _slots.reset(token)
+# The app's slots, set for each request by ``RequestGuard``: request-scoped, like the request itself.
+current_decode_slots: ContextVar[DecodeSlots | None] = ContextVar("decode_slots", default=None)
 
 
 async def decode_images(
@@ -82,7 +67,7 @@ async def decode_images(
     )
     if sum(len(b) for b in blobs) <= settings.inline_decode_max_bytes:
         return decode()
-    slots = _slots.get()
+    slots = current_decode_slots.get()
     if slots is None:  # the app outside its middleware stack (a bare router in a test): no bound
         return await run_in_threadpool(decode)
     with slots.slot():
