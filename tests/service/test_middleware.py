@@ -4,6 +4,7 @@ apart from the others (the served app's own limits are in test_limits.py and tes
 from __future__ import annotations
 
 import asyncio
+from collections.abc import MutableMapping
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ from poolserve.service.api.decoding import DecodeSlots, current_decode_slots
 from poolserve.service.api.middleware import RequestGuard
 from poolserve.service.metrics import ServiceMetrics
 
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]
 
 
 def scope(path: str = "/v1/models/m/classify") -> dict[str, Any]:
