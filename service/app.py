@@ -110,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Pooling CNNs (classification, RoI region features) served from ONNX.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
