@@ -38,10 +38,15 @@ def export(revision: str, into: Path) -> str:
 
 def one_round(tree: Path, model: str, requests: int, concurrency: int) -> dict[str, float]:
     env = os.environ | {"PYTHONPATH": str(tree)}
-    # the working tree's driver for both versions, so that only the app differs
+    # The working tree's driver for both versions, so that only the app differs; run_path, because running
+    # the file itself would put bench/ (and its profile.py) first on sys.path.
     driver = ROOT / "bench" / "inprocess.py"
-    argv = [sys.executable, str(driver), model, str(requests), str(concurrency), "1"]
-    out = subprocess.run(argv, cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
+    code = f"import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path({str(driver)!r}, run_name='__main__')"
+    argv = [sys.executable, "-c", code, str(driver), model, str(requests), str(concurrency), "1"]
+    done = subprocess.run(argv, cwd=tree, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"bench.inprocess failed in {tree}:\n{done.stderr[-2000:]}")
+    out = done.stdout
     match = _FIGURES.search(out)
     if match is None:
         raise RuntimeError(f"unexpected bench.inprocess output: {out!r}")
