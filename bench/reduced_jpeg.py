@@ -27,7 +27,8 @@ from bench.suite import ROOT
 from poolserve.repository.manifest import Manifest
 from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.postprocess import softmax
 
 RESULTS = ROOT / "bench" / "results"
@@ -67,7 +68,7 @@ def models() -> dict[str, tuple[Manifest, ort.InferenceSession]]:
 
 
 def classifier_rows(name: str, manifest: Manifest, session: ort.InferenceSession) -> list[dict[str, Any]]:
-    handler = ClassificationHandler(session, manifest)
+    handler = ClassificationHandler(session, ClassifierIO.of(manifest))
     digits = sorted((DATA / "digits").glob("*.png"))
     labels = [p.stem.split("_")[0] for p in digits]
     rows = []
@@ -95,7 +96,7 @@ def classifier_rows(name: str, manifest: Manifest, session: ort.InferenceSession
 
 
 def region_rows(name: str, manifest: Manifest, session: ort.InferenceSession) -> list[dict[str, Any]]:
-    handler = RegionHandler(session, manifest)
+    handler = RegionHandler(session, RegionIO.of(manifest))
     index = orjson.loads((DATA / "canvases" / "canvases.json").read_bytes())["canvases"]
     labels = [label for c in index for label in c["labels"]]
     rows = []

@@ -36,10 +36,11 @@ from poolserve.export.roipool_rewrite import rewrite_max_roi_pool
 from poolserve.repository.manifest import Manifest
 from poolserve.service.api.routes.features import _json
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
-from poolserve.service.runtime.handlers import RegionHandler, RegionItem
-from poolserve.service.runtime.inference import RegionOutput
+from poolserve.service.runtime.batch_handlers import RegionHandler, RegionItem
+from poolserve.service.runtime.model_io import RegionIO
 from poolserve.service.runtime.postprocess import softmax
 from poolserve.service.runtime.region_inputs import BoxFrame, check_region_inputs
+from poolserve.service.runtime.runtime import RegionOutput
 
 MODELS = ("digits-roialign", "digits-roipool")
 RESULTS = ROOT / "bench" / "results"
@@ -204,7 +205,7 @@ def service_stages(rounds: int) -> dict[str, Any]:
     for name in MODELS:
         path = ROOT / "model_repository" / name / "1"
         model_manifest = Manifest.model_validate_json((path / "manifest.json").read_bytes())
-        handler = RegionHandler(_session(onnx.load(path / "model.onnx")), model_manifest)
+        handler = RegionHandler(_session(onnx.load(path / "model.onnx")), RegionIO.of(model_manifest))
         rows = []
         for count in BOXES:
             boxes, _ = _digit_boxes(rng, count, 1, 448.0)

@@ -33,7 +33,8 @@ from bench.suite import ROOT
 from poolserve.repository.manifest import Manifest, Task
 from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.region_inputs import MAX_OVERHANG
 from poolserve.service.settings import Settings
 
@@ -97,7 +98,7 @@ def decode_call(manifest: Manifest, blobs: list[bytes]) -> Callable[[], Any]:
 def handler_call(manifest: Manifest, session: ort.InferenceSession, blobs: list[bytes]) -> Callable[[], Any]:
     images, transforms = decode_call(manifest, blobs)()
     if manifest.task is Task.CLASSIFICATION:
-        classifier = ClassificationHandler(session, manifest)
+        classifier = ClassificationHandler(session, ClassifierIO.of(manifest))
         return lambda: classifier.run([images])
     side = Image.open(io.BytesIO(blobs[0])).width
     per_image = LIMITS.max_boxes_per_request // len(blobs)
@@ -105,7 +106,7 @@ def handler_call(manifest: Manifest, session: ort.InferenceSession, blobs: list[
     reach = MAX_OVERHANG * side
     largest = np.asarray([[-reach, -reach, side + reach, side + reach]], np.float32)
     boxes = [map_boxes(np.tile(largest, (per_image, 1)), t) for t in transforms]
-    regions = RegionHandler(session, manifest)
+    regions = RegionHandler(session, RegionIO.of(manifest))
     return lambda: regions.run([RegionItem(images, boxes)])
 
 

@@ -125,7 +125,7 @@ def load_labels(path: Path) -> list[str]:
 
 def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
     """Every image in ``directory``, preprocessed exactly as the service will: (n, C, H, W) float32."""
-    from poolserve.service.imaging.decode import decode_image
+    from poolserve.service.imaging.image_decoder import decode_image
     from poolserve.service.imaging.preprocess import preprocess
 
     if not directory.is_dir():

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from poolserve.service.api.payloads import RequestLimits, boxes_array, check_boxes
+from poolserve.service.api.payloads import boxes_array, check_boxes
 from poolserve.service.runtime.region_inputs import BoxFrame, check_region_inputs
 
 
@@ -25,7 +25,7 @@ def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> 
     by a positive factor, so a box within the policy here is within it in the input frame too.
     """
     boxes = boxes_array(raw, "boxes[0]")
-    check_boxes([boxes], RequestLimits(max_images=1, max_boxes=max_boxes, max_body_bytes=0))
+    check_boxes([boxes], max_boxes)
     check_region_inputs(
         boxes,
         np.zeros(len(boxes), np.int64),

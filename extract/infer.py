@@ -10,7 +10,8 @@ from poolserve.extract.job import JobSpec, LocalModel
 from poolserve.extract.prepare import PreparedBatch
 from poolserve.extract.rows import ImageResult, Ranked
 from poolserve.repository.manifest import Task
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.postprocess import probabilities, top_k
 from poolserve.service.runtime.providers import select_providers
 from poolserve.service.runtime.sessions import SessionConfig, create_session
@@ -27,9 +28,9 @@ class ModelRunner:
         self._classifier: ClassificationHandler | None = None
         self._region: RegionHandler | None = None
         if model.manifest.task is Task.CLASSIFICATION:
-            self._classifier = ClassificationHandler(session, model.manifest)
+            self._classifier = ClassificationHandler(session, ClassifierIO.of(model.manifest))
         else:
-            self._region = RegionHandler(session, model.manifest)
+            self._region = RegionHandler(session, RegionIO.of(model.manifest))
 
     def _ranked(self, scores: np.ndarray) -> Ranked:
         probs = probabilities(scores, self._manifest.io.scores_are_probabilities)

@@ -15,14 +15,15 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from poolserve.service.api import error_responses
-from poolserve.service.api.decoding import DecodeSlots
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.middleware import RequestGuard
+from poolserve.service.api.offload import DecodeSlots
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.router import include_routes
 from poolserve.service.metrics import ServiceMetrics
-from poolserve.service.runtime.inference import Runtime
 from poolserve.service.runtime.providers import select_providers
 from poolserve.service.runtime.registry import BatchOverrides, ModelRegistry
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.runtime.sessions import SessionConfig
 from poolserve.service.runtime.watchdog import (
     EXIT_INFERENCE_STALLED,
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.limits = RequestLimits.of(settings)
     app.state.metrics = ServiceMetrics()
     error_responses.install(app)
     include_routes(app)

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     reduced_jpeg_decode: bool = True
     # Requests whose images total at most this many encoded bytes are decoded on the event loop: for
     # them the hop to a worker thread costs more than the decode (docs/benchmarks.md). 0: always a thread.
+    # The same threshold places /v2's tensor parsing and encoding (poolserve.service.api.offload).
     inline_decode_max_bytes: int = Field(default=8192, ge=0)
     # SIGTERM: stop accepting, give in-flight requests this long (uvicorn's timeout_graceful_shutdown)
     shutdown_grace_s: int = Field(default=30, ge=0)

@@ -2,7 +2,7 @@
 
 Not a proposal for the service's code: a measurement probe. ``stock`` is the service as it is; settings
 variants need no probe (``stock+POOLSERVE_INLINE_DECODE_MAX_BYTES=0`` in attribution's variant syntax).
-The earlier ``inline_decode`` probe became the service's default (``service/api/decoding.py``).
+The earlier ``inline_decode`` probe became the service's default (``service/api/offload.py``).
 """
 
 from __future__ import annotations

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.errors import Unauthorized
 from poolserve.service.metrics import ServiceMetrics
-from poolserve.service.runtime.inference import Runtime
 from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.settings import Settings
 
 _api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -21,6 +22,11 @@ _bearer = HTTPBearer(auto_error=False)
 async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+async def get_limits(request: Request) -> RequestLimits:
+    limits: RequestLimits = request.app.state.limits
+    return limits
 
 
 async def get_runtime(request: Request) -> Runtime:
@@ -91,6 +97,7 @@ def tagged_model(registry: ModelRegistry, name: str, request: Request) -> ModelE
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+LimitsDep = Annotated[RequestLimits, Depends(get_limits)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]

@@ -20,11 +20,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from poolserve.repository.manifest import Manifest, Task
 from poolserve.service.api.deps import authorize, tagged_model
-from poolserve.service.api.payloads import RequestLimits
-from poolserve.service.runtime.inference import Runtime
-from poolserve.service.runtime.registry import ModelEntry
+from poolserve.service.api.limits import RequestLimits
+from poolserve.service.runtime.registry import ModelEntry, ServingModel, TaskIOT
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.settings import Settings
 
 QueryT = TypeVar("QueryT", bound=BaseModel)
@@ -83,23 +82,16 @@ def parse_query(request: Request, query: type[QueryT]) -> QueryT:
 @dataclass(frozen=True)
 class DirectContext:
     settings: Settings
+    limits: RequestLimits
     runtime: Runtime
 
     @classmethod
     async def of(cls, request: Request) -> DirectContext:
         """The app's services, once the caller is authorized (401 before anything else is looked at)."""
         state = request.app.state
-        context = cls(state.settings, state.runtime)
+        context = cls(state.settings, state.limits, state.runtime)
         await authorize(context.settings, request)
         return context
-
-    @property
-    def limits(self) -> RequestLimits:
-        return RequestLimits(
-            max_images=self.settings.max_images_per_request,
-            max_boxes=self.settings.max_boxes_per_request,
-            max_body_bytes=self.settings.max_body_bytes,
-        )
 
     def model(self, request: Request) -> ModelEntry:
         """The model named in the path (404 if unknown), tagged for the metrics middleware."""
@@ -107,11 +99,12 @@ class DirectContext:
 
 
 async def begin_inference(
-    request: Request, query: type[QueryT], task: Task
-) -> tuple[DirectContext, Manifest, QueryT]:
+    request: Request, query: type[QueryT], io_type: type[TaskIOT]
+) -> tuple[DirectContext, ServingModel[TaskIOT], QueryT]:
     """What every inference route checks before it reads the body, in FastAPI's order: the API key (401),
-    the model (404), the query (422), then whether that model is ready for this task (503, 400)."""
+    the model (404), the query (422), then whether that model is ready (503) and of the task ``io_type``
+    belongs to (400). The model is looked up once here; the route hands it down."""
     context = await DirectContext.of(request)
-    name = context.model(request).name
+    entry = context.model(request)
     parsed = parse_query(request, query)
-    return context, context.runtime.model(name, task), parsed
+    return context, entry.serving().for_task(io_type), parsed

@@ -8,7 +8,7 @@ them:
   (chunked) is counted as it streams, and ``receive`` raises ``PayloadTooLarge`` past the limit;
 - the time limit (``poolserve.service.api.deadlines``): 504 once the request has run ``timeout_s``;
   the cancellation also drops its queued inference;
-- the app's ``DecodeSlots`` for the request (``poolserve.service.api.decoding``);
+- the app's ``DecodeSlots`` for the request (``poolserve.service.api.offload``);
 - the error boundary: an exception nothing handled becomes a 500 in its route family's shape, logged with
   its traceback, and is not re-raised, because Starlette's last-resort handler re-raises after answering
   and the server then drops the keep-alive connection under the client's next request;
@@ -25,9 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poolserve.service import errors
 from poolserve.service.api.deadlines import Deadlines
-from poolserve.service.api.decoding import DecodeSlots, current_decode_slots
 from poolserve.service.api.error_responses import send_error
 from poolserve.service.api.error_table import describe
+from poolserve.service.api.offload import DecodeSlots, current_decode_slots
 from poolserve.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)

@@ -20,21 +20,20 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from poolserve.service.api import multipart
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.errors import InvalidField, InvalidRequest, LimitExceeded, UnsupportedMediaType
-from poolserve.service.imaging.decode import MEDIA_TYPES
-
-
-@dataclass(frozen=True)
-class RequestLimits:
-    max_images: int
-    max_boxes: int
-    max_body_bytes: int
+from poolserve.service.imaging.image_decoder import MEDIA_TYPES
 
 
 @dataclass(frozen=True)
 class ImagePayload:
     images: list[bytes]
-    boxes: list[np.ndarray] | None = None  # per image (k_i, 4) float32, original pixel coordinates
+
+
+@dataclass(frozen=True)
+class RegionPayload:
+    images: list[bytes]
+    boxes: list[np.ndarray]  # per image (k_i, 4) float32, original pixel coordinates
 
 
 JSONBody = TypeVar("JSONBody", bound=BaseModel)
@@ -123,10 +122,16 @@ def boxes_array(raw: object, where: str) -> np.ndarray:
     return boxes.astype(np.float32)
 
 
-def check_boxes(boxes: list[np.ndarray], limits: RequestLimits) -> list[np.ndarray]:
+def check_top_k(k: int, limits: RequestLimits) -> int:
+    if k > limits.max_top_k:
+        raise LimitExceeded(f"top_k is {k}; at most {limits.max_top_k}")
+    return k
+
+
+def check_boxes(boxes: list[np.ndarray], max_boxes: int) -> list[np.ndarray]:
     total = sum(len(b) for b in boxes)
-    if total > limits.max_boxes:
-        raise LimitExceeded(f"{total} boxes; at most {limits.max_boxes} per request")
+    if total > max_boxes:
+        raise LimitExceeded(f"{total} boxes; at most {max_boxes} per request")
     return boxes
 
 
@@ -147,7 +152,7 @@ async def parse_classify(request: Request, limits: RequestLimits) -> ImagePayloa
     return ImagePayload(_check_images(images, limits))
 
 
-async def parse_features(request: Request, limits: RequestLimits) -> ImagePayload:
+async def parse_features(request: Request, limits: RequestLimits) -> RegionPayload:
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
         images, boxes_text = await _multipart_images(request, limits)
@@ -168,4 +173,4 @@ async def parse_features(request: Request, limits: RequestLimits) -> ImagePayloa
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
         )
-    return ImagePayload(_check_images(images, limits), check_boxes(boxes, limits))
+    return RegionPayload(_check_images(images, limits), check_boxes(boxes, limits.max_boxes))

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import numpy as np
 
 from poolserve.repository.manifest import Manifest
-from poolserve.service.runtime.inference import RegionOutput
 from poolserve.service.runtime.postprocess import top_k
+from poolserve.service.runtime.runtime import RegionOutput
 
 Encoding = Literal["float32", "float16-base64"]
 _PAD = ord("=")

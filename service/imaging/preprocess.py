@@ -15,7 +15,7 @@ from PIL import Image
 
 from poolserve.repository.manifest import Preprocessing
 from poolserve.service.errors import ImageTooLarge, LimitExceeded, ServiceError
-from poolserve.service.imaging.decode import load_image, open_image, oriented_size
+from poolserve.service.imaging.image_decoder import load_image, open_image, oriented_size
 
 T = TypeVar("T")
 

@@ -1,4 +1,7 @@
-"""The models this app serves: discovered in the repository, loaded in the background, each with a status."""
+"""The models this app serves: discovered in the repository, loaded in the background, each with a status.
+
+A request looks its model up once (``registry.get(name).serving()``) and hands the ``ServingModel`` down.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +11,11 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import onnxruntime as ort
 
-from poolserve.repository.manifest import Manifest, Task
+from poolserve.repository.manifest import BatchingDefaults, Manifest
 from poolserve.repository.store import (
     EntryLocation,
     RepositoryError,
@@ -21,19 +24,47 @@ from poolserve.repository.store import (
     read_manifest,
     verified_model_path,
 )
-from poolserve.service.errors import ModelNotFound, ModelNotReady
+from poolserve.service.errors import ModelNotFound, ModelNotReady, WrongTask
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler
 from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler
+from poolserve.service.runtime.model_io import ClassifierIO, TaskIO, model_io
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
 
 log = logging.getLogger(__name__)
+
+IOT = TypeVar("IOT", bound=TaskIO)
+TaskIOT = TypeVar("TaskIOT", bound=TaskIO)
 
 
 class ModelStatus(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ServingModel(Generic[IOT]):
+    """Everything serving a request needs from one model, all of it present: ``io`` says which tensor plays
+    which role for the model's task, ``batcher`` queues requests for its session, ``guard`` refuses them
+    once an inference stalled."""
+
+    name: str
+    version: int
+    manifest: Manifest
+    io: IOT
+    provider: str  # the execution provider onnxruntime runs it on
+    session: ort.InferenceSession = field(repr=False)
+    batcher: DynamicBatcher[Any, Any] = field(repr=False)
+    guard: ModelGuard[Any, Any] = field(repr=False)
+
+    def for_task(self, io_type: type[TaskIOT]) -> ServingModel[TaskIOT]:
+        """This model, typed for the task ``io_type`` belongs to; ``WrongTask`` (400) for another task."""
+        if not isinstance(self.io, io_type):
+            raise WrongTask(
+                f"model {self.name!r} is a {self.manifest.task.value} model, not {io_type.task.value}"
+            )
+        return cast(ServingModel[TaskIOT], self)
 
 
 @dataclass(frozen=True)
@@ -45,19 +76,40 @@ class BatchOverrides:
     queue_capacity: int
     inline_max_ms: float = 0.0
 
+    def config(self, defaults: BatchingDefaults) -> BatchConfig:
+        """The batching one model runs with: these overrides where set, else its manifest's defaults."""
+        return BatchConfig(
+            max_batch_size=self.max_batch_size or defaults.max_batch_size,
+            max_queue_delay_ms=(
+                defaults.max_queue_delay_ms if self.max_queue_delay_ms is None else self.max_queue_delay_ms
+            ),
+            queue_capacity=self.queue_capacity,
+            inline_max_ms=self.inline_max_ms,
+        )
+
 
 @dataclass
 class ModelEntry:
+    """A model in the repository, whatever its state; ``model`` is the loaded model once it is ready."""
+
     name: str
     version: int
     location: EntryLocation
     manifest: Manifest | None = None  # None when the manifest itself is unreadable
     status: ModelStatus = ModelStatus.LOADING
     reason: str | None = None  # why it failed, for operators and the API
-    provider: str | None = None
-    session: ort.InferenceSession | None = None
-    batcher: DynamicBatcher[Any, Any] | None = field(default=None, repr=False)
-    guard: ModelGuard[Any, Any] | None = field(default=None, repr=False)
+    model: ServingModel[Any] | None = field(default=None, repr=False)
+
+    def serving(self) -> ServingModel[Any]:
+        """The loaded model, or ``ModelNotReady`` (503) saying why it cannot serve now."""
+        if self.model is None:
+            if self.status is ModelStatus.FAILED:
+                raise ModelNotReady(
+                    f"model {self.name!r} failed to load; GET /v1/models/{self.name} says why"
+                )
+            raise ModelNotReady(f"model {self.name!r} is still loading", retry_after_s=5)
+        self.model.guard.refuse_if_stalled()
+        return self.model
 
 
 class ModelRegistry:
@@ -96,8 +148,8 @@ class ModelRegistry:
         """Load every discovered model, one at a time, off the event loop; failures stay per model."""
         try:
             for entry in self._entries.values():
-                if entry.status is ModelStatus.LOADING:
-                    await self._load(entry)
+                if entry.status is ModelStatus.LOADING and entry.manifest is not None:
+                    await self._load(entry, entry.manifest)
         finally:
             self._loaded.set()
 
@@ -111,13 +163,12 @@ class ModelRegistry:
         A stalled model (an inference that never returned) makes the whole process unready: it is about to
         be replaced, and a load balancer should send its traffic elsewhere meanwhile.
         """
-        entries = self._entries.values()
-        if any(e.guard is not None and e.guard.stalled for e in entries):
+        if any(guard.stalled for guard in self.guards()):
             return False
-        return self._loaded.is_set() and any(e.status is ModelStatus.READY for e in entries)
+        return self._loaded.is_set() and any(e.status is ModelStatus.READY for e in self._entries.values())
 
     def guards(self) -> list[ModelGuard[Any, Any]]:
-        return [e.guard for e in self._entries.values() if e.guard is not None]
+        return [e.model.guard for e in self._entries.values() if e.model is not None]
 
     def entries(self) -> list[ModelEntry]:
         return sorted(self._entries.values(), key=lambda e: e.name)
@@ -126,16 +177,6 @@ class ModelRegistry:
         entry = self._entries.get(name)
         if entry is None:
             raise ModelNotFound(f"no model named {name!r}")
-        return entry
-
-    def ready(self, name: str) -> ModelEntry:
-        entry = self.get(name)
-        if entry.status is ModelStatus.LOADING:
-            raise ModelNotReady(f"model {name!r} is still loading", retry_after_s=5)
-        if entry.status is ModelStatus.FAILED:
-            raise ModelNotReady(f"model {name!r} failed to load; GET /v1/models/{name} says why")
-        if entry.guard is not None:
-            entry.guard.refuse_if_stalled()
         return entry
 
     def begin_shutdown(self) -> None:
@@ -150,21 +191,19 @@ class ModelRegistry:
         returns: such a model is left as it is, and the caller ends the process without waiting for it.
         """
         stuck = []
-        for entry in self._entries.values():
-            if entry.batcher is None or entry.guard is None:
+        for model in (e.model for e in self._entries.values()):
+            if model is None:
                 continue
             deadline = time.monotonic() + drain_s
-            while entry.guard.handler.busy and time.monotonic() < deadline:
+            while model.guard.handler.busy and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-            if entry.guard.handler.busy:
-                stuck.append(entry.name)
+            if model.guard.handler.busy:
+                stuck.append(model.name)
             else:
-                await entry.batcher.close()
+                await model.batcher.close()
         return stuck
 
-    async def _load(self, entry: ModelEntry) -> None:
-        manifest = entry.manifest
-        assert manifest is not None
+    async def _load(self, entry: ModelEntry, manifest: Manifest) -> None:
         try:
             session = await asyncio.to_thread(self._open, entry.location, manifest)
         except RepositoryError as exc:
@@ -174,31 +213,28 @@ class ModelRegistry:
             log.exception("model %s: onnxruntime could not load it", entry.name)
             self._fail(entry, f"onnxruntime could not load the model: {type(exc).__name__}")
             return
-        handler = ClassificationHandler if manifest.task is Task.CLASSIFICATION else RegionHandler
-        entry.session = session
-        entry.provider = provider_in_use(session)
-        timed = TimedHandler(handler(session, manifest))
-        entry.guard = ModelGuard(entry.name, timed)
-        entry.batcher = DynamicBatcher(entry.name, timed, self._batch_config(manifest), self._observer)
-        entry.batcher.start()
-        entry.status = ModelStatus.READY
-        log.info("model %s v%d ready on %s", entry.name, entry.version, entry.provider)
+        io = model_io(manifest)
+        handler = (
+            ClassificationHandler(session, io) if isinstance(io, ClassifierIO) else RegionHandler(session, io)
+        )
+        timed: TimedHandler[Any, Any] = TimedHandler(handler)
+        batcher = DynamicBatcher(entry.name, timed, self._batching.config(manifest.batching), self._observer)
+        model = ServingModel(
+            name=entry.name,
+            version=entry.version,
+            manifest=manifest,
+            io=io,
+            provider=provider_in_use(session),
+            session=session,
+            batcher=batcher,
+            guard=ModelGuard(entry.name, timed),
+        )
+        batcher.start()
+        entry.model, entry.status = model, ModelStatus.READY
+        log.info("model %s v%d ready on %s", entry.name, entry.version, model.provider)
 
     def _open(self, location: EntryLocation, manifest: Manifest) -> ort.InferenceSession:
         return create_session(verified_model_path(location, manifest), self._session_config)
-
-    def _batch_config(self, manifest: Manifest) -> BatchConfig:
-        own = manifest.batching
-        return BatchConfig(
-            max_batch_size=self._batching.max_batch_size or own.max_batch_size,
-            max_queue_delay_ms=(
-                own.max_queue_delay_ms
-                if self._batching.max_queue_delay_ms is None
-                else self._batching.max_queue_delay_ms
-            ),
-            queue_capacity=self._batching.queue_capacity,
-            inline_max_ms=self._batching.inline_max_ms,
-        )
 
     def _fail(self, entry: ModelEntry, reason: str) -> None:
         log.error("model %s v%d failed to load: %s", entry.name, entry.version, reason)

@@ -112,7 +112,8 @@ class ModelGuard(Generic[ItemT, ResultT]):
         """``await submit(item)``; a stall answers 503 instead (this task is cancelled, then refused)."""
         self.refuse_if_stalled()
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:
+            raise RuntimeError("ModelGuard.run must be awaited inside a task, which a stall can cancel")
         self._waiters.add(task)
         try:
             return await submit(item)

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from poolserve.service.api.error_table import UNEXPECTED_DETAIL
-from poolserve.service.runtime.handlers import ClassificationHandler
+from poolserve.service.runtime.batch_handlers import ClassificationHandler
 from poolserve.service.settings import Settings
 from tests.service import poisoned_model
 from tests.service.conftest import DigitFile, running_server

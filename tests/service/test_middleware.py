@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from poolserve.service.api.decoding import DecodeSlots, current_decode_slots
 from poolserve.service.api.middleware import RequestGuard
+from poolserve.service.api.offload import DecodeSlots, current_decode_slots
 from poolserve.service.metrics import ServiceMetrics
 
 Message = MutableMapping[str, Any]

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from poolserve.service.runtime.handlers import ClassificationHandler
+from poolserve.service.runtime.batch_handlers import ClassificationHandler
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, DigitFile, running_server
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from poolserve.service.api.error_table import STATUS
 from poolserve.service.errors import ServiceError
-from poolserve.service.runtime.inference import Runtime
+from poolserve.service.runtime.runtime import Runtime
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
@@ -33,7 +33,7 @@ def test_every_domain_error_has_a_status() -> None:
 def test_unexpected_errors_are_logged_not_leaked(
     client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: Runtime, name: str, images: np.ndarray) -> None:
+    async def broken(self: Runtime, model: object, images: np.ndarray) -> None:
         raise RuntimeError("secret internal detail /srv/model.onnx")
 
     monkeypatch.setattr(Runtime, "classify", broken)

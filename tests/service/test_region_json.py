@@ -12,8 +12,8 @@ import pytest
 
 from poolserve.repository.manifest import Manifest
 from poolserve.service.api.region_json import Encoding, float16_base64_rows, region_results_json
-from poolserve.service.runtime.inference import RegionOutput
 from poolserve.service.runtime.postprocess import softmax
+from poolserve.service.runtime.runtime import RegionOutput
 
 MANIFEST = Manifest.model_validate_json(
     (Path(__file__).parents[2] / "model_repository" / "digits-roialign" / "1" / "manifest.json").read_bytes()

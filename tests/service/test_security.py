@@ -11,7 +11,8 @@ import pytest
 from starlette.requests import Request
 from starlette.types import Message
 
-from poolserve.service.api.payloads import RequestLimits, _multipart_images
+from poolserve.service.api.limits import RequestLimits
+from poolserve.service.api.payloads import _multipart_images
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
@@ -101,5 +102,8 @@ def test_multipart_uploads_stay_in_memory_and_ignore_file_names() -> None:
     async def receive() -> Message:
         return {"type": "http.request", "body": body, "more_body": False}
 
-    images, boxes = asyncio.run(_multipart_images(Request(scope, receive), RequestLimits(4, 8, 4 << 20)))
+    limits = RequestLimits.of(
+        Settings(max_images_per_request=4, max_boxes_per_request=8, max_body_bytes=4 << 20)
+    )
+    images, boxes = asyncio.run(_multipart_images(Request(scope, receive), limits))
     assert images == [big] and boxes is None

@@ -67,6 +67,16 @@ def test_model_metadata_and_config(
     assert "dynamic_batching" in config
 
 
+@pytest.mark.parametrize("name", [*CLASSIFIERS, *REGION_MODELS])
+def test_config_batching_is_the_batching_the_model_runs_with(client: httpx.Client, name: str) -> None:
+    config = client.get(f"/v2/models/{name}/config").json()
+    info = client.get(f"/v1/models/{name}").json()
+    assert config["max_batch_size"] == info["max_batch_size"]
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == int(
+        info["max_queue_delay_ms"] * 1000
+    )
+
+
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_classifier_infer_equals_in_process(

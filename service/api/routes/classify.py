@@ -7,13 +7,12 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from poolserve.repository.manifest import Task
-from poolserve.service.api.decoding import decode_images
 from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
-from poolserve.service.api.payloads import parse_classify
+from poolserve.service.api.offload import decode_images
+from poolserve.service.api.payloads import check_top_k, parse_classify
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.schemas import ClassifyResponse
-from poolserve.service.errors import LimitExceeded
+from poolserve.service.runtime.model_io import ClassifierIO
 from poolserve.service.runtime.postprocess import top_k
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
@@ -45,12 +44,6 @@ class ClassifyQuery(BaseModel):
     top_k: int = Field(5, ge=1, description="classes per image, best first")
 
 
-def checked_top_k(k: int, limit: int) -> int:
-    if k > limit:
-        raise LimitExceeded(f"top_k is {k}; at most {limit}")
-    return k
-
-
 @router.post(
     "/{name}/classify",
     response_model=ClassifyResponse,
@@ -58,17 +51,18 @@ def checked_top_k(k: int, limit: int) -> int:
 )
 async def classify(request: Request) -> Response:
     """Classify one or more images: multipart ``images`` files, a raw image body, or JSON base64."""
-    context, manifest, query = await begin_inference(request, ClassifyQuery, Task.CLASSIFICATION)
-    settings = context.settings
-    k = checked_top_k(query.top_k, settings.max_top_k)
+    context, model, query = await begin_inference(request, ClassifyQuery, ClassifierIO)
+    k = check_top_k(query.top_k, context.limits)
     payload = await parse_classify(request, context.limits)
-    images, _ = await decode_images(payload.images, manifest.preprocessing, settings)
-    output = await context.runtime.classify(manifest.name, images)
-    ranked = top_k(output.probabilities, manifest.labels, k)
+    images, _ = await decode_images(
+        payload.images, model.manifest.preprocessing, context.limits, context.settings
+    )
+    output = await context.runtime.classify(model, images)
+    ranked = top_k(output.probabilities, model.io.labels, k)
     return OrjsonResponse(
         {
-            "model": manifest.name,
-            "version": manifest.version,
+            "model": model.name,
+            "version": model.version,
             "results": [{"predictions": r} for r in ranked],
         }
     )

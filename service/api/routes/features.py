@@ -9,16 +9,16 @@ from pydantic import BaseModel, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from poolserve.repository.manifest import Manifest, Task
-from poolserve.service.api.decoding import decode_images
+from poolserve.repository.manifest import Manifest
 from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
-from poolserve.service.api.payloads import parse_features
+from poolserve.service.api.offload import decode_images
+from poolserve.service.api.payloads import check_top_k, parse_features
 from poolserve.service.api.region_json import Encoding, region_results_json
 from poolserve.service.api.responses import OrjsonResponse
-from poolserve.service.api.routes.classify import checked_top_k
 from poolserve.service.api.schemas import FeaturesResponse
 from poolserve.service.imaging.preprocess import map_boxes
-from poolserve.service.runtime.inference import RegionOutput
+from poolserve.service.runtime.model_io import RegionIO
+from poolserve.service.runtime.runtime import RegionOutput
 
 router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
 
@@ -97,12 +97,12 @@ async def features(request: Request) -> Response:
     ``Accept: application/x-npy`` returns all features as one (K_total, D) float32 ``.npy`` instead, with
     each image's box count, in order, in the ``X-Box-Counts`` header.
     """
-    context, manifest, query = await begin_inference(request, FeaturesQuery, Task.REGION_FEATURES)
-    settings = context.settings
-    k = checked_top_k(query.top_k, settings.max_top_k)
+    context, model, query = await begin_inference(request, FeaturesQuery, RegionIO)
+    k = check_top_k(query.top_k, context.limits)
     payload = await parse_features(request, context.limits)
-    assert payload.boxes is not None
-    images, transforms = await decode_images(payload.images, manifest.preprocessing, settings)
+    images, transforms = await decode_images(
+        payload.images, model.manifest.preprocessing, context.limits, context.settings
+    )
     sent = payload.boxes
     mapped = [map_boxes(b, t) for b, t in zip(sent, transforms, strict=True)]
     counts = [len(b) for b in sent]
@@ -115,8 +115,7 @@ async def features(request: Request) -> Response:
         j = row - int(first_row[i])
         return f"boxes[{i}][{j}] {[float(v) for v in sent[i][j]]}"
 
-    output = await context.runtime.features(manifest.name, images, flat, image_of_row, describe)
-    assert manifest.feature_dim is not None
+    output = await context.runtime.features(model, images, flat, image_of_row, describe)
     if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
-        return _npy(output, manifest.feature_dim)
-    return OrjsonResponse(_json(manifest, payload.boxes, output, query.encoding, k))
+        return _npy(output, model.io.feature_dim)
+    return OrjsonResponse(_json(model.manifest, sent, output, query.encoding, k))

@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from poolserve.service.api.deps import ModelEntryDep, RegistryDep
 from poolserve.service.api.schemas import ModelInfo, ModelList
+from poolserve.service.runtime.model_io import model_io
 from poolserve.service.runtime.registry import ModelEntry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -15,19 +16,19 @@ def model_info(entry: ModelEntry) -> ModelInfo:
         version=entry.version,
         status=entry.status,
         reason=entry.reason,
-        execution_provider=entry.provider,
+        execution_provider=entry.model.provider if entry.model else None,
     )
     manifest = entry.manifest
     if manifest is None:
         return info
-    io = manifest.io
-    batching = entry.batcher.config if entry.batcher else None
+    io = model_io(manifest)
+    batching = entry.model.batcher.config if entry.model else None
     return info.model_copy(
         update={
             "task": manifest.task.value,
             "description": manifest.description,
-            "inputs": [s for s in (io.image, io.boxes, io.box_batch_indices) if s is not None],
-            "outputs": [s for s in (io.features, io.scores) if s is not None],
+            "inputs": list(io.inputs),
+            "outputs": list(io.outputs),
             "preprocessing": manifest.preprocessing,
             "labels": manifest.labels,
             "feature_dim": manifest.feature_dim,

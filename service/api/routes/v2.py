@@ -5,27 +5,25 @@ Health lives on ``health_router`` (auth exemption as ``/health``); everything el
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from poolserve import __version__
-from poolserve.service.api.deps import ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
+from poolserve.service.api.deps import LimitsDep, ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
 from poolserve.service.api.error_responses import v2_error
+from poolserve.service.api.limits import RequestLimits
+from poolserve.service.api.offload import run_sized
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.v2 import codec
-from poolserve.service.api.v2.models import (
-    TensorLimits,
-    infer,
-    input_specs,
-    output_specs,
-    raw_input,
-    tensor_metadata,
-)
+from poolserve.service.api.v2.tensor_io import infer, raw_input, tensor_metadata
 from poolserve.service.errors import InvalidRequest, ModelNotFound
-from poolserve.service.runtime.registry import ModelEntry, ModelStatus
+from poolserve.service.runtime.model_io import TaskIO
+from poolserve.service.runtime.registry import ModelEntry, ModelStatus, ServingModel
+from poolserve.service.runtime.runtime import Runtime
+from poolserve.service.settings import Settings
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 
@@ -64,42 +62,33 @@ async def server_metadata() -> OrjsonResponse:
     return OrjsonResponse({"name": "poolserve", "version": __version__, "extensions": EXTENSIONS})
 
 
-def _metadata(entry: ModelEntry, runtime: RuntimeDep) -> dict[str, Any]:
-    manifest = runtime.registry.ready(entry.name).manifest
-    assert manifest is not None
+def _metadata(model: ServingModel[TaskIO]) -> dict[str, Any]:
     return {
-        "name": manifest.name,
-        "versions": [str(manifest.version)],
+        "name": model.name,
+        "versions": [str(model.version)],
         "platform": "onnxruntime_onnx",
-        "inputs": [tensor_metadata(s) for s in input_specs(manifest)],
-        "outputs": [tensor_metadata(s) for s in output_specs(manifest)],
+        "inputs": [tensor_metadata(s) for s in model.io.inputs],
+        "outputs": [tensor_metadata(s) for s in model.io.outputs],
     }
 
 
-def _config(entry: ModelEntry, runtime: RuntimeDep, settings: SettingsDep) -> dict[str, Any]:
-    manifest = runtime.registry.ready(entry.name).manifest
-    assert manifest is not None
-    max_batch = settings.max_batch_size or manifest.batching.max_batch_size
-    delay_ms = (
-        settings.max_queue_delay_ms
-        if settings.max_queue_delay_ms is not None
-        else manifest.batching.max_queue_delay_ms
-    )
+def _config(model: ServingModel[TaskIO]) -> dict[str, Any]:
+    batching = model.batcher.config  # the manifest's batching with the settings' overrides, as it runs
     return {
-        "name": manifest.name,
+        "name": model.name,
         "platform": "onnxruntime_onnx",
         "backend": "onnxruntime",
         # max_batch_size > 0: as in Triton, dims leave out the batch dim.
-        "max_batch_size": max_batch,
+        "max_batch_size": batching.max_batch_size,
         "input": [
             {"name": m["name"], "data_type": "TYPE_" + m["datatype"], "dims": m["shape"][1:]}
-            for m in map(tensor_metadata, input_specs(manifest))
+            for m in map(tensor_metadata, model.io.inputs)
         ],
         "output": [
             {"name": m["name"], "data_type": "TYPE_" + m["datatype"], "dims": m["shape"][1:]}
-            for m in map(tensor_metadata, output_specs(manifest))
+            for m in map(tensor_metadata, model.io.outputs)
         ],
-        "dynamic_batching": {"max_queue_delay_microseconds": int(delay_ms * 1000)},
+        "dynamic_batching": {"max_queue_delay_microseconds": int(batching.max_queue_delay_ms * 1000)},
     }
 
 
@@ -109,28 +98,26 @@ def _ready(entry: ModelEntry) -> Response:
     return v2_error(503, f"model {entry.name!r} is {entry.status.value}")
 
 
-async def _infer(entry: ModelEntry, request: Request, runtime: RuntimeDep, settings: SettingsDep) -> Response:
-    manifest = runtime.registry.ready(entry.name).manifest  # unusable model: refused before the body
-    assert manifest is not None
+async def _infer(
+    entry: ModelEntry, request: Request, runtime: Runtime, limits: RequestLimits, settings: Settings
+) -> Response:
+    model = entry.serving()  # unusable model: refused before the body
     body = codec.decompress(
-        await request.body(), request.headers.get("Content-Encoding"), settings.max_body_bytes
+        await request.body(), request.headers.get("Content-Encoding"), limits.max_body_bytes
     )
-    parsed = await run_in_threadpool(codec.parse_infer, body, request.headers.get(codec.HEADER_LENGTH))
-    inputs = parsed.inputs if parsed.inputs is not None else [raw_input(manifest, parsed.raw)]
-    limits = TensorLimits(settings.max_images_per_request, settings.max_boxes_per_request)
-    results = await infer(runtime, manifest, inputs, limits)
-    datatypes = {s.name: tensor_metadata(s)["datatype"] for s in output_specs(manifest)}
+    inline_max = settings.inline_decode_max_bytes
+    length_header = request.headers.get(codec.HEADER_LENGTH)
+    parsed = await run_sized(partial(codec.parse_infer, body, length_header), len(body), inline_max)
+    inputs = parsed.inputs if parsed.inputs is not None else [raw_input(model.io, parsed.raw)]
+    results = await infer(runtime, model, inputs, limits)
+    datatypes = {s.name: tensor_metadata(s)["datatype"] for s in model.io.outputs}
     wanted = parsed.outputs or [codec.RequestedOutput(n, parsed.binary_output) for n in results]
     for out in wanted:
         if out.name not in results:
             raise InvalidRequest(f"unknown output {out.name!r}; the model gives {sorted(results)}")
-    body_out, header_length = await run_in_threadpool(
-        codec.encode_response,
-        manifest.name,
-        manifest.version,
-        parsed.id,
-        [(o.name, datatypes[o.name], results[o.name], o.binary) for o in wanted],
-    )
+    tensors = [(o.name, datatypes[o.name], results[o.name], o.binary) for o in wanted]
+    encode = partial(codec.encode_response, model.name, model.version, parsed.id, tensors)
+    body_out, header_length = await run_sized(encode, sum(t[2].nbytes for t in tensors), inline_max)
     if header_length is None:
         return Response(body_out, media_type="application/json")
     return Response(
@@ -143,14 +130,14 @@ async def _infer(entry: ModelEntry, request: Request, runtime: RuntimeDep, setti
 # Each endpoint twice: with and without /versions/{version}; ``model_version`` checks the version.
 @router.get("/models/{name}")
 @router.get("/models/{name}/versions/{version}")
-async def model_metadata(entry: VersionedDep, runtime: RuntimeDep) -> OrjsonResponse:
-    return OrjsonResponse(_metadata(entry, runtime))
+async def model_metadata(entry: VersionedDep) -> OrjsonResponse:
+    return OrjsonResponse(_metadata(entry.serving()))
 
 
 @router.get("/models/{name}/config")
 @router.get("/models/{name}/versions/{version}/config")
-async def model_config(entry: VersionedDep, runtime: RuntimeDep, settings: SettingsDep) -> OrjsonResponse:
-    return OrjsonResponse(_config(entry, runtime, settings))
+async def model_config(entry: VersionedDep) -> OrjsonResponse:
+    return OrjsonResponse(_config(entry.serving()))
 
 
 @router.get("/models/{name}/ready")
@@ -162,6 +149,10 @@ async def model_ready(entry: VersionedDep) -> Response:
 @router.post("/models/{name}/infer")
 @router.post("/models/{name}/versions/{version}/infer")
 async def model_infer(
-    entry: VersionedDep, request: Request, runtime: RuntimeDep, settings: SettingsDep
+    entry: VersionedDep,
+    request: Request,
+    runtime: RuntimeDep,
+    limits: LimitsDep,
+    settings: SettingsDep,
 ) -> Response:
-    return await _infer(entry, request, runtime, settings)
+    return await _infer(entry, request, runtime, limits, settings)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from poolserve.repository.manifest import Preprocessing
 from poolserve.service.errors import ImageTooLarge, LimitExceeded
-from poolserve.service.imaging.decode import load_image, open_image
+from poolserve.service.imaging.image_decoder import load_image, open_image
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
 
 SPEC = Preprocessing(color_mode="L", height=28, width=28, mean=[0.1307], std=[0.3081])

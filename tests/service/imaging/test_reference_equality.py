@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from poolserve.repository.manifest import Preprocessing
 from poolserve.service.errors import ServiceError
-from poolserve.service.imaging.decode import ALLOWED_FORMATS, decode_image
+from poolserve.service.imaging.image_decoder import ALLOWED_FORMATS, decode_image
 from poolserve.service.imaging.preprocess import (
     _RESAMPLE,
     _eight_bit,

@@ -15,7 +15,7 @@ from poolserve.repository.store import discover, latest_versions, verified_model
 from poolserve.service.runtime.providers import CPU, CUDA, select_providers
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from tests.service.conftest import CLASSIFIERS, REGION_MODELS, REPOSITORY
-from tests.service.runtime.test_handlers import random_boxes, random_images
+from tests.service.runtime.test_batch_handlers import random_boxes, random_images
 
 pytestmark = [
     pytest.mark.gpu,

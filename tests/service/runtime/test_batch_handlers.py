@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from poolserve.service.runtime.handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from tests.service.conftest import CLASSIFIERS, REGION_MODELS
 
 
@@ -22,7 +23,7 @@ def random_boxes(rng: np.random.Generator, k: int, size: int) -> np.ndarray:
 def test_classification_batch_equals_single_runs(manifests, reference_sessions, model: str) -> None:
     manifest = manifests[model]
     spec = manifest.preprocessing
-    handler = ClassificationHandler(reference_sessions[model], manifest)
+    handler = ClassificationHandler(reference_sessions[model], ClassifierIO.of(manifest))
     rng = np.random.default_rng(0)
     items = [random_images(rng, n, (spec.channels, spec.height, spec.width)) for n in (2, 1, 3)]
     batched = handler.run(items)
@@ -37,7 +38,7 @@ def test_classification_batch_equals_single_runs(manifests, reference_sessions, 
 def test_region_batch_offsets_box_indices_across_requests(manifests, reference_sessions, model: str) -> None:
     manifest = manifests[model]
     spec = manifest.preprocessing
-    handler = RegionHandler(reference_sessions[model], manifest)
+    handler = RegionHandler(reference_sessions[model], RegionIO.of(manifest))
     rng = np.random.default_rng(1)
     shape = (spec.channels, spec.height, spec.width)
     items = [

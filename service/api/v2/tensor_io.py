@@ -1,48 +1,28 @@
 """A poolserve model as the Open Inference Protocol sees it: named tensors in, named tensors out.
 
-Tensors are checked against the manifest, then run through the same ``Runtime`` calls ``/v1`` uses.
+Tensors are checked against the model's IO (``poolserve.service.runtime.model_io``), then run through the
+same ``Runtime`` calls ``/v1`` uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from poolserve.repository.manifest import Manifest, Task, TensorSpec
+from poolserve.repository.manifest import TensorSpec
+from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.v2.tensors import WireTensor, datatype_of
 from poolserve.service.errors import InvalidRequest, LimitExceeded
-from poolserve.service.runtime.inference import Runtime
-
-
-@dataclass(frozen=True)
-class TensorLimits:
-    max_images: int
-    max_boxes: int
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO, TaskIO
+from poolserve.service.runtime.registry import ServingModel
+from poolserve.service.runtime.runtime import Runtime
 
 
 def _dims(spec: TensorSpec) -> list[int]:
     # Symbolic dims are dynamic (-1); the batch dim is always -1, as fixed-batch graphs run in slices.
     return [-1 if i == 0 or not isinstance(d, int) else d for i, d in enumerate(spec.shape)]
-
-
-def input_specs(manifest: Manifest) -> list[TensorSpec]:
-    io = manifest.io
-    if manifest.task is Task.REGION_FEATURES:
-        assert io.boxes is not None and io.box_batch_indices is not None
-        return [io.image, io.boxes, io.box_batch_indices]
-    return [io.image]
-
-
-def output_specs(manifest: Manifest) -> list[TensorSpec]:
-    io = manifest.io
-    if manifest.task is Task.REGION_FEATURES:
-        assert io.features is not None
-        return [io.features] + ([io.scores] if io.scores else [])
-    assert io.scores is not None
-    return [io.scores]
 
 
 def tensor_metadata(spec: TensorSpec) -> dict[str, Any]:
@@ -61,9 +41,9 @@ def check_input(spec: TensorSpec, tensor: WireTensor) -> np.ndarray:
     return tensor.array
 
 
-def raw_input(manifest: Manifest, raw: bytes) -> WireTensor:
+def raw_input(io: TaskIO, raw: bytes) -> WireTensor:
     """Raw mode: the body is the one input; its batch size follows from the byte count."""
-    specs = input_specs(manifest)
+    specs = io.inputs
     if len(specs) != 1:
         raise InvalidRequest(f"raw binary bodies need a single-input model; this one takes {len(specs)}")
     spec = specs[0]
@@ -80,8 +60,8 @@ def raw_input(manifest: Manifest, raw: bytes) -> WireTensor:
     )
 
 
-def _by_name(manifest: Manifest, inputs: list[WireTensor]) -> dict[str, np.ndarray]:
-    specs = {s.name: s for s in input_specs(manifest)}
+def _by_name(io: TaskIO, inputs: list[WireTensor]) -> dict[str, np.ndarray]:
+    specs = {s.name: s for s in io.inputs}
     given: dict[str, np.ndarray] = {}
     for tensor in inputs:
         spec = specs.get(tensor.name)
@@ -97,26 +77,34 @@ def _by_name(manifest: Manifest, inputs: list[WireTensor]) -> dict[str, np.ndarr
 
 
 async def infer(
-    runtime: Runtime, manifest: Manifest, inputs: list[WireTensor], limits: TensorLimits
+    runtime: Runtime, model: ServingModel[TaskIO], inputs: list[WireTensor], limits: RequestLimits
 ) -> dict[str, np.ndarray]:
     """Every output the model gives, by name, for already-preprocessed input tensors."""
-    tensors = _by_name(manifest, inputs)
-    io = manifest.io
-    images = tensors[io.image.name]
+    tensors = _by_name(model.io, inputs)
+    images = tensors[model.io.image.name]
     if len(images) > limits.max_images:
         raise LimitExceeded(f"{len(images)} images; at most {limits.max_images}")
     if len(images) == 0:
-        raise InvalidRequest(f"input {io.image.name!r} holds no images")
-    if manifest.task is Task.CLASSIFICATION:
-        assert io.scores is not None
-        output = await runtime.classify(manifest.name, images)
-        return {io.scores.name: output.scores}
-    assert io.boxes is not None and io.box_batch_indices is not None and io.features is not None
+        raise InvalidRequest(f"input {model.io.image.name!r} holds no images")
+    if isinstance(model.io, ClassifierIO):
+        output = await runtime.classify(model.for_task(ClassifierIO), images)
+        return {model.io.scores.name: output.scores}
+    return await _region_features(runtime, model.for_task(RegionIO), tensors, images, limits)
+
+
+async def _region_features(
+    runtime: Runtime,
+    model: ServingModel[RegionIO],
+    tensors: dict[str, np.ndarray],
+    images: np.ndarray,
+    limits: RequestLimits,
+) -> dict[str, np.ndarray]:
+    io = model.io
     boxes, indices = tensors[io.boxes.name], tensors[io.box_batch_indices.name]
     if len(boxes) > limits.max_boxes:
         raise LimitExceeded(f"{len(boxes)} boxes; at most {limits.max_boxes}")
     # Values, order, frame and batch indices: checked by the runtime, as for every entry point.
-    region = await runtime.features(manifest.name, images, boxes, indices, _row_name(io.boxes.name))
+    region = await runtime.features(model, images, boxes, indices, _row_name(io.boxes.name))
     # The runtime answers per image; scatter the rows back into request order.
     order = np.argsort(indices, kind="stable")
     result = {io.features.name: _unsort(region.features, order)}

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from poolserve.service.errors import ImageTooLarge, InvalidImage
-from poolserve.service.imaging.decode import decode_image
+from poolserve.service.imaging.image_decoder import decode_image
 
 
 def encoded(image: Image.Image, fmt: str, **kwargs: object) -> bytes:

@@ -1,4 +1,4 @@
-"""The batch handlers that run one model's onnxruntime session over a batch of requests.
+"""Batch handlers (``batcher.BatchHandler``) running one model's onnxruntime session over a batch.
 
 Region batches concatenate every request's images and offset each box's batch index, so a whole batch
 is one backbone pass per image and one RoI call for all boxes.
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from poolserve.repository.manifest import Manifest
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 
 
 @dataclass(frozen=True)
@@ -36,15 +36,12 @@ def _split(array: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
 class ClassificationHandler:
     """Items are (n, C, H, W) tensors; results are the matching (n, classes) raw scores."""
 
-    def __init__(self, session: ort.InferenceSession, manifest: Manifest) -> None:
-        assert manifest.io.scores is not None
+    def __init__(self, session: ort.InferenceSession, io: ClassifierIO) -> None:
         self._session = session
-        self._input = manifest.io.image.name
-        self._dtype = np.dtype(manifest.io.image.dtype)
-        self._output = manifest.io.scores.name
-        # Imported graphs may fix the batch axis (often to 1); those run the batch in slices of that size.
-        first = manifest.io.image.shape[0] if manifest.io.image.shape else None
-        self._fixed_batch = first if isinstance(first, int) and first > 0 else None
+        self._input = io.image.name
+        self._dtype = np.dtype(io.image.dtype)
+        self._output = io.scores.name
+        self._fixed_batch = io.fixed_batch  # such graphs run the batch in slices of that size
 
     def size(self, item: np.ndarray) -> int:
         return int(item.shape[0])
@@ -62,15 +59,12 @@ class ClassificationHandler:
 
 
 class RegionHandler:
-    def __init__(self, session: ort.InferenceSession, manifest: Manifest) -> None:
-        io = manifest.io
-        assert io.boxes is not None and io.box_batch_indices is not None and io.features is not None
-        assert manifest.feature_dim is not None
+    def __init__(self, session: ort.InferenceSession, io: RegionIO) -> None:
         self._session = session
         self._names = (io.image.name, io.boxes.name, io.box_batch_indices.name)
-        self._outputs = [io.features.name] + ([io.scores.name] if io.scores else [])
-        self._feature_dim = manifest.feature_dim
-        self._classes = len(manifest.labels)
+        self._outputs = [spec.name for spec in io.outputs]
+        self._feature_dim = io.feature_dim
+        self._classes = len(io.labels)
 
     def size(self, item: RegionItem) -> int:
         return int(item.images.shape[0])
