@@ -140,7 +140,8 @@ def boxes_array(raw: object, where: str) -> np.ndarray:
         raise InvalidField(f"{where} must be a list of [x1, y1, x2, y2] boxes (4 numbers each)")
     # Values (finite, ordered, in the image) are checked once for every entry point, in the frame the
     # model sees: poolserve.service.runtime.region_inputs.
-    return boxes.astype(np.float32)
+    with np.errstate(over="ignore"):  # past float32's range is +-inf, refused there as not finite
+        return boxes.astype(np.float32)
 
 
 def check_top_k(k: int, limits: RequestLimits) -> int:
