@@ -15,7 +15,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.requests import Request
 
-from poolserve.service.api.inference_endpoint import InferenceRoute, openapi_body, parse_query
+from bench.targets.poolserve_variants import served_by_fastapi
+from poolserve.service.api.inference_endpoint import openapi_body, parse_query
 from poolserve.service.api.payloads import ClassifyForm, ClassifyJSON
 from poolserve.service.app import create_app
 from poolserve.service.settings import Settings
@@ -63,12 +64,6 @@ def test_the_openapi_operations_are_generated_from_the_payload_models() -> None:
     assert "$ref" not in orjson.dumps(item).decode()  # nested models inlined
     assert item["items"]["required"] == ["image", "boxes"]
     assert [p["name"] for p in features["parameters"]] == ["name", "top_k", "encoding"]
-
-
-def fastapi_routes_only(app: FastAPI) -> FastAPI:
-    """The app with the inference paths served by their FastAPI declarations."""
-    app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, InferenceRoute)]
-    return app
 
 
 # (name, URL, expected status, body: raw bytes with a content type, or JSON with "<digit>" for the base64
@@ -122,7 +117,7 @@ async def answers(app: FastAPI) -> list[tuple[int, str, Any]]:
 def both_ways() -> tuple[list[Any], list[Any]]:
     settings = Settings(repository=REPOSITORY, api_key=KEY)
     lean = asyncio.run(answers(create_app(settings)))
-    declared = asyncio.run(answers(fastapi_routes_only(create_app(settings))))
+    declared = asyncio.run(answers(served_by_fastapi(create_app(settings))))
     return lean, declared
 
 
