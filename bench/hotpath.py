@@ -30,6 +30,7 @@ from typing import Any
 
 from bench import payloads, suite
 from bench.inprocess import asgi_scope, drive
+from bench.loadgen import Payload
 from bench.provenance import run_metadata
 from bench.stage_tracer import Stage, StageTracer
 
@@ -44,38 +45,38 @@ STAGES = [
     Stage("app entry (FastAPI/Starlette __call__)", "starlette.applications:Starlette.__call__"),
     Stage("middleware: ServerErrorMiddleware", "starlette.middleware.errors:ServerErrorMiddleware.__call__"),
     Stage("middleware: CORS", "starlette.middleware.cors:CORSMiddleware.__call__"),
-    Stage("middleware: RequestMetrics", f"{API}.middleware:RequestMetrics.__call__"),
-    Stage("metrics: prometheus observe", "poolserve.service.metrics:ServiceMetrics.observe_request"),
-    Stage("middleware: ErrorBoundary", f"{API}.error_responses:ErrorBoundary.__call__"),
-    Stage("middleware: RequestTimeout", f"{API}.middleware:RequestTimeout.__call__"),
-    Stage("middleware: BodySizeLimit", f"{API}.middleware:BodySizeLimit.__call__"),
-    Stage("middleware: UseDecodeSlots", f"{API}.decoding:UseDecodeSlots.__call__"),
     Stage("middleware: RequestGuard", f"{API}.middleware:RequestGuard.__call__"),
+    Stage("middleware: RequestGuard", f"{API}.middleware:RequestGuard._bounded"),
+    Stage("metrics: prometheus observe", "poolserve.service.metrics:ServiceMetrics.observe_request"),
     Stage("middleware: ExceptionMiddleware", "starlette.middleware.exceptions:ExceptionMiddleware.__call__"),
+    Stage(
+        "middleware: AsyncExitStack (FastAPI)",
+        "fastapi.middleware.asyncexitstack:AsyncExitStackMiddleware.__call__",
+    ),
     Stage("routing (match the path)", "fastapi.routing:APIRouter.app"),
     Stage("route handler + endpoint body", "fastapi.routing:APIRoute.handle"),
+    Stage("route handler + endpoint body", "starlette.routing:Route.handle"),
     Stage("route handler + endpoint body", f"{API}.inference_endpoint:InferenceEndpoint.__call__"),
-    Stage("auth (API key)", f"{API}.direct:authorize"),
     Stage("auth (API key)", f"{API}.inference_endpoint:authorize"),
-    Stage("model lookup", f"{API}.direct:tagged_model"),
-    Stage("query validation", f"{API}.direct:parse_query"),
-    Stage("model readiness / task", f"{RUNTIME}.inference:Runtime.model"),
+    Stage("model lookup", f"{API}.inference_endpoint:tagged_model"),
+    Stage("query validation", f"{API}.inference_endpoint:parse_query"),
+    Stage("model readiness / task", f"{RUNTIME}.registry:ModelEntry.serving"),
+    Stage("model readiness / task", f"{RUNTIME}.registry:ServingModel.for_task"),
     Stage("body read", "starlette.requests:Request.body"),
     Stage("payload parse (content type, limits)", f"{API}.routes.classify:parse_classify"),
-    Stage("payload parse (content type, limits)", f"{API}.payloads:parse_classify"),
     Stage("multipart parse", f"{API}.multipart:boundary_of"),
     Stage("multipart parse", f"{API}.multipart:parse_form"),
     Stage("decode dispatch (inline or thread)", f"{API}.routes.classify:decode_images"),
-    Stage("decode + preprocess glue", f"{API}.decoding:decode_and_preprocess"),
+    Stage("decode + preprocess glue", f"{API}.offload:decode_and_preprocess"),
     Stage("decode: open, read header", "poolserve.service.imaging.preprocess:open_image"),
     Stage("decode: pixels", "poolserve.service.imaging.preprocess:load_image"),
     Stage("preprocess", "poolserve.service.imaging.preprocess:preprocess_into"),
-    Stage("runtime glue", f"{RUNTIME}.inference:Runtime.classify"),
+    Stage("runtime glue", f"{RUNTIME}.runtime:Runtime.classify"),
     Stage("watchdog guard", f"{RUNTIME}.watchdog:ModelGuard.run"),
     Stage("batcher submit / wait", f"{RUNTIME}.batcher:DynamicBatcher.submit"),
-    Stage("batch handler (stack, split)", f"{RUNTIME}.handlers:ClassificationHandler.run"),
+    Stage("batch handler (stack, split)", f"{RUNTIME}.batch_handlers:ClassificationHandler.run"),
     Stage("onnxruntime", "onnxruntime:InferenceSession.run"),
-    Stage("postprocess: softmax", f"{RUNTIME}.inference:probabilities"),
+    Stage("postprocess: softmax", f"{RUNTIME}.runtime:probabilities"),
     Stage("postprocess: top-k", f"{API}.routes.classify:top_k"),
     Stage("JSON encode", f"{API}.responses:OrjsonResponse.render"),
     Stage("response build", "starlette.responses:JSONResponse.__init__"),
@@ -110,8 +111,9 @@ async def serving(model: str) -> AsyncIterator[App]:
         yield app
 
 
-async def per_request(app: App, path: str, requests: int, concurrency: int) -> dict[str, float]:
-    payload = payloads.classify_payload(payloads.digit_png(), "image/png")
+async def per_request(
+    app: App, path: str, payload: Payload, requests: int, concurrency: int
+) -> dict[str, float]:
     scope = asgi_scope(path, payload)
     wall, cpu = time.perf_counter(), time.process_time()
     await drive(app, scope, payload.body, requests, concurrency)
@@ -134,7 +136,7 @@ async def measure(model: str, requests: int, rounds: int) -> dict[str, Any]:
     stage_wall: dict[str, float] = {}
     stage_cpu: dict[str, float] = {}
     calls: dict[str, int] = {}
-    payload = _payload()
+    payload = payloads.classify_payload(payloads.digit_png(), "image/png")  # loads MNIST: once
     async with serving(model) as app:
         # Wrappers patch classes, so they are installed only around the traced runs; the traced app is
         # built under them because its router binds its routing method when it is built.
@@ -144,13 +146,13 @@ async def measure(model: str, requests: int, rounds: int) -> dict[str, Any]:
         try:
             await drive(app, asgi_scope(path, payload), payload.body, 200, 32)  # warm-up
             for _ in range(rounds):
-                untraced["reference"].append(await per_request(reference_app, path, requests, 1))
-                untraced["app c=1"].append(await per_request(app, path, requests, 1))
-                untraced["app c=32"].append(await per_request(app, path, requests, 32))
+                untraced["reference"].append(await per_request(reference_app, path, payload, requests, 1))
+                untraced["app c=1"].append(await per_request(app, path, payload, requests, 1))
+                untraced["app c=32"].append(await per_request(app, path, payload, requests, 32))
                 with tracer.install(STAGES):
                     await drive(traced_app, asgi_scope(path, payload), payload.body, 50, 1)  # warm-up
                     tracer.reset()
-                    total = await per_request(traced_app, path, requests, 1)
+                    total = await per_request(traced_app, path, payload, requests, 1)
                 if not traced_totals or total["cpu_us"] < best(traced_totals, "cpu_us")["cpu_us"]:
                     stage_wall, stage_cpu, calls = dict(tracer.wall), dict(tracer.cpu), dict(tracer.calls)
                 traced_totals.append(total)
@@ -182,10 +184,6 @@ async def measure(model: str, requests: int, rounds: int) -> dict[str, Any]:
         "stages": stages,
         "missing_stages": sorted(set(tracer.missing)),
     }
-
-
-def _payload() -> Any:
-    return payloads.classify_payload(payloads.digit_png(), "image/png")
 
 
 def markdown(results: dict[str, Any]) -> str:
