@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -41,24 +42,25 @@ async def in_process(requests: int, rounds: int) -> list[dict[str, Any]]:
     scope = asgi_scope(f"/v1/models/{MODEL}/classify", payload)
     apps = {design: getattr(poolserve_variants, factory)() for design, factory in DESIGNS.items()}
     rows: list[dict[str, Any]] = []
-    for app in apps.values():
-        await app.router.lifespan_context(app).__aenter__()
-        await app.state.runtime.registry.wait_loaded()
-        await drive(app, scope, payload.body, 200, 32)  # warm-up
-    for round_no in range(rounds):
-        for concurrency in CONCURRENCIES:
-            for design, app in apps.items():
-                wall, cpu = time.perf_counter(), time.process_time()
-                await drive(app, scope, payload.body, requests, concurrency)
-                rows.append(
-                    {
-                        "design": design,
-                        "round": round_no,
-                        "concurrency": concurrency,
-                        "wall_us": 1e6 * (time.perf_counter() - wall) / requests,
-                        "cpu_us": 1e6 * (time.process_time() - cpu) / requests,
-                    }
-                )
+    async with contextlib.AsyncExitStack() as running:
+        for app in apps.values():
+            await running.enter_async_context(app.router.lifespan_context(app))
+            await app.state.runtime.registry.wait_loaded()
+            await drive(app, scope, payload.body, 200, 32)  # warm-up
+        for round_no in range(rounds):
+            for concurrency in CONCURRENCIES:
+                for design, app in apps.items():
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    await drive(app, scope, payload.body, requests, concurrency)
+                    rows.append(
+                        {
+                            "design": design,
+                            "round": round_no,
+                            "concurrency": concurrency,
+                            "wall_us": 1e6 * (time.perf_counter() - wall) / requests,
+                            "cpu_us": 1e6 * (time.process_time() - cpu) / requests,
+                        }
+                    )
     return rows
 
 

@@ -100,14 +100,13 @@ async def reference_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @asynccontextmanager
-async def serving(model: str) -> AsyncIterator[App]:
-    """The service built by its factory, lifespan entered, ``model`` loaded."""
+async def serving() -> AsyncIterator[App]:
+    """The service built by its factory, lifespan entered, models loaded."""
     from poolserve.service.app import create_app
 
     app = create_app()
     async with app.router.lifespan_context(app):
-        while app.state.runtime.registry.get(model).batcher is None:  # loading
-            await asyncio.sleep(0.05)
+        await app.state.runtime.registry.wait_loaded()
         yield app
 
 
@@ -137,11 +136,11 @@ async def measure(model: str, requests: int, rounds: int) -> dict[str, Any]:
     stage_cpu: dict[str, float] = {}
     calls: dict[str, int] = {}
     payload = payloads.classify_payload(payloads.digit_png(), "image/png")  # loads MNIST: once
-    async with serving(model) as app:
+    async with serving() as app:
         # Wrappers patch classes, so they are installed only around the traced runs; the traced app is
         # built under them because its router binds its routing method when it is built.
         with tracer.install(STAGES):
-            traced_app_context = serving(model)
+            traced_app_context = serving()
             traced_app = await traced_app_context.__aenter__()
         try:
             await drive(app, asgi_scope(path, payload), payload.body, 200, 32)  # warm-up
