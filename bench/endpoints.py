@@ -68,6 +68,7 @@ def over_http(seconds: float, rounds: int) -> list[dict[str, Any]]:
     entry = suite.ROOT / "model_repository" / MODEL / "1"
     payload = payloads.classify_payload(payloads.digit_png(), "image/png")
     rows: list[dict[str, Any]] = []
+    bench_run.SCRATCH.mkdir(exist_ok=True)
     for round_no in range(rounds):
         for design, factory in DESIGNS.items():
             launch = suite._poolserve(entry, bench_run.SCRATCH, MODEL)
