@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,7 @@ def over_http(seconds: float, rounds: int) -> list[dict[str, Any]]:
             launch = suite._poolserve(entry, bench_run.SCRATCH, MODEL)
             app = f"bench.targets.poolserve_variants:{factory}"
             argv = [app if a == "poolserve.service.app:create_app" else a for a in launch.argv]
+            argv[0] = sys.executable  # the interpreter running this script, whichever environment it is
             server = processes.start(
                 f"endpoints-{design}",
                 bench_run._pinned(argv, bench_run.SERVER_CORES),
