@@ -38,7 +38,6 @@ from poolserve.service.api.routes.features import _json
 from poolserve.service.imaging.preprocess import decode_and_preprocess, map_boxes
 from poolserve.service.runtime.batch_handlers import RegionHandler, RegionItem
 from poolserve.service.runtime.model_io import RegionIO
-from poolserve.service.runtime.postprocess import softmax
 from poolserve.service.runtime.region_inputs import BoxFrame, check_region_inputs
 from poolserve.service.runtime.runtime import RegionOutput
 
@@ -211,8 +210,7 @@ def service_stages(rounds: int) -> dict[str, Any]:
             boxes, _ = _digit_boxes(rng, count, 1, 448.0)
             mapped = [map_boxes(boxes, transforms[0])]
             result = handler.run([RegionItem(images, mapped)])[0]
-            scores = result.scores or []
-            output = RegionOutput(result.features, result.scores, [softmax(s) for s in scores])
+            output = RegionOutput(result.features, result.scores, scores_are_probabilities=False)
 
             def checks(b: np.ndarray = boxes, m: Manifest = model_manifest) -> None:
                 frame = map_boxes(b, transforms[0])

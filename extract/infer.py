@@ -9,9 +9,8 @@ import onnxruntime as ort
 from poolserve.extract.job import JobSpec, LocalModel
 from poolserve.extract.prepare import PreparedBatch
 from poolserve.extract.rows import ImageResult, Ranked
-from poolserve.repository.manifest import Task
-from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
-from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionItem, batch_handler
+from poolserve.service.runtime.model_io import model_io
 from poolserve.service.runtime.postprocess import probabilities, top_k
 from poolserve.service.runtime.providers import select_providers
 from poolserve.service.runtime.sessions import SessionConfig, create_session
@@ -25,12 +24,7 @@ class ModelRunner:
         session = create_session(model.path, SessionConfig(providers, intra_op_threads=threads))
         self._manifest = model.manifest
         self._job = job
-        self._classifier: ClassificationHandler | None = None
-        self._region: RegionHandler | None = None
-        if model.manifest.task is Task.CLASSIFICATION:
-            self._classifier = ClassificationHandler(session, ClassifierIO.of(model.manifest))
-        else:
-            self._region = RegionHandler(session, RegionIO.of(model.manifest))
+        self._handler = batch_handler(session, model_io(model.manifest))
 
     def _ranked(self, scores: np.ndarray) -> Ranked:
         probs = probabilities(scores, self._manifest.io.scores_are_probabilities)
@@ -41,8 +35,8 @@ class ModelRunner:
         if not batch.images:
             return []
         images = batch.tensor()
-        if self._classifier is not None:
-            (scores,) = self._classifier.run([images])
+        if isinstance(self._handler, ClassificationHandler):
+            (scores,) = self._handler.run([images])
             ranked = self._ranked(scores)
             return [
                 ImageResult(
@@ -55,9 +49,8 @@ class ModelRunner:
                 )
                 for i, p in enumerate(batch.images)
             ]
-        assert self._region is not None
         mapped = [p.mapped for p in batch.images if p.mapped is not None]
-        (result,) = self._region.run([RegionItem(images, mapped)])
+        (result,) = self._handler.run([RegionItem(images, mapped)])
         return [
             ImageResult(
                 p.item.key,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
+from poolserve.service.runtime.model_io import ClassifierIO, RegionIO, TaskIO
 
 
 @dataclass(frozen=True)
@@ -104,3 +104,8 @@ class RegionHandler:
             self._outputs, {image_name: images, boxes_name: boxes, indices_name: indices}
         )
         return np.asarray(outputs[0]), (np.asarray(outputs[1]) if has_scores else None)
+
+
+def batch_handler(session: ort.InferenceSession, io: TaskIO) -> ClassificationHandler | RegionHandler:
+    """The handler for the model's task."""
+    return ClassificationHandler(session, io) if isinstance(io, ClassifierIO) else RegionHandler(session, io)

@@ -25,9 +25,9 @@ from poolserve.repository.store import (
     verified_model_path,
 )
 from poolserve.service.errors import ModelNotFound, ModelNotReady, WrongTask
-from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler
+from poolserve.service.runtime.batch_handlers import batch_handler
 from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, DynamicBatcher
-from poolserve.service.runtime.model_io import ClassifierIO, TaskIO, model_io
+from poolserve.service.runtime.model_io import TaskIO, model_io
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
 
@@ -98,9 +98,9 @@ class ModelEntry:
     manifest: Manifest | None = None  # None when the manifest itself is unreadable
     status: ModelStatus = ModelStatus.LOADING
     reason: str | None = None  # why it failed, for operators and the API
-    model: ServingModel[Any] | None = field(default=None, repr=False)
+    model: ServingModel[TaskIO] | None = field(default=None, repr=False)
 
-    def serving(self) -> ServingModel[Any]:
+    def serving(self) -> ServingModel[TaskIO]:
         """The loaded model, or ``ModelNotReady`` (503) saying why it cannot serve now."""
         if self.model is None:
             if self.status is ModelStatus.FAILED:
@@ -214,10 +214,7 @@ class ModelRegistry:
             self._fail(entry, f"onnxruntime could not load the model: {type(exc).__name__}")
             return
         io = model_io(manifest)
-        handler = (
-            ClassificationHandler(session, io) if isinstance(io, ClassifierIO) else RegionHandler(session, io)
-        )
-        timed: TimedHandler[Any, Any] = TimedHandler(handler)
+        timed: TimedHandler[Any, Any] = TimedHandler(batch_handler(session, io))
         batcher = DynamicBatcher(entry.name, timed, self._batching.config(manifest.batching), self._observer)
         model = ServingModel(
             name=entry.name,

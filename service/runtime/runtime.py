@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -16,18 +17,32 @@ from poolserve.service.runtime.postprocess import probabilities
 from poolserve.service.runtime.region_inputs import box_name, check_region_inputs
 from poolserve.service.runtime.registry import ModelRegistry, ServingModel
 
+# Probabilities are computed when a response first reads them: /v2 and .npy answers never do.
+
 
 @dataclass(frozen=True)
 class ClassificationOutput:
     scores: np.ndarray  # (n, classes), the model's own output, for protocols that return raw tensors
-    probabilities: np.ndarray  # (n, classes) float32
+    scores_are_probabilities: bool
+
+    @cached_property
+    def probabilities(self) -> np.ndarray:
+        """(n, classes) float32."""
+        return probabilities(self.scores, self.scores_are_probabilities)
 
 
 @dataclass(frozen=True)
 class RegionOutput:
     features: list[np.ndarray]  # per image, (k_i, D) float32
     scores: list[np.ndarray] | None  # per image, (k_i, classes), the model's own output
-    probabilities: list[np.ndarray] | None  # per image, (k_i, classes); None for models without scores
+    scores_are_probabilities: bool
+
+    @cached_property
+    def probabilities(self) -> list[np.ndarray] | None:
+        """Per image, (k_i, classes) float32; None for models without scores."""
+        if self.scores is None:
+            return None
+        return [probabilities(s, self.scores_are_probabilities) for s in self.scores]
 
 
 class Runtime:
@@ -41,7 +56,7 @@ class Runtime:
     async def classify(self, model: ServingModel[ClassifierIO], images: np.ndarray) -> ClassificationOutput:
         """``images``: (n, C, H, W) float32, preprocessed per the manifest."""
         scores: np.ndarray = await model.guard.run(model.batcher.submit, images)
-        return ClassificationOutput(scores, probabilities(scores, model.io.scores_are_probabilities))
+        return ClassificationOutput(scores, model.io.scores_are_probabilities)
 
     async def features(
         self,
@@ -60,7 +75,4 @@ class Runtime:
         check_region_inputs(boxes, batch_indices, len(images), io.frame, describe_box)
         per_image = [boxes[batch_indices == i].astype(np.float32, copy=False) for i in range(len(images))]
         result: RegionResult = await model.guard.run(model.batcher.submit, RegionItem(images, per_image))
-        probs = None
-        if result.scores is not None:
-            probs = [probabilities(s, io.scores_are_probabilities) for s in result.scores]
-        return RegionOutput(result.features, result.scores, probs)
+        return RegionOutput(result.features, result.scores, io.scores_are_probabilities)

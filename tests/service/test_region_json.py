@@ -69,7 +69,8 @@ def random_case(
             probabilities = [(rng.integers(0, 3, (n, classes)) / 4).astype(np.float32) for n in counts]
         else:
             probabilities = [softmax(rng.standard_normal((n, classes)).astype(np.float32)) for n in counts]
-    return manifest, boxes, RegionOutput(features, probabilities, probabilities)
+    # Scores that are probabilities already: the output hands them over unchanged.
+    return manifest, boxes, RegionOutput(features, probabilities, scores_are_probabilities=True)
 
 
 @pytest.mark.parametrize("encoding", ENCODINGS)

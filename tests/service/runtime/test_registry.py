@@ -14,6 +14,7 @@ from poolserve.repository.manifest import BatchingDefaults
 from poolserve.repository.store import EntryLocation
 from poolserve.service.errors import ModelNotReady
 from poolserve.service.runtime.batcher import BatchConfig
+from poolserve.service.runtime.model_io import TaskIO
 from poolserve.service.runtime.registry import (
     BatchOverrides,
     ModelEntry,
@@ -54,7 +55,7 @@ def test_a_request_looks_its_model_up_once_and_checks_readiness_once(
         calls["get"] += 1
         return get(self, name)
 
-    def counted_serving(self: ModelEntry) -> ServingModel[Any]:
+    def counted_serving(self: ModelEntry) -> ServingModel[TaskIO]:
         calls["serving"] += 1
         return serving(self)
 
