@@ -3,17 +3,19 @@
 An inference handler needs, before it reads the body: the API key checked (``deps.authorize``, the check
 every route makes), the model named in the path (404 if unknown) and the query validated by its pydantic
 model (the same 422 as FastAPI's). It reads the body itself, because it takes several media types.
-FastAPI's way in does that and more on every request: a ``Request`` per dependency call, two exit stacks,
-dependency solving, parameter validation from the signature, the route's exception wrapper, response
-serialization. On a digit classification that machinery costs more than decoding and running the model
-together (``python -m bench.endpoints``, docs/benchmarks.md), so each inference route has two ways in:
+FastAPI's way in does that and more on every request: a ``Request``, two exit stacks, dependency
+solving, parameter validation from the signature, the route's exception wrapper. On a small image that
+machinery is a large share of the request's cost (measured by ``python -m bench.endpoints``; figures in
+docs/benchmarks.md), so each inference route has two ways in:
 
 - ``InferenceRoute``: a Starlette route to an ``InferenceEndpoint``, the ASGI app below, which does what
-  the list above says and calls the handler. The app lists these routes first; they serve every request.
-- ``declare``: the same route declared to FastAPI the ordinary way, with ``Security``, path, ``Query`` and
-  body parameters typed by the pydantic models the handler uses, so the OpenAPI schema is generated from
-  them. Its endpoint calls the same handler, so it is the route as FastAPI would serve it (the
-  benchmark's comparison), never reached while the ``InferenceRoute`` precedes it.
+  the first sentence says and calls the handler. The app lists these routes first; they serve every
+  request.
+- its declaration on its router (``routes/<family>.py``), the ordinary FastAPI way: ``require_api_key``
+  on the router, the path and ``Query`` parameters typed by the handler's pydantic models, the body's
+  schemas from ``openapi_body``. FastAPI generates the route's OpenAPI operation from it. Its endpoint
+  calls the same handler, so it is the route as FastAPI would serve it (the benchmark's comparison);
+  it is never routed to while the ``InferenceRoute`` precedes it.
 """
 
 from __future__ import annotations
