@@ -20,7 +20,8 @@ def include_routes(app: FastAPI) -> None:
 
     Each inference route is also on its router, declared the ordinary FastAPI way: that declaration is
     its OpenAPI operation (poolserve.service.api.inference_endpoint). Both check the API key with
-    ``deps.authorize``, through ``require_api_key`` on the routers.
+    ``deps.require_api_key``: the endpoint through ``deps.authorize``, the declaration as its router's
+    dependency.
     """
     app.router.routes.extend([classify.route, features.route, *v2.infer_routes])
     key = [Depends(require_api_key)]
