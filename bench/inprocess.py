@@ -90,7 +90,7 @@ async def _main(model: str, requests: int, concurrency: int, profile: bool, roun
     scope = asgi_scope(f"/v1/models/{model}/classify", payload)
     async with app.router.lifespan_context(app):
         runtime = getattr(app.state, "runtime", None)  # None: a reference app without models
-        while runtime is not None and runtime.registry.get(model).model is None:  # loading
+        while runtime is not None and not runtime.registry.is_ready:  # loading
             await asyncio.sleep(0.05)
         await drive(app, scope, payload.body, 200, concurrency)  # warm-up
         profiler = cProfile.Profile() if profile else None
