@@ -22,7 +22,7 @@ from bench import payloads, suite
 from bench.loadgen import Payload
 
 
-def _scope(path: str, payload: Payload) -> dict[str, Any]:
+def asgi_scope(path: str, payload: Payload) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -43,7 +43,7 @@ def _scope(path: str, payload: Payload) -> dict[str, Any]:
     }
 
 
-async def _one(app: Any, scope: dict[str, Any], body: bytes) -> int:
+async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> int:
     sent = False
     status = 0
 
@@ -63,14 +63,14 @@ async def _one(app: Any, scope: dict[str, Any], body: bytes) -> int:
     return status
 
 
-async def _drive(app: Any, scope: dict[str, Any], body: bytes, requests: int, concurrency: int) -> None:
+async def drive(app: Any, scope: dict[str, Any], body: bytes, requests: int, concurrency: int) -> None:
     remaining = requests
 
     async def worker() -> None:
         nonlocal remaining
         while remaining > 0:
             remaining -= 1
-            status = await _one(app, scope, body)
+            status = await one_request(app, scope, body)
             if status != 200:
                 raise RuntimeError(f"status {status}")
 
@@ -87,19 +87,19 @@ async def _main(model: str, requests: int, concurrency: int, profile: bool, roun
     module, _, factory = os.environ.get("BENCH_APP", "poolserve.service.app:create_app").partition(":")
     app = getattr(importlib.import_module(module), factory)()
     payload = payloads.classify_payload(payloads.digit_png(), "image/png")
-    scope = _scope(f"/v1/models/{model}/classify", payload)
+    scope = asgi_scope(f"/v1/models/{model}/classify", payload)
     async with app.router.lifespan_context(app):
         runtime = getattr(app.state, "runtime", None)  # None: a reference app without models
-        while runtime is not None and runtime.registry.get(model).model is None:  # loading
+        while runtime is not None and not runtime.registry.is_ready:  # loading
             await asyncio.sleep(0.05)
-        await _drive(app, scope, payload.body, 200, concurrency)  # warm-up
+        await drive(app, scope, payload.body, 200, concurrency)  # warm-up
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
         walls, cpus = [], []
         for _ in range(rounds):  # this VM's speed drifts by tens of percent: the best round is the figure
             wall, cpu = time.perf_counter(), time.process_time()
-            await _drive(app, scope, payload.body, requests, concurrency)
+            await drive(app, scope, payload.body, requests, concurrency)
             walls.append(time.perf_counter() - wall)
             cpus.append(time.process_time() - cpu)
         if profiler:

@@ -15,10 +15,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from poolserve.service.api import error_responses
-from poolserve.service.api.error_responses import ErrorBoundary
 from poolserve.service.api.limits import RequestLimits
-from poolserve.service.api.middleware import BodySizeLimit, RequestMetrics, RequestTimeout
-from poolserve.service.api.offload import DecodeSlots, UseDecodeSlots
+from poolserve.service.api.middleware import RequestGuard
+from poolserve.service.api.offload import DecodeSlots
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.router import include_routes
 from poolserve.service.metrics import ServiceMetrics
@@ -113,22 +112,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Pooling CNNs (classification, RoI region features) served from ONNX.",
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.limits = RequestLimits.of(settings)
     app.state.metrics = ServiceMetrics()
     error_responses.install(app)
     include_routes(app)
-    # Added innermost first: CORS wraps metrics wraps the error boundary wraps the time limit wraps the
-    # body limit wraps the decode slots. Each answers its errors in the route family's shape
-    # (poolserve.service.api.error_responses).
+    # Metrics, the error boundary, the time and body limits and the decode slots: one layer, answering
+    # its errors in the route family's shape (poolserve.service.api.middleware); CORS outside it.
     app.add_middleware(
-        UseDecodeSlots, slots=DecodeSlots(settings.max_concurrent_decodes, settings.max_queued_decodes)
+        RequestGuard,
+        metrics=app.state.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        timeout_s=settings.request_timeout_s,
+        decode_slots=DecodeSlots(settings.max_concurrent_decodes, settings.max_queued_decodes),
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_s)
-    app.add_middleware(ErrorBoundary)  # unexpected errors: a 500 that keeps the connection alive
-    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

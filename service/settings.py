@@ -93,6 +93,9 @@ class Settings(BaseSettings):
 
     # HTTP
     cors_origins: list[str] = Field(default_factory=list)
+    # FastAPI's own OpenTelemetry instrumentation, through the process's configured providers; off, the
+    # app skips its per-request check for them (poolserve's metrics are Prometheus, /metrics)
+    opentelemetry: bool = False
     # when set, /v1 requires ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``)
     api_key: str | None = None
     # routes that stay open with an api_key set: probes and scrapers usually hold no secret

@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from poolserve.service.api.inference_endpoint import InferenceRoute
 from poolserve.service.app import create_app
 
 
 def stock() -> FastAPI:
     return create_app()
+
+
+def served_by_fastapi(app: FastAPI) -> FastAPI:
+    """``app`` with its inference paths served by their FastAPI declarations (dependencies, ``Query``,
+    FastAPI's request handling) instead of their ``InferenceRoute``s: the same handlers, FastAPI's way in."""
+    app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, InferenceRoute)]
+    return app
+
+
+def fastapi_as_designed() -> FastAPI:
+    return served_by_fastapi(create_app())

@@ -73,7 +73,7 @@ async def require_api_key_for_metrics(
 
 async def authorize(settings: Settings, request: Request) -> None:
     """``require_api_key`` for routes that read the headers themselves: exempt probes (which advertise no
-    security in OpenAPI) and the direct inference routes (``poolserve.service.api.direct``)."""
+    security in OpenAPI) and the inference endpoints (``poolserve.service.api.inference_endpoint``)."""
     if settings.api_key is None:
         return
     bearer = await _bearer(request)

@@ -4,14 +4,12 @@
 - everything else (``/v1``, health, metrics, docs): RFC 9457 ``application/problem+json``,
   ``{"type", "title", "status", "detail", "instance"}``, the same shape for every status, 422 included.
 
-Handled errors come through FastAPI's exception handlers; unexpected ones through ``ErrorBoundary``, a pure
-ASGI middleware, because Starlette's own last-resort handler re-raises after answering, and the server
-then drops the keep-alive connection under the client's next request.
+Handled errors come through FastAPI's exception handlers; unexpected ones through the error boundary of
+``RequestGuard`` (``poolserve.service.api.middleware``).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
@@ -19,13 +17,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Scope, Send
 
 from poolserve.service import errors
 from poolserve.service.api.error_table import WHEN, ErrorInfo, describe
 from poolserve.service.api.schemas import Problem
-
-log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -76,45 +72,9 @@ async def _handled(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
-    """Every handled error through the one table; add ``ErrorBoundary`` for the unexpected ones."""
+    """Every handled error through the one table; ``RequestGuard`` catches the unexpected ones."""
     for handled in (errors.ServiceError, HTTPException, RequestValidationError):
         app.add_exception_handler(handled, _handled)
-
-
-class TrackedSend:
-    """``send``, remembering whether the response has started: after that, an error can no longer be
-    answered with a status code, and the server has to drop the connection instead."""
-
-    __slots__ = ("send", "started")
-
-    def __init__(self, send: Send) -> None:
-        self.send, self.started = send, False
-
-    async def __call__(self, message: Message) -> None:
-        self.started = self.started or message["type"] == "http.response.start"
-        await self.send(message)
-
-
-class ErrorBoundary:
-    """Answers an unexpected exception with a generic 500 in its route family's shape, logs the traceback,
-    and does not re-raise, so the connection stays open for the client's next request."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        tracked = TrackedSend(send)
-        try:
-            await self.app(scope, receive, tracked)
-        except Exception as exc:
-            if not isinstance(exc, errors.ServiceError):
-                log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
-            if tracked.started:  # too late for a status code: the server has to drop the connection
-                raise
-            await send_error(scope, send, describe(exc))
 
 
 def openapi_responses() -> dict[int | str, dict[str, Any]]:

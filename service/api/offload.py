@@ -19,7 +19,6 @@ from typing import TypeVar
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from poolserve.repository.manifest import Preprocessing
 from poolserve.service.api.limits import RequestLimits
@@ -79,22 +78,8 @@ class DecodeSlots:
             self._free.release()
 
 
-# The app's slots, set for each request by ``UseDecodeSlots``: request-scoped, like the request itself.
-_slots: ContextVar[DecodeSlots | None] = ContextVar("decode_slots", default=None)
-
-
-class UseDecodeSlots:
-    """Pure ASGI middleware: makes the app's ``DecodeSlots`` the ones its requests decode under."""
-
-    def __init__(self, app: ASGIApp, slots: DecodeSlots) -> None:
-        self.app, self.slots = app, slots
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = _slots.set(self.slots)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            _slots.reset(token)
+# The app's slots, set for each request by ``RequestGuard``: request-scoped, like the request itself.
+current_decode_slots: ContextVar[DecodeSlots | None] = ContextVar("decode_slots", default=None)
 
 
 async def decode_images(
@@ -111,7 +96,7 @@ async def decode_images(
         settings.reduced_jpeg_decode,
         limits.max_request_input_pixels,
     )
-    slots = _slots.get()  # None: the app outside its middleware stack (a bare router in a test): no bound
+    slots = current_decode_slots.get()  # None: outside the app's middleware (a bare router in a test)
     size = sum(len(b) for b in blobs)
     return await run_sized(
         decode, size, settings.inline_decode_max_bytes, slots.slot if slots is not None else None

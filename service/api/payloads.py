@@ -12,12 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import numpy as np
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from poolserve.service.api import multipart
 from poolserve.service.api.limits import RequestLimits
@@ -39,20 +39,41 @@ class RegionPayload:
 JSONBody = TypeVar("JSONBody", bound=BaseModel)
 
 
+# The request bodies each route accepts, as pydantic models: the JSON ones validate bodies here; all of
+# them generate the routes' OpenAPI request bodies (poolserve.service.api.inference_endpoint).
+Base64Image = Annotated[
+    str, Field(json_schema_extra={"format": "byte"}, description="base64, or a data: URL")
+]
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in the image's original pixels
+
+
 class ClassifyJSON(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    images: list[str]
+    images: list[Base64Image]
 
 
 class RegionItemJSON(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    image: str
-    boxes: list[tuple[float, float, float, float]]
+    image: Base64Image
+    boxes: list[Box]
 
 
 class FeaturesJSON(BaseModel):
     model_config = ConfigDict(extra="forbid")
     items: list[RegionItemJSON]
+
+
+class ClassifyForm(BaseModel):
+    """``multipart/form-data``: one file per image."""
+
+    images: list[bytes]
+
+
+class FeaturesForm(BaseModel):
+    """``multipart/form-data``: one file per image, and their boxes as one JSON text field."""
+
+    images: list[bytes]
+    boxes: str = Field(description="JSON: one list of [x1, y1, x2, y2] boxes per image, in original pixels")
 
 
 def _media_type(request: Request) -> str:
@@ -119,7 +140,8 @@ def boxes_array(raw: object, where: str) -> np.ndarray:
         raise InvalidField(f"{where} must be a list of [x1, y1, x2, y2] boxes (4 numbers each)")
     # Values (finite, ordered, in the image) are checked once for every entry point, in the frame the
     # model sees: poolserve.service.runtime.region_inputs.
-    return boxes.astype(np.float32)
+    with np.errstate(over="ignore"):  # past float32's range is +-inf, refused there as not finite
+        return boxes.astype(np.float32)
 
 
 def check_top_k(k: int, limits: RequestLimits) -> int:

@@ -108,7 +108,8 @@ def map_boxes(boxes: np.ndarray, transform: ResizeTransform) -> np.ndarray:
     factors = np.asarray(
         [transform.scale_x, transform.scale_y, transform.scale_x, transform.scale_y], np.float64
     )
-    return (boxes.astype(np.float64) * factors).astype(np.float32)
+    with np.errstate(over="ignore"):  # past float32's range is +-inf, refused later as not finite
+        return (boxes.astype(np.float64) * factors).astype(np.float32)
 
 
 def decode_and_preprocess(

@@ -276,6 +276,8 @@ CORPUS: dict[str, tuple[Sender, int, str | None]] = {
     "wholly outside, negative": (boxes("[[[-20, -20, -5, -5]]]"), 422, "invalid-field"),
     "past the overhang margin": (boxes("[[[0, 0, 36, 10]]]"), 422, "invalid-field"),
     "huge box": (boxes("[[[0, 0, 40000, 40000]]]"), 422, "invalid-field"),
+    "coordinates past float32's range": (boxes("[[[0, 0, 1e300, 4]]]"), 422, "invalid-field"),
+    "coordinate that overflows float32 once scaled": (boxes("[[[0, 0, 3.4e38, 4]]]"), 422, "invalid-field"),
     "degenerate box is fine, huge one beside it is not": (
         boxes("[[[4, 4, 4, 4], [0, 0, 1e30, 4]]]"),
         422,

@@ -1,63 +1,40 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
-from starlette.requests import Request
 from starlette.responses import Response
 
-from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
+from poolserve.service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
+from poolserve.service.api.inference_endpoint import (
+    InferenceCall,
+    InferenceEndpoint,
+    InferenceRoute,
+    openapi_body,
+)
 from poolserve.service.api.offload import decode_images
-from poolserve.service.api.payloads import check_top_k, parse_classify
+from poolserve.service.api.payloads import ClassifyForm, ClassifyJSON, check_top_k, parse_classify
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.schemas import ClassifyResponse
+from poolserve.service.imaging.image_decoder import MEDIA_TYPES
 from poolserve.service.runtime.model_io import ClassifierIO
 from poolserve.service.runtime.postprocess import top_k
 
-router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
-
-_BINARY = {"type": "string", "format": "binary"}
-CLASSIFY_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"images": {"type": "array", "items": _BINARY}}}
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "byte"}}
-                    },
-                    "required": ["images"],
-                }
-            },
-            **{m: {"schema": _BINARY} for m in ("image/png", "image/jpeg", "image/webp", "image/bmp")},
-        },
-    }
-}
+PATH = "/v1/models/{name}/classify"
+router = APIRouter(tags=["inference"])
 
 
 class ClassifyQuery(BaseModel):
     top_k: int = Field(5, ge=1, description="classes per image, best first")
 
 
-@router.post(
-    "/{name}/classify",
-    response_model=ClassifyResponse,
-    openapi_extra=openapi_operation(CLASSIFY_BODY, ClassifyQuery),
-)
-async def classify(request: Request) -> Response:
-    """Classify one or more images: multipart ``images`` files, a raw image body, or JSON base64."""
-    context, model, query = await begin_inference(request, ClassifyQuery, ClassifierIO)
-    k = check_top_k(query.top_k, context.limits)
-    payload = await parse_classify(request, context.limits)
-    images, _ = await decode_images(
-        payload.images, model.manifest.preprocessing, context.limits, context.settings
-    )
-    output = await context.runtime.classify(model, images)
+async def classify(call: InferenceCall[ClassifyQuery]) -> Response:
+    model = call.entry.serving().for_task(ClassifierIO)
+    k = check_top_k(call.query.top_k, call.limits)
+    payload = await parse_classify(call.request, call.limits)
+    images, _ = await decode_images(payload.images, model.manifest.preprocessing, call.limits, call.settings)
+    output = await call.runtime.classify(model, images)
     ranked = top_k(output.probabilities, model.io.labels, k)
     return OrjsonResponse(
         {
@@ -66,3 +43,26 @@ async def classify(request: Request) -> Response:
             "results": [{"predictions": r} for r in ranked],
         }
     )
+
+
+route = InferenceRoute(PATH, InferenceEndpoint(classify, ClassifyQuery))
+
+
+@router.post(
+    PATH,
+    response_model=ClassifyResponse,
+    openapi_extra=openapi_body(
+        {"multipart/form-data": ClassifyForm, "application/json": ClassifyJSON}
+        | dict.fromkeys(sorted(MEDIA_TYPES), bytes)
+    ),
+)
+async def classify_route(
+    request: Request,
+    entry: ModelEntryDep,
+    query: Annotated[ClassifyQuery, Query()],
+    settings: SettingsDep,
+    limits: LimitsDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """Classify one or more images: multipart ``images`` files, a raw image body, or JSON base64."""
+    return await classify(InferenceCall(request, settings, limits, runtime, entry, query))

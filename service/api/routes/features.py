@@ -1,18 +1,23 @@
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter
-from pydantic import BaseModel, Field
-from starlette.requests import Request
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.responses import Response
 
 from poolserve.repository.manifest import Manifest
-from poolserve.service.api.direct import DirectRoute, begin_inference, openapi_operation
+from poolserve.service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
+from poolserve.service.api.inference_endpoint import (
+    InferenceCall,
+    InferenceEndpoint,
+    InferenceRoute,
+    openapi_body,
+)
 from poolserve.service.api.offload import decode_images
-from poolserve.service.api.payloads import check_top_k, parse_features
+from poolserve.service.api.payloads import FeaturesForm, FeaturesJSON, check_top_k, parse_features
 from poolserve.service.api.region_json import Encoding, region_results_json
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.schemas import FeaturesResponse
@@ -20,50 +25,12 @@ from poolserve.service.imaging.preprocess import map_boxes
 from poolserve.service.runtime.model_io import RegionIO
 from poolserve.service.runtime.runtime import RegionOutput
 
-router = APIRouter(prefix="/v1/models", tags=["inference"], route_class=DirectRoute)
+PATH = "/v1/models/{name}/features"
+router = APIRouter(tags=["inference"])
 
 NPY_MEDIA_TYPE = "application/x-npy"
 BOX_COUNTS_HEADER = "X-Box-Counts"
-FEATURES_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                        "boxes": {
-                            "type": "string",
-                            "description": "JSON: one list of [x1,y1,x2,y2] per image",
-                        },
-                    },
-                }
-            },
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "items": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "image": {"type": "string", "format": "byte"},
-                                    "boxes": {
-                                        "type": "array",
-                                        "items": {"type": "array", "items": {"type": "number"}},
-                                    },
-                                },
-                            },
-                        }
-                    },
-                }
-            },
-        },
-    },
-    "responses": {"200": {"content": {NPY_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}},
-}
+NPY_RESPONSE = {"content": {NPY_MEDIA_TYPE: {"schema": TypeAdapter(bytes).json_schema()}}}
 
 
 def _npy(output: RegionOutput, feature_dim: int) -> Response:
@@ -86,22 +53,12 @@ class FeaturesQuery(BaseModel):
     encoding: Encoding = Field("float32", description="how JSON carries each feature vector")
 
 
-@router.post(
-    "/{name}/features",
-    response_model=FeaturesResponse,
-    openapi_extra=openapi_operation(FEATURES_BODY, FeaturesQuery),
-)
-async def features(request: Request) -> Response:
-    """RoI features for boxes given in each image's original pixel coordinates (zero boxes is fine).
-
-    ``Accept: application/x-npy`` returns all features as one (K_total, D) float32 ``.npy`` instead, with
-    each image's box count, in order, in the ``X-Box-Counts`` header.
-    """
-    context, model, query = await begin_inference(request, FeaturesQuery, RegionIO)
-    k = check_top_k(query.top_k, context.limits)
-    payload = await parse_features(request, context.limits)
+async def features(call: InferenceCall[FeaturesQuery]) -> Response:
+    model = call.entry.serving().for_task(RegionIO)
+    k = check_top_k(call.query.top_k, call.limits)
+    payload = await parse_features(call.request, call.limits)
     images, transforms = await decode_images(
-        payload.images, model.manifest.preprocessing, context.limits, context.settings
+        payload.images, model.manifest.preprocessing, call.limits, call.settings
     )
     sent = payload.boxes
     mapped = [map_boxes(b, t) for b, t in zip(sent, transforms, strict=True)]
@@ -115,7 +72,32 @@ async def features(request: Request) -> Response:
         j = row - int(first_row[i])
         return f"boxes[{i}][{j}] {[float(v) for v in sent[i][j]]}"
 
-    output = await context.runtime.features(model, images, flat, image_of_row, describe)
-    if NPY_MEDIA_TYPE in request.headers.get("accept", ""):
+    output = await call.runtime.features(model, images, flat, image_of_row, describe)
+    if NPY_MEDIA_TYPE in call.request.headers.get("accept", ""):
         return _npy(output, model.io.feature_dim)
-    return OrjsonResponse(_json(model.manifest, sent, output, query.encoding, k))
+    return OrjsonResponse(_json(model.manifest, sent, output, call.query.encoding, k))
+
+
+route = InferenceRoute(PATH, InferenceEndpoint(features, FeaturesQuery))
+
+
+@router.post(
+    PATH,
+    response_model=FeaturesResponse,
+    responses={200: NPY_RESPONSE},
+    openapi_extra=openapi_body({"multipart/form-data": FeaturesForm, "application/json": FeaturesJSON}),
+)
+async def features_route(
+    request: Request,
+    entry: ModelEntryDep,
+    query: Annotated[FeaturesQuery, Query()],
+    settings: SettingsDep,
+    limits: LimitsDep,
+    runtime: RuntimeDep,
+) -> Response:
+    """RoI features for boxes given in each image's original pixel coordinates (zero boxes is fine).
+
+    ``Accept: application/x-npy`` returns all features as one (K_total, D) float32 ``.npy`` instead, with
+    each image's box count, in order, in the ``X-Box-Counts`` header.
+    """
+    return await features(InferenceCall(request, settings, limits, runtime, entry, query))

@@ -9,11 +9,13 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from poolserve import __version__
 from poolserve.service.api.deps import LimitsDep, ModelEntryDep, RegistryDep, RuntimeDep, SettingsDep
 from poolserve.service.api.error_responses import v2_error
+from poolserve.service.api.inference_endpoint import InferenceCall, InferenceEndpoint, InferenceRoute
 from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.offload import run_sized
 from poolserve.service.api.responses import OrjsonResponse
@@ -146,9 +148,22 @@ async def model_ready(entry: VersionedDep) -> Response:
     return _ready(entry)
 
 
+class VersionQuery(BaseModel):
+    version: str | None = None  # the unversioned path's alternative to /versions/{version}
+
+
+async def model_infer(call: InferenceCall[VersionQuery]) -> Response:
+    entry = _versioned(call.entry, call.request.path_params.get("version", call.query.version))
+    return await _infer(entry, call.request, call.runtime, call.limits, call.settings)
+
+
+INFER_PATHS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
+infer_routes = [InferenceRoute(path, InferenceEndpoint(model_infer, VersionQuery)) for path in INFER_PATHS]
+
+
 @router.post("/models/{name}/infer")
 @router.post("/models/{name}/versions/{version}/infer")
-async def model_infer(
+async def model_infer_route(
     entry: VersionedDep,
     request: Request,
     runtime: RuntimeDep,
