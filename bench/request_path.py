@@ -6,7 +6,9 @@ Each request (``/v1`` classify on lenet5-mnist, ``/v1`` features on digits-roial
 lenet5-mnist) is handed to the app as ASGI messages after one warm-up request of the same kind, with a
 profile hook (``sys.setprofile`` and ``threading.setprofile``, so the batcher's worker thread counts too)
 recording every Python function call until the response is sent. A file counts when at least one of its
-functions ran; a model lookup is a call of ``ModelRegistry.get`` (the by-name dictionary lookup), a
+functions ran; a hop is a call into a ``service/`` function from code in another file (another ``service/``
+file, the framework or the event loop: each time control enters one of our files); a model lookup is a
+call of ``ModelRegistry.get`` (the by-name dictionary lookup), a
 readiness check one of ``ModelRegistry.ready`` or ``ModelEntry.serving``. The same counting runs on the
 code at ``--before`` (default: the commit before the one-handle refactoring), extracted with
 ``git archive``, so the two columns are counted the same way. ``--quick`` is the same run (it takes
@@ -79,6 +81,7 @@ class Recorder:
         self.on = False
         self.files: dict[str, None] = {}  # insertion-ordered: first call first
         self.calls: Counter[str] = Counter()
+        self.hops = 0
 
     def hook(self, frame: FrameType, event: str, arg: object) -> None:
         if not self.on or event != "call":
@@ -88,6 +91,9 @@ class Recorder:
         if filename.startswith(self.service_root):
             self.files.setdefault(os.path.relpath(filename, Path(self.service_root).parent))
             self.calls[code.co_qualname] += 1
+            caller = frame.f_back
+            if caller is None or os.path.realpath(caller.f_code.co_filename) != filename:
+                self.hops += 1
 
 
 async def _send(app: Any, path: str, content_type: str, body: bytes) -> int:
@@ -143,7 +149,7 @@ async def _measure() -> dict[str, Any]:
         for name, (path, content_type, body) in _requests().items():
             if await _send(app, path, content_type, body) != 200:  # warm-up: first-call paths excluded
                 raise RuntimeError(f"{name}: the warm-up request failed")
-            recorder.files, recorder.calls = {}, Counter()
+            recorder.files, recorder.calls, recorder.hops = {}, Counter(), 0
             recorder.on = True
             status = await _send(app, path, content_type, body)
             recorder.on = False
@@ -152,6 +158,7 @@ async def _measure() -> dict[str, Any]:
             paths[name] = {
                 "files": list(recorder.files),
                 "file_count": len(recorder.files),
+                "hops": recorder.hops,
                 "model_lookups": sum(recorder.calls[q] for q in LOOKUPS),
                 "readiness_checks": sum(recorder.calls[q] for q in READINESS),
             }
@@ -185,17 +192,19 @@ def _report(before: dict[str, Any], after: dict[str, Any], meta: dict[str, Any])
         f"Written by `python -m bench.request_path` at commit {meta['git_commit']} ({meta['started']},",
         f"{meta['cpu']}, load average {meta['load_average']}; the counts do not depend on load);",
         f"before: commit {meta['before']}. Counting: see the script's docstring (files of `service/` whose",
-        "code ran for one warm request; lookups = `ModelRegistry.get` calls; readiness checks =",
+        "code ran for one warm request; hops = calls into a `service/` file from code outside it;",
+        "lookups = `ModelRegistry.get` calls; readiness checks =",
         "`ModelRegistry.ready` / `ModelEntry.serving` calls).",
         "",
-        "| request | files before | files after | lookups before | lookups after | readiness before"
-        " | readiness after |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| request | files before | files after | hops before | hops after | lookups before | lookups after"
+        " | readiness before | readiness after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in after:
         b, a = before[name], after[name]
         lines.append(
-            f"| {name} | {b['file_count']} | {a['file_count']} | {b['model_lookups']} | "
+            f"| {name} | {b['file_count']} | {a['file_count']} | {b['hops']} | {a['hops']} | "
+            f"{b['model_lookups']} | "
             f"{a['model_lookups']} | {b['readiness_checks']} | {a['readiness_checks']} |"
         )
     for name in after:

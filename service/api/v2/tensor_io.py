@@ -13,7 +13,7 @@ import numpy as np
 
 from poolserve.repository.manifest import TensorSpec
 from poolserve.service.api.limits import RequestLimits
-from poolserve.service.api.v2.tensors import WireTensor, datatype_of
+from poolserve.service.api.v2.codec import WireTensor, datatype_of
 from poolserve.service.errors import InvalidRequest, LimitExceeded
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO, TaskIO
 from poolserve.service.runtime.registry import ServingModel
