@@ -93,9 +93,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def configure_logging(level: str) -> None:
-    """Give the ``service`` loggers a handler unless the host process configured one (uvicorn only sets up
+    """Give the ``poolserve`` loggers a handler unless the host process configured one (uvicorn only sets up
     its own loggers, so without this a failed model would be reported by ``logging.lastResort`` alone)."""
-    logger = logging.getLogger("service")
+    logger = logging.getLogger("poolserve")
     logger.setLevel(level.upper())
     if not logger.handlers and not logging.getLogger().handlers:
         handler = logging.StreamHandler()

@@ -75,7 +75,7 @@ def test_an_inference_error_is_a_500_in_the_family_shape_and_the_connection_surv
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        with caplog.at_level(logging.ERROR, logger="service"):
+        with caplog.at_level(logging.ERROR, logger="poolserve"):
             status, content_type, body = exchange(connection, path, bad, headers)
         assert connection.sock is not None
         local = connection.sock.getsockname()

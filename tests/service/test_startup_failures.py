@@ -38,7 +38,7 @@ def test_broken_entries_fail_alone_with_a_reason(tmp_path: Path, caplog: pytest.
     (garbage / "manifest.json").write_text(json.dumps(manifest))
 
     with (
-        caplog.at_level(logging.ERROR, logger="service"),
+        caplog.at_level(logging.ERROR, logger="poolserve"),
         running_server(Settings(repository=tmp_path)) as url,
     ):
         statuses = httpx.get(f"{url}/health/ready").json()["models"]
