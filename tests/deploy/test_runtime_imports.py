@@ -19,6 +19,10 @@ OWN_PACKAGES = {"poolserve", "service", "repository", "models", "export", "extra
 # hack, sysconfig data, and the modules Cython-compiled extensions (httptools) register. None of them is
 # something the serving code asked for.
 ENVIRONMENT_PREFIXES = ("__", "_distutils_hack", "_sysconfigdata", "_cython_", "cython_runtime")
+# Imported by the frameworks only when installed (``try: import ...``), as the dev venv has them: the
+# image leaves them out and serves (deploy/container-smoke.sh). Starlette's form parser (poolserve parses
+# multipart itself, service/api/multipart.py) and uvicorn's --reload watcher (never used to serve).
+OPTIONAL_FRAMEWORK_IMPORTS = {"python_multipart", "multipart", "watchfiles"}
 
 # What the image runs (python3 -m poolserve.service.supervisor, which starts python3 -m
 # poolserve.service.serve; HEALTHCHECK
@@ -63,6 +67,7 @@ def modules_outside_the_lock(script: str) -> dict[str, list[str]]:
         for module in imported
         if module not in sys.stdlib_module_names
         and module not in OWN_PACKAGES
+        and module not in OPTIONAL_FRAMEWORK_IMPORTS
         and not module.startswith(ENVIRONMENT_PREFIXES)
         and not {normalize(d) for d in owners.get(module, [])} & allowed
     }
