@@ -2,9 +2,10 @@
 
 poolserve reads every request body whole (the middleware caps it at ``max_body_bytes``), so a form is a
 handful of ``bytes.find`` calls over one buffer instead of python-multipart's per-chunk callback machine
-(its cost per request: `python -m bench.hotpath`), and no upload can spool to a temporary file. It reads what form clients send: parts with ``Content-Disposition: form-data``, a
-``name`` and, for files, a ``filename`` (or ``filename*``); other part headers are ignored except a
-``Content-Transfer-Encoding`` other than binary, which RFC 7578 deprecates and this parser refuses.
+(its cost per request: ``python -m bench.hotpath``), and no upload can spool to a temporary file. It
+reads what form clients send: parts with ``Content-Disposition: form-data``, a ``name`` and, for files,
+a ``filename`` (or ``filename*``); other part headers are ignored except a ``Content-Transfer-Encoding``
+other than binary, which RFC 7578 deprecates and this parser refuses.
 """
 
 from __future__ import annotations
