@@ -18,9 +18,9 @@ from bench import run as bench_run
 from bench.provenance import git_commit
 
 STAGES = (
-    "Session.run", "decode_and_preprocess", "decode_image", "parse_classify", "MultiPartParser",
+    "Session.run", "decode_and_preprocess", "decode_image", "parse_classify", "parse_form",
     "solve_dependencies", "run_in_threadpool", "DynamicBatcher._collect", "Condition.wait",
-    "Condition.notify", "top_k", "OrjsonResponse", "RequestMetrics.__call__", "RequestResponseCycle.send",
+    "Condition.notify", "top_k", "OrjsonResponse", "RequestGuard.__call__", "RequestResponseCycle.send",
     "HttpToolsProtocol.data_received",
 )  # fmt: skip
 
