@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from poolserve.service.errors import ModelNotReady
-from poolserve.service.runtime.batcher import BatchHandler
+from poolserve.service.runtime.batcher import BatchCost, BatchHandler
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class TimedHandler(Generic[ItemT, ResultT]):
     def __init__(self, inner: BatchHandler[ItemT, ResultT]) -> None:
         self._inner = inner
         self._running: tuple[float, int] | None = None  # (started, images); one assignment: thread-safe
-        self._seconds_per_image: float | None = None
+        # The handler's own time, hand-offs excluded: not the batcher's BatchCost, which includes them.
+        self._cost = BatchCost()
 
     def size(self, item: ItemT) -> int:
         return self._inner.size(item)
@@ -71,9 +72,7 @@ class TimedHandler(Generic[ItemT, ResultT]):
             return self._inner.run(items)
         finally:
             self._running = None
-            per_image = (time.monotonic() - started) / max(size, 1)
-            previous = self._seconds_per_image
-            self._seconds_per_image = per_image if previous is None else 0.8 * previous + 0.2 * per_image
+            self._cost.observe(size, time.monotonic() - started)
 
     @property
     def busy(self) -> bool:
@@ -86,7 +85,7 @@ class TimedHandler(Generic[ItemT, ResultT]):
         if running is None:
             return None
         started, size = running
-        expected = (self._seconds_per_image or 0.0) * max(size, 1)
+        expected = self._cost.expected_s(max(size, 1)) or 0.0
         elapsed = now - started
         return elapsed if elapsed > max(config.min_s, config.factor * expected) else None
 

@@ -56,7 +56,7 @@ def test_a_batch_is_overdue_past_the_floor_before_any_measurement() -> None:
 def test_past_the_floor_the_limit_is_factor_times_the_measured_time_per_image() -> None:
     inner = Gated()
     handler: TimedHandler[int, int] = TimedHandler(inner)
-    handler._seconds_per_image = 0.5  # as if measured: 20 x 0.5 s x 4 images = 40 s for the next batch
+    handler._cost.seconds_per_image = 0.5  # as if measured: 20 x 0.5 s x 4 images = 40 s for the next batch
     thread = run_in_background(handler, [4])
     started = time.monotonic()
     try:
@@ -72,7 +72,7 @@ def test_a_finished_batch_updates_the_measured_time_per_image() -> None:
     inner.gate.set()
     handler: TimedHandler[int, int] = TimedHandler(inner)
     assert handler.run([1, 2]) == [1, 2]
-    assert handler._seconds_per_image is not None and handler._seconds_per_image >= 0
+    assert handler._cost.seconds_per_image is not None and handler._cost.seconds_per_image >= 0
 
 
 def test_a_stall_answers_every_waiter_503_with_retry_after_and_refuses_new_ones() -> None:
