@@ -43,6 +43,7 @@ class ServiceMetrics:
         )
         # labels() validates and locks on every call; the label sets are few, so keep their children.
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._model_children: dict[str, tuple[Histogram, Histogram, Gauge]] = {}
         self.model_ready = Gauge(
             "poolserve_model_ready", "1 when the model serves, else 0", ["model"], registry=self.registry
         )
@@ -57,8 +58,16 @@ class ServiceMetrics:
         children[1].observe(seconds)
 
     def batch_ran(self, model: str, size: int, seconds: float) -> None:
-        self.batch_size.labels(model).observe(size)
-        self.inference.labels(model).observe(seconds)
+        batch_size, inference, _ = self._of_model(model)
+        batch_size.observe(size)
+        inference.observe(seconds)
 
     def queue_depth(self, model: str, depth: int) -> None:
-        self.depth.labels(model).set(depth)
+        self._of_model(model)[2].set(depth)
+
+    def _of_model(self, model: str) -> tuple[Histogram, Histogram, Gauge]:
+        children = self._model_children.get(model)
+        if children is None:
+            children = (self.batch_size.labels(model), self.inference.labels(model), self.depth.labels(model))
+            self._model_children[model] = children
+        return children

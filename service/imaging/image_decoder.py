@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from poolserve.service.errors import ImageTooLarge, InvalidImage
+from poolserve.service.imaging.plain_png import open_plain_png
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 _PROBE = tuple(sorted(ALLOWED_FORMATS))
@@ -24,7 +25,8 @@ _SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image a
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode one image at full scale, refusing bombs before any pixel is allocated."""
-    return load_image(open_image(data, max_pixels))
+    plain = open_plain_png(data, max_pixels)
+    return plain.load() if plain is not None else load_image(open_image(data, max_pixels))
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
