@@ -15,11 +15,12 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from poolserve.service.api import error_responses
+from poolserve.service.api.inference_endpoint import InferenceDispatch
 from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.middleware import RequestGuard
 from poolserve.service.api.offload import DecodeSlots
 from poolserve.service.api.responses import OrjsonResponse
-from poolserve.service.api.router import include_routes
+from poolserve.service.api.router import include_routes, inference_routes
 from poolserve.service.metrics import ServiceMetrics
 from poolserve.service.runtime.providers import select_providers
 from poolserve.service.runtime.registry import BatchOverrides, ModelRegistry
@@ -119,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = ServiceMetrics()
     error_responses.install(app)
     include_routes(app)
+    app.state.inference_routes = inference_routes()
+    app.add_middleware(InferenceDispatch, routes=app.state.inference_routes)
     # Metrics, the error boundary, the time and body limits and the decode slots: one layer, answering
     # its errors in the route family's shape (poolserve.service.api.middleware); CORS outside it.
     app.add_middleware(

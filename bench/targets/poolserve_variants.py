@@ -20,7 +20,8 @@ def stock() -> FastAPI:
 def served_by_fastapi(app: FastAPI) -> FastAPI:
     """``app`` with its inference paths served by their FastAPI declarations (dependencies, ``Query``,
     FastAPI's request handling) instead of their ``InferenceRoute``s: the same handlers, FastAPI's way in."""
-    app.router.routes[:] = [r for r in app.router.routes if not isinstance(r, InferenceRoute)]
+    routes: list[InferenceRoute] = app.state.inference_routes
+    routes.clear()  # InferenceDispatch reads this list on every request
     return app
 
 

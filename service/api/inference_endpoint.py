@@ -9,13 +9,15 @@ machinery is a large share of the request's cost (measured by ``python -m bench.
 docs/benchmarks.md), so each inference route has two ways in:
 
 - ``InferenceRoute``: a Starlette route to an ``InferenceEndpoint``, the ASGI app below, which does what
-  the first sentence says and calls the handler. The app lists these routes first; they serve every
-  request.
+  the first sentence says and calls the handler. ``InferenceDispatch`` sends every POST to these paths
+  straight to its route, past the framework's per-request layers (exception middleware, exit stacks,
+  the router's scan of every route): errors still reach the client through the one error table, from
+  ``RequestGuard``'s boundary, exactly as the app's exception handlers would write them.
 - its declaration on its router (``routes/<family>.py``), the ordinary FastAPI way: ``require_api_key``
   on the router, the path and ``Query`` parameters typed by the handler's pydantic models, the body's
   schemas from ``openapi_body``. FastAPI generates the route's OpenAPI operation from it. Its endpoint
   calls the same handler, so it is the route as FastAPI would serve it (the benchmark's comparison);
-  it is never routed to while the ``InferenceRoute`` precedes it.
+  it is never routed to while ``InferenceDispatch`` takes its requests first.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from poolserve.service.api.deps import authorize, tagged_model
 from poolserve.service.api.limits import RequestLimits
@@ -128,3 +130,23 @@ class InferenceRoute(Route):
         if match is not Match.NONE:
             child_scope["route"] = self
         return match, child_scope
+
+
+class InferenceDispatch:
+    """ASGI middleware: a POST to an inference route goes straight to that route; anything else (another
+    method, another path) to ``app``, the framework's stack, which answers it as it would without this
+    layer (405, 404, the other routes). ``routes`` is read on every request: emptying it hands the
+    inference paths back to their FastAPI declarations (``bench.endpoints`` compares the two)."""
+
+    def __init__(self, app: ASGIApp, routes: list[InferenceRoute]) -> None:
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    await route.app(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

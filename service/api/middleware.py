@@ -9,9 +9,11 @@ them:
 - the time limit (``Deadlines``, below): 504 once the request has run ``timeout_s``;
   the cancellation also drops its queued inference;
 - the app's ``DecodeSlots`` for the request (``poolserve.service.api.offload``);
-- the error boundary: an exception nothing handled becomes a 500 in its route family's shape, logged with
-  its traceback, and is not re-raised, because Starlette's last-resort handler re-raises after answering
-  and the server then drops the keep-alive connection under the client's next request;
+- the error boundary: an exception that reaches it is answered through the one error table in its route
+  family's shape, as the app's exception handlers would (the inference routes, dispatched past those
+  handlers, rely on this); one the table does not know becomes a 500, logged with its traceback, and
+  is not re-raised, because Starlette's last-resort handler re-raises after answering and the server
+  then drops the keep-alive connection under the client's next request;
 - request metrics by route template, model and status, the guard's own answers included.
 """
 
@@ -175,11 +177,12 @@ class RequestGuard:
             timeout = errors.RequestTimeout(f"the request took longer than {seconds:g} s")
             await send_error(scope, response, describe(timeout))
         except Exception as exc:
-            if not isinstance(exc, errors.ServiceError):
+            info = describe(exc)
+            if info.status == 500:
                 log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if response.started:
                 raise
-            await send_error(scope, response, describe(exc))
+            await send_error(scope, response, info)
         finally:
             deadline.absorb()  # expired as the request finished: the cancellation must not outlive it
             self.deadlines.finish(deadline)

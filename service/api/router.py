@@ -10,20 +10,23 @@ from poolserve.service.api.deps import (
     require_api_key_for_metrics,
 )
 from poolserve.service.api.error_responses import openapi_responses
+from poolserve.service.api.inference_endpoint import InferenceRoute
 from poolserve.service.api.routes import classify, features, health, metrics, models, v2
 
 PROBLEMS = openapi_responses()
 
 
-def include_routes(app: FastAPI) -> None:
-    """The inference routes' ``InferenceRoute``s first (they serve those paths), then every router.
+def inference_routes() -> list[InferenceRoute]:
+    """The routes ``InferenceDispatch`` serves (poolserve.service.api.inference_endpoint)."""
+    return [classify.route, features.route, *v2.infer_routes]
 
-    Each inference route is also on its router, declared the ordinary FastAPI way: that declaration is
-    its OpenAPI operation (poolserve.service.api.inference_endpoint). Both check the API key with
-    ``deps.require_api_key``: the endpoint through ``deps.authorize``, the declaration as its router's
-    dependency.
+
+def include_routes(app: FastAPI) -> None:
+    """Every router. Each inference route is on its router too, declared the ordinary FastAPI way: that
+    declaration is its OpenAPI operation, while ``InferenceDispatch`` serves its requests. Both check the
+    API key with ``deps.require_api_key``: the endpoint through ``deps.authorize``, the declaration as its
+    router's dependency.
     """
-    app.router.routes.extend([classify.route, features.route, *v2.infer_routes])
     key = [Depends(require_api_key)]
     app.include_router(classify.router, dependencies=key, responses=PROBLEMS)
     app.include_router(features.router, dependencies=key, responses=PROBLEMS)

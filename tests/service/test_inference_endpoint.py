@@ -89,6 +89,9 @@ REQUESTS: list[tuple[str, str, int, dict[str, Any]]] = [
         {"raw": b"{}", "type": "application/json"},
     ),
     ("v2 bad body", "/v2/models/lenet5-mnist/infer", 400, {"raw": b"{", "type": "application/json"}),
+    # Not a POST: past the dispatch, to the framework's routing.
+    ("GET", "/v1/models/lenet5-mnist/classify", 405, {"raw": b"", "type": "image/png", "method": "GET"}),
+    ("PUT", "/v2/models/lenet5-mnist/infer", 405, {"raw": b"", "type": "image/png", "method": "PUT"}),
 ]
 
 
@@ -108,7 +111,8 @@ async def answers(app: FastAPI) -> list[tuple[int, str, Any]]:
                 else:
                     content = body["raw"]
                     headers["Content-Type"] = body["type"]
-                response = await client.post(url, content=content, headers=headers)
+                method = body.get("method", "POST")
+                response = await client.request(method, url, content=content, headers=headers)
                 results.append((response.status_code, response.headers["content-type"], response.json()))
     return results
 
@@ -127,3 +131,13 @@ def test_both_ways_in_answer_alike(both_ways: tuple[list[Any], list[Any]], index
     assert lean[index][0] == REQUESTS[index][2], lean[index]
     # One request at a time, so every batch holds one image in both apps: even the scores are equal.
     assert lean[index] == declared[index]
+
+
+def test_handled_errors_are_not_logged_as_unexpected(
+    both_ways: tuple[list[Any], list[Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dispatch sends inference errors to ``RequestGuard``'s boundary, which logs only a 500."""
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="poolserve"):
+        asyncio.run(answers(create_app(Settings(repository=REPOSITORY, api_key=KEY))))
+    assert not [r for r in caplog.records if "unhandled error" in r.getMessage()]

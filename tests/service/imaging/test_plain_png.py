@@ -70,7 +70,8 @@ def hand_built(pixels: np.ndarray, color_type: int, filters: list[int]) -> bytes
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
     idat = zlib.compress(bytes(raw))
     # Two IDAT chunks, as encoders split long data.
-    return SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", idat[:7]) + chunk(b"IDAT", idat[7:]) + chunk(b"IEND", b"")
+    idats = chunk(b"IDAT", idat[:7]) + chunk(b"IDAT", idat[7:])
+    return SIGNATURE + chunk(b"IHDR", header) + idats + chunk(b"IEND", b"")
 
 
 def noise(shape: tuple[int, ...], seed: int) -> np.ndarray:
@@ -105,6 +106,12 @@ def with_exif_orientation(image: Image.Image) -> bytes:
     return encoded(image, exif=exif)
 
 
+def jpeg(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
 GRAY = Image.fromarray(noise((6, 11), 30), "L")
 NOT_PLAIN = {
     "palette": encoded(GRAY.convert("P")),
@@ -115,7 +122,7 @@ NOT_PLAIN = {
     "EXIF orientation": with_exif_orientation(GRAY),
     "physical size": encoded(GRAY, dpi=(72, 72)),
     "animated": encoded(GRAY, save_all=True, append_images=[GRAY.transpose(Image.Transpose.ROTATE_180)]),
-    "JPEG": (lambda b: (GRAY.save(b, format="JPEG"), b.getvalue())[1])(io.BytesIO()),
+    "JPEG": jpeg(GRAY),
 }
 
 
