@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     # model-input pixels per request (images x the model's input height x width): inference cost grows
     # with it; 4 Mi is 64 digit-sized or 16 512x512 images
     max_request_input_pixels: int = Field(default=4 * 1024 * 1024, ge=1)
+    # region models: the input cells the RoI op reads per channel for all of a request's boxes together
+    # (poolserve.service.runtime.region_inputs.roi_box_costs), checked before onnxruntime sees a box.
+    # On mtcnn-onet-regions one box reads 9216 to 2359296 by size; 1e8 keeps a request's inference
+    # under ~2 CPU s there (1024 boxes of 144 px, or 38 of the largest) instead of ~20 s
+    max_request_roi_cost: int = Field(default=100_000_000, ge=1)
     max_concurrent_decodes: int = Field(default=4, ge=1)
     # requests waiting for one of those decode slots; more get 503 at once
     max_queued_decodes: int = Field(default=64, ge=0)
