@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # model-input pixels per request (images x the model's input height x width): inference cost grows
     # with it; 4 Mi is 64 digit-sized or 16 512x512 images
     max_request_input_pixels: int = Field(default=4 * 1024 * 1024, ge=1)
+    # region models: the input cells the RoI op reads per channel for all of a request's boxes together
+    # (poolserve.service.runtime.region_inputs.roi_box_costs), checked before onnxruntime sees a box.
+    # On mtcnn-onet-regions one box reads 9216 to 2359296 by size: 1e8 lets through 1024 boxes of up to
+    # 144 px of its input, or 42 of the largest, and its worst request costs ~5 CPU s instead of ~29
+    # (bench/results/worst_request.md; docs/limits.md, the RoI budget)
+    max_request_roi_cost: int = Field(default=100_000_000, ge=1)
     max_concurrent_decodes: int = Field(default=4, ge=1)
     # requests waiting for one of those decode slots; more get 503 at once
     max_queued_decodes: int = Field(default=64, ge=0)
@@ -79,8 +85,9 @@ class Settings(BaseSettings):
     inline_batch_max_ms: float = Field(default=0.5, ge=0)
     # a batch still running after max(stall_min_s, stall_factor x its expected time, measured per image)
     # stalled: its model answers 503, readiness turns false, the process restarts (docs/limits.md). The
-    # floor is 4x the costliest request the limits allow on one core (~29 CPU s on mtcnn-onet-regions,
-    # bench/results/worst_request.md), so that no request within the limits can restart the process
+    # floor was 4x the costliest request the limits allowed on one core before max_request_roi_cost
+    # (~29 CPU s on mtcnn-onet-regions; ~5 since, bench/results/worst_request.md), so that no request
+    # within the limits can restart the process
     stall_min_s: float = Field(default=120.0, gt=0)
     stall_factor: float = Field(default=20.0, gt=0)
 

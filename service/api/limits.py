@@ -17,6 +17,7 @@ class RequestLimits:
     max_image_pixels: int  # one image, from its header
     max_request_pixels: int  # all of a request's images, from their headers
     max_request_input_pixels: int  # images x the model's input height x width
+    max_request_roi_cost: int  # region models: cells the RoI op reads for all the boxes, per channel
 
     @classmethod
     def of(cls, settings: Settings) -> RequestLimits:
@@ -28,4 +29,5 @@ class RequestLimits:
             max_image_pixels=settings.max_image_pixels,
             max_request_pixels=settings.max_request_pixels,
             max_request_input_pixels=settings.max_request_input_pixels,
+            max_request_roi_cost=settings.max_request_roi_cost,
         )

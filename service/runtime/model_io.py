@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from poolserve.repository.manifest import Manifest, Task, TensorSpec
+from poolserve.repository.manifest import Manifest, RoISettings, Task, TensorSpec
 from poolserve.service.runtime.region_inputs import BoxFrame
 
 
@@ -76,6 +76,7 @@ class RegionIO:
     labels: tuple[str, ...]
     feature_dim: int
     frame: BoxFrame  # the model input frame the boxes are given in
+    roi: RoISettings  # the RoI op inside the graph: what a box costs it
     inputs: tuple[TensorSpec, ...] = field(init=False)
     outputs: tuple[TensorSpec, ...] = field(init=False)
 
@@ -88,8 +89,8 @@ class RegionIO:
     def of(cls, manifest: Manifest) -> RegionIO:
         _require_task(manifest, cls.task)
         io = manifest.io
-        if manifest.feature_dim is None:
-            raise ValueError(f"model {manifest.name!r}: a region-features model needs feature_dim")
+        if manifest.feature_dim is None or manifest.roi is None:
+            raise ValueError(f"model {manifest.name!r}: a region-features model needs feature_dim and roi")
         return cls(
             image=io.image,
             boxes=_role(io.boxes, manifest, "boxes"),
@@ -100,6 +101,7 @@ class RegionIO:
             labels=tuple(manifest.labels),
             feature_dim=manifest.feature_dim,
             frame=BoxFrame.of(manifest),
+            roi=manifest.roi,
         )
 
 

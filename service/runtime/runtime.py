@@ -14,7 +14,7 @@ import numpy as np
 from poolserve.service.runtime.batch_handlers import RegionItem, RegionResult
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.postprocess import probabilities
-from poolserve.service.runtime.region_inputs import box_name, check_region_inputs
+from poolserve.service.runtime.region_inputs import box_name, check_region_inputs, check_roi_cost
 from poolserve.service.runtime.registry import ModelRegistry, ServingModel
 
 # Probabilities are computed when a response first reads them: /v2 and .npy answers never do.
@@ -65,14 +65,19 @@ class Runtime:
         boxes: np.ndarray,
         batch_indices: np.ndarray,
         describe_box: Callable[[int], str] = box_name,
+        *,
+        max_roi_cost: int,
     ) -> RegionOutput:
         """``images``: (n, C, H, W); ``boxes``: (K, 4) x1 y1 x2 y2 in the model input frame, box ``r``
         on image ``batch_indices[r]``. Outputs come back per image, each image's boxes in request order.
 
-        The boxes pass ``check_region_inputs`` here, the one way into a region model's session.
+        The boxes pass ``check_region_inputs``, then all of them together ``check_roi_cost`` against
+        ``max_roi_cost`` (the request limit ``max_request_roi_cost``), here: the one way into a region
+        model's session.
         """
         io = model.io
         check_region_inputs(boxes, batch_indices, len(images), io.frame, describe_box)
+        check_roi_cost(boxes, io.roi, max_roi_cost, describe_box)
         per_image = [boxes[batch_indices == i].astype(np.float32, copy=False) for i in range(len(images))]
         result: RegionResult = await model.guard.run(model.batcher.submit, RegionItem(images, per_image))
         return RegionOutput(result.features, result.scores, io.scores_are_probabilities)

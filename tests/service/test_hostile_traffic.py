@@ -1,6 +1,7 @@
 """Hostile traffic against a real ``poolserve serve`` process, from several clients at once.
 
 The whole bad-input corpus plus huge, inverted, degenerate, NaN and infinite boxes on every region model,
+and boxes one past the RoI budget (``max_request_roi_cost``) on mtcnn-onet-regions beside some within it,
 through /v1 and /v2, shuffled among good requests: every good request gets the answer it gets alone,
 every bad one a 4xx, and the server is the same, live process at the end. Also the reported cases one by
 one: a box 100x its image (a 500 once), huge and normal boxes from six clients at once (a segfault
@@ -45,6 +46,13 @@ HOSTILE_BOXES: dict[str, list[float]] = {  # on a 200x200 image
     "wholly outside": [-500, -500, -300, -300],
     "far past the margin": [-150, -150, 100, 100],
 }
+# The RoI budget (max_request_roi_cost), here five of the largest boxes mtcnn-onet-regions allows on the
+# 200 x 200 image ([-128, -128, 640, 640] in its 512 x 512 frame, 4 * 48 * 48 * 16 * 16 cells each), so
+# that a request over it stays within the corpus's 8 boxes: six of them are refused, four and a normal box
+# served.
+LARGEST = [-50.0, -50.0, 250.0, 250.0]
+ROI_BUDGET = 5 * 4 * 48 * 48 * 16 * 16
+OVER_THE_ROI_BUDGET = [LARGEST] * 6
 GOOD_BOXES: dict[str, list[float]] = {
     "normal": [10, 10, 100, 120],
     "degenerate": [50, 50, 50, 50],
@@ -73,6 +81,7 @@ def server() -> Iterator[Server]:
         "POOLSERVE_MAX_IMAGES_PER_REQUEST": str(LIMITS.max_images_per_request),
         "POOLSERVE_MAX_BOXES_PER_REQUEST": str(LIMITS.max_boxes_per_request),
         "POOLSERVE_MAX_TOP_K": str(LIMITS.max_top_k),
+        "POOLSERVE_MAX_REQUEST_ROI_COST": str(ROI_BUDGET),
         # Decode overload (503) is tested elsewhere; here every client may decode at once.
         "POOLSERVE_MAX_CONCURRENT_DECODES": "16",
     }
@@ -98,16 +107,24 @@ def png(size: tuple[int, int] = (200, 200)) -> bytes:
 
 
 def features_v1(model: str, box: list[float]) -> Send:
+    return features_v1_boxes(model, [box])
+
+
+def features_v1_boxes(model: str, boxes: list[list[float]]) -> Send:
     # JSON has no NaN or infinity: those go as strings, which the service reads as floats
-    boxes = json.dumps([[[v if np.isfinite(v) else str(v) for v in box]]])
+    sent = json.dumps([[[v if np.isfinite(v) else str(v) for v in box] for box in boxes]])
     files = [("images", ("a.png", png(), "image/png"))]
-    return lambda http: http.post(f"/v1/models/{model}/features", files=files, data={"boxes": boxes})
+    return lambda http: http.post(f"/v1/models/{model}/features", files=files, data={"boxes": sent})
 
 
 def features_v1_json(model: str, box: list[float]) -> Send:
+    return features_v1_json_boxes(model, [box])
+
+
+def features_v1_json_boxes(model: str, boxes: list[list[float]]) -> Send:
     import base64
 
-    item = {"image": base64.b64encode(png()).decode(), "boxes": [[str(v) for v in box]]}
+    item = {"image": base64.b64encode(png()).decode(), "boxes": [[str(v) for v in box] for box in boxes]}
     return lambda http: http.post(f"/v1/models/{model}/features", json={"items": [item]})
 
 
@@ -158,6 +175,7 @@ class Job:
     send: Send
     good: bool
     status: int | None = None  # the exact status a bad request must get, where the corpus says it
+    says: str | None = None  # what a bad request's answer must say, where it matters which refusal it is
 
 
 def jobs(manifests: dict[str, Manifest], digit: Digit, digit_files: list[DigitFile]) -> list[Job]:
@@ -188,6 +206,18 @@ def jobs(manifests: dict[str, Manifest], digit: Digit, digit_files: list[DigitFi
             for copy in range(2):
                 out.append(Job(f"{model} v1 {name} #{copy}", features_v1(model, box), True))
                 out.append(Job(f"{model} v2 {name} #{copy}", features_v2(manifests[model], [box]), True))
+    regions = "mtcnn-onet-regions"
+    over = OVER_THE_ROI_BUDGET
+    says = f"6 boxes have an RoI cost of {6 * 4 * 48 * 48 * 16 * 16}, over the limit of {ROI_BUDGET}"
+    for via, send in (
+        ("v1 multipart", features_v1_boxes(regions, over)),
+        ("v1 json", features_v1_json_boxes(regions, over)),
+        ("v2", features_v2(manifests[regions], over)),
+    ):
+        out.append(Job(f"{regions} {via} over the RoI budget", send, False, 422, says))
+    within = [LARGEST] * 4 + [GOOD_BOXES["normal"]]
+    out.append(Job(f"{regions} v1 within the RoI budget", features_v1_boxes(regions, within), True))
+    out.append(Job(f"{regions} v2 within the RoI budget", features_v2(manifests[regions], within), True))
     for file in digit_files[:12]:
         out.append(Job(f"classify {file.path.name}", classify(file.path.read_bytes()), True))
     return out
@@ -240,6 +270,8 @@ def test_the_corpus_and_hostile_boxes_from_many_clients_leave_good_requests_righ
             assert 400 <= status < 500, (job.name, status, body[:300])
             if job.status is not None:
                 assert status == job.status, (job.name, status, body[:300])
+            if job.says is not None:
+                assert job.says in body.decode(), (job.name, body[:300])
     assert server.process.poll() is None, "the server process died"
     assert httpx.get(f"{server.url}/health/ready").status_code == 200
 

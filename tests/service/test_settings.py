@@ -25,10 +25,12 @@ def test_environment_variables_configure_the_service(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("POOLSERVE_EXECUTION_PROVIDER", "cpu")
     monkeypatch.setenv("POOLSERVE_CORS_ORIGINS", '["https://a.example"]')
     monkeypatch.setenv("POOLSERVE_MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("POOLSERVE_MAX_REQUEST_ROI_COST", "5000000")
     settings = Settings()
     assert settings.repository == tmp_path and settings.port == 9123
     assert settings.execution_provider == "cpu" and settings.cors_origins == ["https://a.example"]
     assert settings.max_batch_size == 8 and settings.max_queue_delay_ms is None
+    assert settings.max_request_roi_cost == 5_000_000
 
 
 def test_dotenv_file_is_read(tmp_path: Path) -> None:

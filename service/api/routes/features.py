@@ -72,7 +72,9 @@ async def features(call: InferenceCall[FeaturesQuery]) -> Response:
         j = row - int(first_row[i])
         return f"boxes[{i}][{j}] {[float(v) for v in sent[i][j]]}"
 
-    output = await call.runtime.features(model, images, flat, image_of_row, describe)
+    output = await call.runtime.features(
+        model, images, flat, image_of_row, describe, max_roi_cost=call.limits.max_request_roi_cost
+    )
     if NPY_MEDIA_TYPE in call.request.headers.get("accept", ""):
         return _npy(output, model.io.feature_dim)
     return OrjsonResponse(_json(model.manifest, sent, output, call.query.encoding, k))

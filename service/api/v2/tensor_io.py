@@ -103,8 +103,10 @@ async def _region_features(
     boxes, indices = tensors[io.boxes.name], tensors[io.box_batch_indices.name]
     if len(boxes) > limits.max_boxes:
         raise LimitExceeded(f"{len(boxes)} boxes; at most {limits.max_boxes}")
-    # Values, order, frame and batch indices: checked by the runtime, as for every entry point.
-    region = await runtime.features(model, images, boxes, indices, _row_name(io.boxes.name))
+    # Values, order, frame, batch indices and the RoI cost: checked by the runtime, as for every entry point.
+    region = await runtime.features(
+        model, images, boxes, indices, _row_name(io.boxes.name), max_roi_cost=limits.max_request_roi_cost
+    )
     # The runtime answers per image; scatter the rows back into request order.
     order = np.argsort(indices, kind="stable")
     result = {io.features.name: _unsort(region.features, order)}

@@ -1,5 +1,7 @@
 """``check_region_inputs`` against onnxruntime itself: whatever it lets through runs on every shipped region
 model without an exception and with finite outputs; what it refuses is what would overflow, spin or crash.
+``roi_box_costs`` and ``check_roi_cost``: what each box costs, never more than the policy's bound, and a
+request's boxes refused together past the budget.
 
 Refused inputs are never run: they are the ones that take onnxruntime down (inverted boxes in a batch,
 batch indices past the images, boxes thousands of times their image's size).
@@ -18,11 +20,13 @@ from hypothesis import strategies as st
 
 from poolserve.repository.manifest import Manifest
 from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
-from poolserve.service.errors import InvalidField
+from poolserve.service.errors import InvalidField, LimitExceeded
 from poolserve.service.runtime.region_inputs import (
     MAX_OVERHANG,
     BoxFrame,
     check_region_inputs,
+    check_roi_cost,
+    roi_box_costs,
     roi_cost_bound,
 )
 from tests.service.conftest import REPOSITORY
@@ -201,3 +205,89 @@ def test_the_stated_cost_bound(model: RegionModel) -> None:
     roi = model.manifest.roi
     assert roi is not None
     assert roi_cost_bound(roi, model.frame) == EXPECTED_BOUND[model.manifest.name]
+
+
+# By hand, boxes as (x1, y1, x2, y2) in the input frame and what each costs (cells read per channel).
+# mtcnn-onet-regions: RoiAlign 48x48 bins, sampling_ratio 0, so 4 * 48 * 48 * ceil(w / 48) * ceil(h / 48);
+# digits-roialign: sampling_ratio 2, every box 4 * 7 * 7 * 2 * 2; digits-roipool: MaxRoiPool at 1/4 scale,
+# the box rounded to the map, + 1 cell, 7 bins per axis each from floor(p * size) to ceil((p + 1) * size).
+EXPECTED_COSTS: dict[str, list[tuple[tuple[float, float, float, float], int]]] = {
+    "mtcnn-onet-regions": [
+        ((100, 100, 100, 100), 4 * 48 * 48),  # a point: one sample per bin still
+        ((0, 0, 48, 48), 4 * 48 * 48),
+        ((0, 0, 48.5, 48), 4 * 48 * 48 * 2),
+        ((0, 0, 96, 96), 4 * 48 * 48 * 4),
+        ((0, 0, 144, 144), 4 * 48 * 48 * 9),
+        ((0, 0, 145, 144), 4 * 48 * 48 * 12),
+        ((10, 20, 30, 500), 4 * 48 * 48 * 10),
+        ((0, 0, 512, 512), 4 * 48 * 48 * 11 * 11),
+        ((-128, -128, 640, 640), 4 * 48 * 48 * 16 * 16),
+    ],
+    "digits-roialign": [
+        ((5, 5, 5, 5), 784),
+        ((0, 0, 112, 112), 784),
+        ((-28, -28, 140, 140), 784),
+    ],
+    "digits-roipool": [
+        ((5, 5, 5, 5), 7 * 7),  # one cell: seven bins of one cell each way
+        ((0, 0, 112, 112), 35 * 35),  # 29 cells: bins of 4.14, each reading 5
+        ((-28, -28, 140, 140), 49 * 49),  # 43 cells: bins of 6.14, each reading 7
+        ((0, 0, 26, 1), 14 * 7),  # 8 x 1 cells: bins of 8 / 7 cells read 2 across, 1 down
+    ],
+}
+
+
+def test_what_each_box_costs(model: RegionModel) -> None:
+    roi, cases = model.manifest.roi, EXPECTED_COSTS[model.manifest.name]
+    assert roi is not None
+    boxes = np.asarray([box for box, _ in cases], np.float32)
+    check_region_inputs(boxes, np.zeros(len(boxes), np.int64), 1, model.frame)  # all within the policy
+    assert roi_box_costs(boxes, roi).tolist() == [cost for _, cost in cases]
+    assert roi_box_costs(np.zeros((0, 4), np.float32), roi).tolist() == []
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(corners=st.lists(st.tuples(*[st.floats(-MAX_OVERHANG, 1 + MAX_OVERHANG)] * 4), min_size=1, max_size=8))
+def test_no_box_the_policy_allows_costs_more_than_the_bound(
+    model: RegionModel, corners: list[tuple[float, float, float, float]]
+) -> None:
+    roi = model.manifest.roi
+    assert roi is not None
+    raw = np.asarray(corners, np.float64)
+    ordered = np.concatenate([np.minimum(raw[:, :2], raw[:, 2:]), np.maximum(raw[:, :2], raw[:, 2:])], axis=1)
+    boxes = in_frame(model, [tuple(b) for b in ordered])
+    if not accepted(model, boxes, np.zeros(len(boxes), np.int64), 1):
+        return  # wholly outside the image: refused before it is priced
+    costs = roi_box_costs(boxes, roi)
+    assert (costs >= 1).all() and (costs <= roi_cost_bound(roi, model.frame)).all()
+
+
+def test_a_request_just_over_the_budget_is_refused_naming_its_costliest_box(model: RegionModel) -> None:
+    roi = model.manifest.roi
+    assert roi is not None
+    boxes = in_frame(
+        model, [NORMAL, (-MAX_OVERHANG, -MAX_OVERHANG, 1 + MAX_OVERHANG, 1 + MAX_OVERHANG), NORMAL]
+    )
+    total = int(roi_box_costs(boxes, roi).sum())
+    check_roi_cost(boxes, roi, total)  # exactly at the budget: passes
+    check_roi_cost(np.zeros((0, 4), np.float32), roi, 1)  # no boxes cost nothing
+    with pytest.raises(LimitExceeded) as refused:
+        check_roi_cost(boxes, roi, total - 1, lambda r: f"image 0's box {r}")
+    detail = refused.value.detail
+    assert detail.startswith(
+        f"3 boxes have an RoI cost of {total}, over the limit of {total - 1} per request"
+    )
+    assert "(max_request_roi_cost)" in detail
+    # the largest box, where box size matters; with a fixed sampling grid every box costs the same
+    costliest = 1 if roi.op == "MaxRoiPool" or roi.sampling_ratio == 0 else 0
+    assert f"the costliest, image 0's box {costliest}, costs {roi_box_costs(boxes, roi)[costliest]}" in detail
+
+
+def test_what_passes_the_budget_runs(model: RegionModel) -> None:
+    """The budget only refuses; what it lets through is what onnxruntime runs, unchanged."""
+    roi = model.manifest.roi
+    assert roi is not None
+    boxes = in_frame(model, [NORMAL, (0, 0, 1, 1), (0.5, 0.5, 0.5, 0.5)])
+    indices = np.asarray([0, 1, 1])
+    check_roi_cost(boxes, roi, int(roi_box_costs(boxes, roi).sum()))
+    assert run_checked(model, boxes, indices)
