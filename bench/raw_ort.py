@@ -2,7 +2,10 @@
 same session options as every server (one intra-op thread), at each batch size.
 
 Run on its own by the benchmark as ``python -m bench.raw_ort ENTRY_DIR SECONDS`` under taskset; prints
-one JSON object: images per second per batch size and the best of them.
+one JSON object: images per second per batch size, the best batch size, and that batch size measured
+again for three times as long (``best_images_per_s``, the figure servers are compared with). The scan's
+own best is the highest of seven noisy figures, which overstates that batch size on a host whose speed
+drifts by tens of percent; a second, independent measurement of it does not.
 """
 
 from __future__ import annotations
@@ -25,22 +28,25 @@ def measure(entry: Path, seconds_per_batch: float) -> dict[str, object]:
     spec = served.manifest["preprocessing"]
     channels = 1 if spec["color_mode"] == "L" else 3
     rng = np.random.default_rng(0)
-    per_batch: dict[int, float] = {}
-    for batch in BATCH_SIZES:
+
+    def images_per_s(batch: int, seconds: float) -> float:
         x = rng.standard_normal((batch, channels, spec["height"], spec["width"])).astype(np.float32)
         feed = {served.input_name: x}
         session.run([served.output_name], feed)  # warm-up: first-run allocations
         runs, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds_per_batch or runs < 3:
+        while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
             session.run([served.output_name], feed)
             runs += 1
-        per_batch[batch] = runs * batch / elapsed
+        return runs * batch / elapsed
+
+    per_batch = {batch: images_per_s(batch, seconds_per_batch) for batch in BATCH_SIZES}
     best = max(per_batch, key=lambda b: per_batch[b])
     return {
         "model": served.name,
         "images_per_s": per_batch,
         "best_batch_size": best,
-        "best_images_per_s": per_batch[best],
+        "scan_best_images_per_s": per_batch[best],
+        "best_images_per_s": images_per_s(best, 3 * seconds_per_batch),
     }
 
 
