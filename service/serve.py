@@ -51,6 +51,7 @@ def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         server_header=False,  # no "Server: uvicorn" for fingerprinting; the Date header stays
     )

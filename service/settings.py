@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    access_log: bool = True  # uvicorn's line per request at "info" (`poolserve serve`)
 
     # server processes sharing the listening socket (`poolserve serve --workers`, docs/deploy.md); each
     # gets cores // workers onnxruntime intra-op threads unless intra_op_threads is set
