@@ -6,7 +6,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ import onnxruntime as ort
 import orjson
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from poolserve.repository.manifest import Manifest
 from poolserve.repository.store import discover, latest_versions, read_manifest, verified_model_path
@@ -79,19 +80,27 @@ def wait_until_ready(process: subprocess.Popen[bytes], port: int, timeout_s: flo
         time.sleep(0.1)
 
 
-@contextmanager
-def running_server(settings: Settings, wait_ready: bool = True) -> Iterator[str]:
-    """A real uvicorn serving ``create_app(settings)`` on a free loopback port; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(settings),
+def _quiet_config(app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=5,
         server_header=False,  # as `poolserve serve` runs it
     )
+
+
+@contextmanager
+def running_server(
+    settings: Settings, wait_ready: bool = True, config_of: Callable[[FastAPI], uvicorn.Config] | None = None
+) -> Iterator[str]:
+    """A real uvicorn serving ``create_app(settings)`` on a free loopback port; yields the base URL.
+    ``config_of``: the server's config for the app (default: quiet, lifespan on)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings)
+    config = (config_of or _quiet_config)(app)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
