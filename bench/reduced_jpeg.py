@@ -77,7 +77,7 @@ def classifier_rows(name: str, manifest: Manifest, session: ort.InferenceSession
         probabilities = {}
         for reduced in (False, True):
             batch, _ = decode_and_preprocess(blobs, manifest.preprocessing, MAX_PIXELS, reduced_jpeg=reduced)
-            probabilities[reduced] = softmax(handler.run([batch])[0])
+            probabilities[reduced] = handler.run([batch])[0].probabilities
         top = {k: [manifest.labels[i] for i in v.argmax(axis=1)] for k, v in probabilities.items()}
         rows.append(
             {

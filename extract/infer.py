@@ -26,8 +26,7 @@ class ModelRunner:
         self._job = job
         self._handler = batch_handler(session, model_io(model.manifest))
 
-    def _ranked(self, scores: np.ndarray) -> Ranked:
-        probs = probabilities(scores, self._manifest.io.scores_are_probabilities)
+    def _ranked(self, probs: np.ndarray) -> Ranked:
         return Ranked.from_predictions(top_k(probs, self._manifest.labels, self._job.top_k))
 
     def infer(self, batch: PreparedBatch) -> list[ImageResult]:
@@ -36,8 +35,8 @@ class ModelRunner:
             return []
         images = batch.tensor()
         if isinstance(self._handler, ClassificationHandler):
-            (scores,) = self._handler.run([images])
-            ranked = self._ranked(scores)
+            (classified,) = self._handler.run([images])
+            ranked = self._ranked(classified.probabilities)
             return [
                 ImageResult(
                     p.item.key,
@@ -58,7 +57,9 @@ class ModelRunner:
                 p.boxes,
                 p.item.category_ids,
                 result.features[i],
-                self._ranked(result.scores[i]) if result.scores is not None else None,
+                self._ranked(probabilities(result.scores[i], self._manifest.io.scores_are_probabilities))
+                if result.scores is not None
+                else None,
             )
             for i, p in enumerate(batch.images)
         ]

@@ -13,6 +13,13 @@ import numpy as np
 import onnxruntime as ort
 
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO, TaskIO
+from poolserve.service.runtime.postprocess import probabilities
+
+
+@dataclass(frozen=True)
+class ClassificationResult:
+    scores: np.ndarray  # (n, classes), the model's own output, for protocols that return raw tensors
+    probabilities: np.ndarray  # (n, classes) float32
 
 
 @dataclass(frozen=True)
@@ -34,7 +41,10 @@ def _split(array: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
 
 
 class ClassificationHandler:
-    """Items are (n, C, H, W) tensors; results are the matching (n, classes) raw scores."""
+    """Items are (n, C, H, W) tensors; results are the matching (n, classes) raw scores and probabilities.
+
+    Probabilities are computed here, once for the whole batch: row by row the same values as per request,
+    for one call's overhead instead of one per request."""
 
     def __init__(self, session: ort.InferenceSession, io: ClassifierIO) -> None:
         self._session = session
@@ -42,11 +52,12 @@ class ClassificationHandler:
         self._dtype = np.dtype(io.image.dtype)
         self._output = io.scores.name
         self._fixed_batch = io.fixed_batch  # such graphs run the batch in slices of that size
+        self._scores_are_probabilities = io.scores_are_probabilities
 
     def size(self, item: np.ndarray) -> int:
         return int(item.shape[0])
 
-    def run(self, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self, items: Sequence[np.ndarray]) -> list[ClassificationResult]:
         batch = (np.concatenate(items) if len(items) > 1 else items[0]).astype(self._dtype, copy=False)
         step = self._fixed_batch or len(batch)
         scores = np.concatenate(
@@ -55,7 +66,12 @@ class ClassificationHandler:
                 for i in range(0, len(batch), step)
             ]
         )
-        return _split(scores, [self.size(i) for i in items])
+        counts = [self.size(i) for i in items]
+        probs = probabilities(scores, self._scores_are_probabilities)
+        return [
+            ClassificationResult(s, p)
+            for s, p in zip(_split(scores, counts), _split(probs, counts), strict=True)
+        ]
 
 
 class RegionHandler:

@@ -11,24 +11,11 @@ from functools import cached_property
 
 import numpy as np
 
-from poolserve.service.runtime.batch_handlers import RegionItem, RegionResult
+from poolserve.service.runtime.batch_handlers import ClassificationResult, RegionItem, RegionResult
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
 from poolserve.service.runtime.postprocess import probabilities
 from poolserve.service.runtime.region_inputs import box_name, check_region_inputs, check_roi_cost
 from poolserve.service.runtime.registry import ModelRegistry, ServingModel
-
-# Probabilities are computed when a response first reads them: /v2 and .npy answers never do.
-
-
-@dataclass(frozen=True)
-class ClassificationOutput:
-    scores: np.ndarray  # (n, classes), the model's own output, for protocols that return raw tensors
-    scores_are_probabilities: bool
-
-    @cached_property
-    def probabilities(self) -> np.ndarray:
-        """(n, classes) float32."""
-        return probabilities(self.scores, self.scores_are_probabilities)
 
 
 @dataclass(frozen=True)
@@ -39,7 +26,8 @@ class RegionOutput:
 
     @cached_property
     def probabilities(self) -> list[np.ndarray] | None:
-        """Per image, (k_i, classes) float32; None for models without scores."""
+        """Per image, (k_i, classes) float32; None for models without scores. Computed when a response
+        first reads them: /v2 and .npy answers never do."""
         if self.scores is None:
             return None
         return [probabilities(s, self.scores_are_probabilities) for s in self.scores]
@@ -53,10 +41,10 @@ class Runtime:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
 
-    async def classify(self, model: ServingModel[ClassifierIO], images: np.ndarray) -> ClassificationOutput:
+    async def classify(self, model: ServingModel[ClassifierIO], images: np.ndarray) -> ClassificationResult:
         """``images``: (n, C, H, W) float32, preprocessed per the manifest."""
-        scores: np.ndarray = await model.guard.run(model.batcher.submit, images)
-        return ClassificationOutput(scores, model.io.scores_are_probabilities)
+        result: ClassificationResult = await model.guard.run(model.batcher.submit, images)
+        return result
 
     async def features(
         self,

@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from poolserve.service.api.error_table import UNEXPECTED_DETAIL
-from poolserve.service.runtime.batch_handlers import ClassificationHandler
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, ClassificationResult
 from poolserve.service.settings import Settings
 from tests.service import poisoned_model
 from tests.service.conftest import DigitFile, running_server
@@ -104,7 +104,7 @@ def test_one_bad_request_in_a_batch_fails_alone(
     original = ClassificationHandler.run
     batches: list[int] = []
 
-    def run(self: ClassificationHandler, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self: ClassificationHandler, items: Sequence[np.ndarray]) -> list[ClassificationResult]:
         if armed.is_set() and not entered.is_set():  # hold one batch: the next requests queue behind it
             entered.set()
             release.wait(60)

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from poolserve.service.runtime.batch_handlers import ClassificationHandler
+from poolserve.service.runtime.batch_handlers import ClassificationHandler, ClassificationResult
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, DigitFile, running_server
 
@@ -37,7 +37,7 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[Gate]:
     held = Gate()
     original = ClassificationHandler.run
 
-    def run(self: ClassificationHandler, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def run(self: ClassificationHandler, items: Sequence[np.ndarray]) -> list[ClassificationResult]:
         if held.armed.is_set():
             held.entered.set()
             held.release.wait(60)

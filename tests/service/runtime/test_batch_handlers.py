@@ -7,6 +7,7 @@ import pytest
 
 from poolserve.service.runtime.batch_handlers import ClassificationHandler, RegionHandler, RegionItem
 from poolserve.service.runtime.model_io import ClassifierIO, RegionIO
+from poolserve.service.runtime.postprocess import probabilities
 from tests.service.conftest import CLASSIFIERS, REGION_MODELS
 
 
@@ -28,10 +29,17 @@ def test_classification_batch_equals_single_runs(manifests, reference_sessions, 
     items = [random_images(rng, n, (spec.channels, spec.height, spec.width)) for n in (2, 1, 3)]
     batched = handler.run(items)
     for item, result in zip(items, batched, strict=True):
-        singles = np.concatenate([handler.run([image[None]])[0] for image in item])
+        singles = [handler.run([image[None]])[0] for image in item]
         # One session, other batch sizes: onnxruntime may block the GEMMs differently (last-bit rounding);
         # a mixed-up item would differ by whole logits.
-        np.testing.assert_allclose(result, singles, rtol=1e-5, atol=1e-5)
+        for batched_values, single_values in (
+            (result.scores, np.concatenate([s.scores for s in singles])),
+            (result.probabilities, np.concatenate([s.probabilities for s in singles])),
+        ):
+            np.testing.assert_allclose(batched_values, single_values, rtol=1e-5, atol=1e-5)
+        # Per batch, as the handler computes them, the same values as per request
+        expected = probabilities(result.scores, manifest.io.scores_are_probabilities)
+        np.testing.assert_array_equal(result.probabilities, expected)
 
 
 @pytest.mark.parametrize("model", REGION_MODELS)
