@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import subprocess
 import sys
 import timeit
@@ -62,6 +63,11 @@ def _module_at(commit: str, path: str, name: str, **globals_: Any) -> types.Modu
     source = subprocess.run(
         ["git", "show", f"{commit}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
     ).stdout
+    # Those commits predate the ``poolserve`` package: their imports name the top-level packages, and
+    # the old decoder module no longer exists (callers pass its functions in ``globals_``).
+    for injected in globals_:
+        source = re.sub(rf"^from service\.\S+ import {injected}\n", "", source, flags=re.M)
+    source = re.sub(r"^from (service|repository)\.", r"from poolserve.\1.", source, flags=re.M)
     module = types.ModuleType(name)
     sys.modules[name] = module  # dataclasses look their module up there
     exec(compile(source, f"{commit}:{path}", "exec"), module.__dict__)  # our own history, from git
