@@ -1,9 +1,9 @@
 """The common PNG, decoded without Pillow's per-file machinery.
 
 Most PNGs a classifier is sent are the plainest kind: 8-bit gray, RGB, gray + alpha or RGBA, not
-interlaced, holding nothing but their header, pixel data and end. Opening one through ``Image.open``
-costs several times its pixel decoding on a small image (format probing, chunk parsing in Python, the
-EXIF lookup for orientation), measured by ``python -m bench.preprocess_cost``. For exactly these files,
+interlaced, holding nothing but their header, pixel data and end. On a small image, opening one through
+``Image.open`` costs more than decoding its pixels (format probing, chunk parsing in Python, the EXIF
+lookup for orientation); ``python -m bench.preprocess_cost`` measures the difference. For exactly these files,
 ``open_plain_png`` reads the chunks itself and ``PlainPNG.load`` hands the pixel data to Pillow's own PNG
 decoder (``Image.frombytes(..., "zip", ...)``, the decoder ``PngImagePlugin`` uses), so the pixels are
 Pillow's, unfiltered by the same C code. A file with any other chunk (palette, transparency, text that
