@@ -12,7 +12,6 @@ round, and the ratio is working tree over revision. Writes ``ab_inprocess.json``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -21,9 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.provenance import ROOT, run_metadata
+from bench.provenance import ROOT, run_metadata, save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 _FIGURES = re.compile(r"(\d+) req/s, (\d+) us wall and (\d+) us CPU per request")
 
 
@@ -120,11 +118,7 @@ def main() -> None:
         "revision_name": args.revision,
         "revision": commit,
     } | results
-    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ab_inprocess.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "ab_inprocess.md").write_text(markdown(results))
-    print(markdown(results))
+    save_results("ab_inprocess", results, markdown(results), args.out, args.quick)
 
 
 if __name__ == "__main__":

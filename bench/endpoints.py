@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import sys
 import time
@@ -28,9 +27,8 @@ from typing import Any
 from bench import loadgen, payloads, processes, suite
 from bench import run as bench_run
 from bench.inprocess import asgi_scope, drive
-from bench.provenance import run_metadata
+from bench.provenance import run_metadata, save_results
 
-RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = "lenet5-mnist"
 CONCURRENCIES = (1, 32)
 DESIGNS = {"lean": "stock", "fastapi": "fastapi_as_designed"}  # factories in bench.targets.poolserve_variants
@@ -181,11 +179,7 @@ def main() -> None:
         "in_process": in_process_rows,
         "http": http_rows,
     }
-    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "endpoints.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "endpoints.md").write_text(markdown(results))
-    print(markdown(results))
+    save_results("endpoints", results, markdown(results), args.out, args.quick)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,10 +30,9 @@ from typing import Any
 from bench import payloads, suite
 from bench.inprocess import asgi_scope, drive
 from bench.loadgen import Payload
-from bench.provenance import run_metadata
+from bench.provenance import run_metadata, save_results
 from bench.stage_tracer import Stage, StageTracer
 
-RESULTS = Path(__file__).resolve().parent / "results"
 API = "poolserve.service.api"
 RUNTIME = "poolserve.service.runtime"
 
@@ -242,11 +240,7 @@ def main() -> None:
     results = asyncio.run(measure(args.model, requests, rounds))
     meta["load_after"] = os.getloadavg()[0]
     results = {"meta": meta, "quick": args.quick} | results
-    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "hotpath.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "hotpath.md").write_text(markdown(results))
-    print(markdown(results))
+    save_results("hotpath", results, markdown(results), args.out, args.quick)
 
 
 if __name__ == "__main__":

@@ -31,11 +31,10 @@ from typing import Any
 import numpy as np
 
 from bench.openvino_report import RULE, markdown, verdicts
-from bench.provenance import ROOT, run_metadata
+from bench.provenance import ROOT, run_metadata, save_results
 from bench.suite import VENVS
 from poolserve.repository.manifest import Manifest
 
-RESULTS = ROOT / "bench" / "results"
 BENCH_REPOSITORY = ROOT / ".bench-repository"
 RESNET = "resnet18-gap"
 REGION_MODELS = ("digits-roialign", "digits-roipool", "mtcnn-onet-regions")
@@ -231,11 +230,7 @@ def main() -> None:
         args.report.with_suffix(".md").write_text(markdown(json.loads(args.report.read_text())))
         return
     results = run(QUICK if args.quick else FULL, args.venv)
-    out = args.out or (RESULTS / "quick" if args.quick else RESULTS)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "openvino.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "openvino.md").write_text(markdown(results))
-    print(markdown(results))
+    save_results("openvino", results, markdown(results), args.out, args.quick)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
 
 
 def git_commit() -> str:
@@ -34,3 +36,13 @@ def run_metadata() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+def save_results(name: str, results: dict[str, Any], report: str, out: Path | None, quick: bool) -> None:
+    """``name.json`` (the figures) and ``name.md`` (``report``, drawn from them) into ``out``, by default
+    bench/results (bench/results/quick for a ``--quick`` run), and the report on stdout."""
+    folder = out or (RESULTS / "quick" if quick else RESULTS)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(report)
+    print(report)
