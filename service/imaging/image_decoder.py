@@ -2,7 +2,9 @@
 
 Two steps, so that a request's whole cost is known before any of its images is decoded: ``open_image``
 reads only the header (format, size, frame count) and refuses what is over the limits; ``load_image``
-decodes the pixels, at a reduced scale when the caller needs far fewer (JPEG only, ``Image.draft``).
+decodes the pixels, at a reduced scale when the caller needs far fewer (JPEG only, ``Image.draft``). A plain
+PNG opens as a ``PlainPNG`` (``plain_png.py``: no ``Image.open``, no orientation to apply); every other
+image through Pillow (``open_pillow_image``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Iterator
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from poolserve.service.errors import ImageTooLarge, InvalidImage
-from poolserve.service.imaging.plain_png import open_plain_png
+from poolserve.service.imaging.plain_png import PlainPNG, open_plain_png
 
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 _PROBE = tuple(sorted(ALLOWED_FORMATS))
@@ -22,15 +24,21 @@ MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
 _ORIENTATION = 0x0112
 _SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image a quarter
 
+OpenedImage = PlainPNG | Image.Image
+
 
 def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode one image at full scale, refusing bombs before any pixel is allocated."""
-    plain = open_plain_png(data, max_pixels)
-    return plain.load() if plain is not None else load_image(open_image(data, max_pixels))
+    return load_image(open_image(data, max_pixels))
 
 
-def open_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Read the header only and refuse what the service does not take.
+def open_image(data: bytes, max_pixels: int) -> OpenedImage:
+    """Read the header only and refuse what the service does not take: a plain PNG's own, else Pillow's."""
+    return open_plain_png(data, max_pixels) or open_pillow_image(data, max_pixels)
+
+
+def open_pillow_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only, through Pillow, and refuse what the service does not take.
 
     ``Image.open`` reads only the header, so ``img.size`` is known before ``load()`` allocates. Pillow's own
     bomb guard (``Image.MAX_IMAGE_PIXELS``) is process-global, so we leave it alone and check our limit here;
@@ -53,13 +61,15 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         return image
 
 
-def oriented_size(image: Image.Image) -> tuple[int, int]:
+def oriented_size(image: OpenedImage) -> tuple[int, int]:
     """(width, height) as displayed, after EXIF orientation: what box coordinates refer to."""
     width, height = image.size
+    if isinstance(image, PlainPNG):
+        return width, height
     return (height, width) if _orientation(image) in _SWAPS_AXES else (width, height)
 
 
-def load_image(image: Image.Image, at_least: tuple[int, int] | None = None) -> Image.Image:
+def load_image(image: OpenedImage, at_least: tuple[int, int] | None = None) -> Image.Image:
     """Decode an opened image, EXIF orientation applied.
 
     ``at_least`` (width, height, as displayed): a JPEG that large several times over is decoded at 1/2,
@@ -67,6 +77,8 @@ def load_image(image: Image.Image, at_least: tuple[int, int] | None = None) -> I
     work is skipped, and a resize to the model's input follows anyway (docs/limits.md measures the effect
     on accuracy). Other formats have no such mode and decode in full.
     """
+    if isinstance(image, PlainPNG):
+        return image.load()
     with _as_client_errors(None):
         if at_least is not None and image.format == "JPEG":
             wanted = at_least[::-1] if _orientation(image) in _SWAPS_AXES else at_least

@@ -16,7 +16,6 @@ from PIL import Image
 from poolserve.repository.manifest import Preprocessing
 from poolserve.service.errors import ImageTooLarge, LimitExceeded, ServiceError
 from poolserve.service.imaging.image_decoder import load_image, open_image, oriented_size
-from poolserve.service.imaging.plain_png import PlainPNG, open_plain_png
 
 T = TypeVar("T")
 
@@ -135,7 +134,7 @@ def decode_and_preprocess(
             f"{len(blobs)} images; this model's {spec.width}x{spec.height} input takes at most "
             f"{max_request_input_pixels // per_image} per request (max_request_input_pixels)"
         )
-    opened = [_at(i, _open, blob, max_pixels) for i, blob in enumerate(blobs)]
+    opened = [_at(i, open_image, blob, max_pixels) for i, blob in enumerate(blobs)]
     total = sum(image.size[0] * image.size[1] for image in opened)
     if max_request_pixels is not None and total > max_request_pixels:
         raise ImageTooLarge(
@@ -145,19 +144,11 @@ def decode_and_preprocess(
     batch = np.empty((len(blobs), spec.channels, spec.height, spec.width), np.float32)
     transforms = []
     for i, image in enumerate(opened):
-        if isinstance(image, PlainPNG):
-            transforms.append(_at(i, preprocess_into, _at(i, image.load), spec, batch[i]))
-            continue
         original = oriented_size(image) if reduced_jpeg and image.format == "JPEG" else None
         at_least = resized_size(original, spec) if original is not None else None
         loaded = _at(i, load_image, image, at_least)
         transforms.append(_at(i, preprocess_into, loaded, spec, batch[i], original))
     return batch, transforms
-
-
-def _open(data: bytes, max_pixels: int) -> PlainPNG | Image.Image:
-    """The header of one image: a plain PNG's own (no orientation to apply), else Pillow's."""
-    return open_plain_png(data, max_pixels) or open_image(data, max_pixels)
 
 
 def _at(index: int, step: Callable[..., T], *args: Any) -> T:

@@ -17,14 +17,14 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from poolserve.service.errors import ImageTooLarge, InvalidImage, ServiceError
-from poolserve.service.imaging.image_decoder import decode_image, load_image, open_image
+from poolserve.service.imaging.image_decoder import decode_image, load_image, open_pillow_image
 from poolserve.service.imaging.plain_png import SIGNATURE, PlainPNG, open_plain_png
 
 MAX_PIXELS = 1 << 24
 
 
 def pillow_decode(data: bytes) -> Image.Image:
-    return load_image(open_image(data, MAX_PIXELS))
+    return load_image(open_pillow_image(data, MAX_PIXELS))
 
 
 def pillow_outcome(data: bytes, max_pixels: int) -> Image.Image:
