@@ -29,8 +29,8 @@ from PIL import Image
 from poolserve.repository.manifest import Manifest
 from poolserve.service.imaging.preprocess import decode_and_preprocess
 from tests.service.conftest import REPOSITORY, ROOT, DigitFile, wait_until_ready
+from tests.service.supervised import free_port
 from tests.service.test_bad_inputs import CORPUS, LIMITS, Digit, raw, streamed
-from tests.service.test_shutdown import free_port
 
 REGION_MODELS = ["digits-roialign", "digits-roipool", "mtcnn-onet-regions"]
 BODY_LIMIT = 4 << 20  # room for a 3 MiB /v2 tensor of a 512x512 RGB image; the corpus's limits otherwise

@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
-from tests.service.conftest import REPOSITORY, ROOT, DigitFile, wait_until_ready
-from tests.service.supervised import accepts, free_port
+from tests.service.conftest import REPOSITORY, DigitFile
+from tests.service.supervised import accepts, supervised_server
 
 
 def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(digit_files: list[DigitFile]) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "POOLSERVE_PORT": str(port),
-        "POOLSERVE_REPOSITORY": str(REPOSITORY),
-        "POOLSERVE_SHUTDOWN_GRACE_S": "30",
-        "POOLSERVE_LOG_LEVEL": "warning",
-    }
-    server = subprocess.Popen([sys.executable, "-m", "poolserve", "serve"], cwd=ROOT, env=env)
-    try:
-        wait_until_ready(server, port, timeout_s=60)
-
+    with supervised_server(REPOSITORY, shutdown_grace_s="30") as (server, url):
+        port = int(url.rsplit(":", 1)[1])
         digit = digit_files[0]
         body = digit.path.read_bytes()
         slow = socket.create_connection(("127.0.0.1", port), timeout=30)
@@ -56,7 +43,3 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(digit_files: lis
         assert json.loads(payload)["results"][0]["predictions"][0]["label"] == digit.label
 
         assert server.wait(timeout=30) == 0
-    finally:
-        if server.poll() is None:
-            server.kill()
-            server.wait()
