@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from poolserve.repository.manifest import Preprocessing
-from poolserve.service.imaging.preprocess import ResizeTransform, map_boxes, preprocess, resized_size
+from poolserve.service.imaging.preprocess import (
+    ResizeTransform,
+    map_boxes,
+    normalization_table,
+    preprocess,
+    resized_size,
+)
 
 
 def gray(height: int, width: int, **kwargs: Any) -> Preprocessing:
@@ -75,3 +81,27 @@ def test_sixteen_bit_gray_is_scaled_not_clipped() -> None:
         Preprocessing(color_mode="L", height=2, width=2, mean=[0], std=[1], scale=1.0),
     )
     np.testing.assert_array_equal(tensor[0], [[0, 128], [255, 1]])
+
+
+@pytest.mark.parametrize(
+    ("scale", "mean", "std"),
+    [
+        (1 / 255, (0.1307,), (0.3081,)),
+        (1 / 255, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        (1.0, (127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+        (2 / 255, (1.0,), (1.0,)),
+        (0.003, (-0.25, 0.0, 3.0), (1e-3, 7.0, 0.5)),
+    ],
+)
+def test_normalization_table_holds_the_arithmetics_own_bits(
+    scale: float, mean: tuple[float, ...], std: tuple[float, ...]
+) -> None:
+    # Every 8-bit value in every channel, normalized the arithmetic way: the lookup must give these bits.
+    values = np.arange(256, dtype=np.uint8)
+    arithmetic = (values[None, :] * np.float32(scale) - np.asarray(mean, np.float32)[:, None]) / np.asarray(
+        std, np.float32
+    )[:, None]
+    table = normalization_table(scale, mean, std)
+    assert table.dtype == np.float32 and table.shape == (len(mean), 256)
+    np.testing.assert_array_equal(table.view(np.uint32), arithmetic.astype(np.float32).view(np.uint32))
+    assert not table.flags.writeable  # shared by every request of the model: nobody may change it
