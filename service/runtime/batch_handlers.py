@@ -37,7 +37,13 @@ class RegionResult:
 
 
 def _split(array: np.ndarray, counts: Sequence[int]) -> list[np.ndarray]:
-    return np.split(array, np.cumsum(counts)[:-1]) if counts else []
+    """``array``'s rows in consecutive runs of ``counts``, as views; slicing in a loop costs a tenth of
+    ``np.split``'s per-piece machinery."""
+    pieces, start = [], 0
+    for count in counts:
+        pieces.append(array[start : start + count])
+        start += count
+    return pieces
 
 
 class ClassificationHandler:
