@@ -120,31 +120,44 @@ def _start(plan: Plan, policy: str, model: str, entry: Path, payload: loadgen.Pa
     return PolicyServer(policy, server, launch.url, launch.url.split("/v1/")[0] + "/metrics")
 
 
-def _batches(metrics_url: str, model: str) -> tuple[float, float]:
-    """(batches run, images in them) so far, from poolserve's batch-size histogram."""
+def _batch_metrics(metrics_url: str, model: str) -> dict[str, float]:
+    """Counters so far from poolserve's histograms: batches run and the images in them, and the batching
+    window's wait (total seconds, and batches that did not wait at all)."""
     text = httpx.get(metrics_url, timeout=30).text
+    label = f'model="{re.escape(model)}"'
+    series = {
+        "batches": rf"poolserve_batch_size_count{{{label}}}",
+        "images": rf"poolserve_batch_size_sum{{{label}}}",
+        "waits": rf"poolserve_batch_window_wait_seconds_count{{{label}}}",
+        "wait_s": rf"poolserve_batch_window_wait_seconds_sum{{{label}}}",
+        "no_wait": rf'poolserve_batch_window_wait_seconds_bucket{{le="0.0",{label}}}',
+    }
     found = {}
-    for kind in ("count", "sum"):
-        match = re.search(rf'^poolserve_batch_size_{kind}{{model="{re.escape(model)}"}} (\S+)$', text, re.M)
-        found[kind] = float(match.group(1)) if match else 0.0
-    return found["count"], found["sum"]
+    for key, name in series.items():
+        match = re.search(rf"^{name} (\S+)$", text, re.M)
+        found[key] = float(match.group(1)) if match else 0.0
+    return found
 
 
 def _measure(
     target: PolicyServer, model: str, payload: loadgen.Payload, concurrency: int, seconds: float
 ) -> dict[str, Any]:
     _post(target.url, payload)  # waits behind anything the previous run left queued
-    batches_before, images_before = _batches(target.metrics_url, model)
+    before = _batch_metrics(target.metrics_url, model)
     cpu_before = processes.cpu_seconds(target.server.tree())
     core_before = processes.core_busy_seconds(int(SERVER_CORES))
     result = loadgen.run_wrk(target.url, payload, concurrency, seconds, CLIENT_CORES)
     cpu = processes.cpu_seconds(target.server.tree()) - cpu_before
     core = processes.core_busy_seconds(int(SERVER_CORES)) - core_before
-    batches_after, images_after = _batches(target.metrics_url, model)
-    batches = batches_after - batches_before
+    after = _batch_metrics(target.metrics_url, model)
+    delta = {key: after[key] - before[key] for key in after}
+    batches, waits = delta["batches"], delta["waits"]
     return {
         **result.as_dict(),
-        "mean_batch_images": (images_after - images_before) / batches if batches else 0.0,
+        "mean_batch_images": delta["images"] / batches if batches else 0.0,
+        "window_wait_ms_per_batch": 1000 * delta["wait_s"] / waits if waits else 0.0,
+        "batches_waited_share": 1 - delta["no_wait"] / waits if waits else 0.0,
+        "cpu_us_per_image": 1e6 * cpu / delta["images"] if delta["images"] else 0.0,
         "server_cpu_s": cpu,
         "foreign_cpu_on_server_core_s": max(0.0, core - cpu),
         "loadavg": os.getloadavg()[0],
@@ -225,6 +238,9 @@ def cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, fl
             "p50_ms": statistics.median(r["p50_ms"] for r in rows),
             "p99_ms": statistics.median(r["p99_ms"] for r in rows),
             "mean_batch_images": statistics.median(r["mean_batch_images"] for r in rows),
+            "window_wait_ms": statistics.median(r.get("window_wait_ms_per_batch", 0.0) for r in rows),
+            "waited_share": max(r.get("batches_waited_share", 0.0) for r in rows),
+            "cpu_us_per_image": statistics.median(r.get("cpu_us_per_image", 0.0) for r in rows),
             "images_per_s_min": min(r["images_per_s"] for r in rows),
             "images_per_s_max": max(r["images_per_s"] for r in rows),
             "errors": sum(r["errors"] for r in rows),
@@ -261,9 +277,10 @@ def markdown(results: dict[str, Any]) -> str:
         concurrencies = sorted({c for m, _, c in table if m == model})
         lines += [f"## {model}", ""]
         lines += [
-            "| policy | c | images/s (min–max) | p50 ms | p99 ms | images per batch | img/s ÷ delay0 "
+            "| policy | c | images/s (min–max) | p50 ms | p99 ms | images per batch "
+            "| window wait ms per batch (batches that waited) | server CPU µs per image | img/s ÷ delay0 "
             "| p99 ÷ delay0 |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for concurrency in concurrencies:
             base = table.get((model, BASELINE, concurrency))
@@ -280,9 +297,11 @@ def markdown(results: dict[str, Any]) -> str:
                 errors = f" **{cell['errors']} errors**" if cell["errors"] else ""
                 spread = f"{cell['images_per_s_min']:.0f}–{cell['images_per_s_max']:.0f}"
                 rate = f"{cell['images_per_s']:.1f} ({spread})"
+                waited = f"{cell['window_wait_ms']:.2f} ({cell['waited_share']:.0%})"
                 lines.append(
                     f"| {policy} | {concurrency} | {rate}{errors} | {cell['p50_ms']:.1f} | "
-                    f"{cell['p99_ms']:.1f} | {cell['mean_batch_images']:.1f} | {ratios[0]} | {ratios[1]} |"
+                    f"{cell['p99_ms']:.1f} | {cell['mean_batch_images']:.1f} | {waited} | "
+                    f"{cell['cpu_us_per_image']:.0f} | {ratios[0]} | {ratios[1]} |"
                 )
         lines.append("")
     lines += [*verdict(table), ""]
@@ -290,7 +309,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def verdict(table: dict[tuple[str, str, int], dict[str, float]]) -> list[str]:
-    """The new window's worst cell against no window, in throughput and in p99."""
+    """The new window's worst cell against no window, in throughput and in p99; and the cells where it
+    never held a batch open, so that it ran exactly what no window runs and any difference is the host's."""
     pairs = [
         (model, c, cell, table[(model, BASELINE, c)])
         for (model, policy, c), cell in table.items()
@@ -300,11 +320,19 @@ def verdict(table: dict[tuple[str, str, int], dict[str, float]]) -> list[str]:
         return []
     rate = min(pairs, key=lambda p: p[2]["images_per_s"] / p[3]["images_per_s"])
     p99 = max(pairs, key=lambda p: p[2]["p99_ms"] / p[3]["p99_ms"])
-    return [
+    lines = [
         f"`{NEW}` against `{BASELINE}`, worst cells: throughput "
         f"{rate[2]['images_per_s'] / rate[3]['images_per_s']:.2f}× ({rate[0]}, c={rate[1]}), "
         f"p99 {p99[2]['p99_ms'] / p99[3]['p99_ms']:.2f}× ({p99[0]}, c={p99[1]}).",
     ]
+    idle = sorted(f"{model} c={c}" for model, c, cell, _ in pairs if cell.get("waited_share", 1.0) == 0.0)
+    if idle:
+        lines += [
+            "",
+            f"Cells where `{NEW}` held no batch open in any round (so it ran what `{BASELINE}` runs, and the "
+            f"ratio there measures the host, not the policy): {', '.join(idle)}.",
+        ]
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -56,6 +56,10 @@ class BatchObserver(Protocol):
 
     def queue_depth(self, model: str, depth: int) -> None: ...
 
+    def window_waited(self, model: str, seconds: float) -> None:
+        """Once per batch collected: how long it was held open for more requests (0: it never waited)."""
+        ...
+
 
 BatchWindow = Literal["measured", "max-delay"]
 
@@ -173,37 +177,44 @@ class DynamicBatcher(Generic[ItemT, ResultT]):
     async def _collect_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect(loop)
+            batch, waited_s = await self._collect(loop)
             self._report_depth()
+            if self._observer is not None:
+                self._observer.window_waited(self.name, waited_s)
             live = [p for p in batch if not p.future.done()]  # timed-out callers cancelled theirs
             if live:
                 await self._run(loop, live)
             # Load: several requests per batch, or arrivals while it ran; a lone caller shows neither.
             self._loaded = len(live) > 1 or self._carry is not None or not self._queue.empty()
 
-    async def _collect(self, loop: asyncio.AbstractEventLoop) -> list[_Pending[ItemT, ResultT]]:
+    async def _collect(self, loop: asyncio.AbstractEventLoop) -> tuple[list[_Pending[ItemT, ResultT]], float]:
+        """The next batch, and how long the window held it open waiting for more requests."""
         first = self._carry or await self._queue.get()
         self._carry = None
         batch, size = [first], self._handler.size(first.item)
         began = loop.time()
+        waited_s = 0.0
         while size < self.config.max_batch_size:
-            try:
-                if self._queue.empty():
-                    wait_s = self._window_left_s(loop.time(), began, first.queued_at, size)
-                    if wait_s <= 0:
-                        break
+            if self._queue.empty():
+                now = loop.time()
+                wait_s = self._window_left_s(now, began, first.queued_at, size)
+                if wait_s <= 0:
+                    break
+                try:
                     nxt = await asyncio.wait_for(self._queue.get(), wait_s)
-                else:
-                    nxt = self._queue.get_nowait()  # whatever queued while we ran goes in without waiting
-            except TimeoutError:
-                break
+                except TimeoutError:
+                    break
+                finally:
+                    waited_s += loop.time() - now
+            else:
+                nxt = self._queue.get_nowait()  # whatever queued while we ran goes in without waiting
             nxt_size = self._handler.size(nxt.item)
             if size + nxt_size > self.config.max_batch_size:
                 self._carry = nxt
                 break
             batch.append(nxt)
             size += nxt_size
-        return batch
+        return batch, waited_s
 
     def _window_left_s(self, now: float, began: float, oldest_queued_at: float, size: int) -> float:
         return window_left_s(

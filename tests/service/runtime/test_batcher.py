@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from poolserve.service.app import build_registry
 from poolserve.service.errors import ModelNotReady, QueueFull
@@ -339,3 +340,58 @@ def test_the_window_setting_reaches_the_model_batchers(tmp_path: Path, window: B
 
     config = asyncio.run(scenario())
     assert config.window == window and config.max_queue_delay_ms == 3.5
+
+
+class WaitRecorder:
+    """A ``BatchObserver`` keeping what the window reports per batch."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def batch_ran(self, model: str, size: int, seconds: float) -> None:
+        pass
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        pass
+
+    def window_waited(self, model: str, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def _window_waits(window: BatchWindow, cost: BatchCost) -> list[float]:
+    """``_after_a_loaded_batch``'s traffic: a full batch, then one request, then another 0.1 s later."""
+
+    async def scenario() -> list[float]:
+        observer = WaitRecorder()
+        cfg = config(max_batch_size=2, delay_ms=600_000, window=window)
+        batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", Recorder(), cfg, observer, cost)
+        batcher.start()
+        assert await asyncio.wait_for(asyncio.gather(batcher.submit([1]), batcher.submit([2])), 30) == [1, 2]
+        third = asyncio.ensure_future(batcher.submit([3]))
+        await asyncio.wait([third], timeout=0.1)
+        assert await asyncio.wait_for(batcher.submit([4]), 30) == 4
+        assert await third == 3
+        await batcher.close()
+        return observer.waits
+
+    return asyncio.run(scenario())
+
+
+def test_the_window_reports_how_long_each_batch_waited() -> None:
+    first, second = _window_waits("max-delay", FixedCost(0.0))
+    assert first == 0.0  # an idle batcher: the first batch is full at once
+    assert 0.05 <= second < 30  # held open until the fourth request came, about 0.1 s later
+
+
+def test_a_window_that_does_not_wait_reports_zero_for_every_batch() -> None:
+    assert _window_waits("measured", FixedCost(0.0)) == [0.0, 0.0, 0.0]
+
+
+def test_the_window_wait_reaches_the_metrics() -> None:
+    metrics = ServiceMetrics()
+    metrics.window_waited("m", 0.0)
+    metrics.window_waited("m", 0.003)
+    text = generate_latest(metrics.registry).decode()
+    assert 'poolserve_batch_window_wait_seconds_bucket{le="0.0",model="m"} 1.0' in text
+    assert 'poolserve_batch_window_wait_seconds_count{model="m"} 2.0' in text
+    assert 'poolserve_batch_window_wait_seconds_sum{model="m"} 0.003' in text
