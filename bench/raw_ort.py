@@ -3,9 +3,13 @@ same session options as every server (one intra-op thread), at each batch size.
 
 Run on its own by the benchmark as ``python -m bench.raw_ort ENTRY_DIR SECONDS`` under taskset; prints
 one JSON object: images per second per batch size, the best batch size, and that batch size measured
-again for three times as long (``best_images_per_s``, the figure servers are compared with). The scan's
-own best is the highest of seven noisy figures, which overstates that batch size on a host whose speed
-drifts by tens of percent; a second, independent measurement of it does not.
+again for three times as long (``best_images_per_s``). The scan's own best is the highest of seven noisy
+figures, which overstates that batch size on a host whose speed drifts by tens of percent; a second,
+independent measurement of it does not.
+
+``python -m bench.raw_ort ENTRY_DIR SECONDS --batch N`` measures batch N only, three times as long: the
+benchmark runs it again at the end of a model's block, so that the reference, like poolserve's two passes,
+brackets the servers' runs instead of being taken at the start only.
 """
 
 from __future__ import annotations
@@ -14,12 +18,22 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bench.targets.common import load_served_model, make_session
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _rate(session: Any, served: Any, feed: dict[str, np.ndarray], batch: int, seconds: float) -> float:
+    session.run([served.output_name], feed)  # warm-up: first-run allocations
+    runs, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
+        session.run([served.output_name], feed)
+        runs += 1
+    return runs * batch / elapsed
 
 
 def measure(entry: Path, seconds_per_batch: float) -> dict[str, object]:
@@ -31,13 +45,7 @@ def measure(entry: Path, seconds_per_batch: float) -> dict[str, object]:
 
     def images_per_s(batch: int, seconds: float) -> float:
         x = rng.standard_normal((batch, channels, spec["height"], spec["width"])).astype(np.float32)
-        feed = {served.input_name: x}
-        session.run([served.output_name], feed)  # warm-up: first-run allocations
-        runs, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
-            session.run([served.output_name], feed)
-            runs += 1
-        return runs * batch / elapsed
+        return _rate(session, served, {served.input_name: x}, batch, seconds)
 
     per_batch = {batch: images_per_s(batch, seconds_per_batch) for batch in BATCH_SIZES}
     best = max(per_batch, key=lambda b: per_batch[b])
@@ -50,5 +58,22 @@ def measure(entry: Path, seconds_per_batch: float) -> dict[str, object]:
     }
 
 
+def measure_batch(entry: Path, seconds_per_batch: float, batch: int) -> dict[str, object]:
+    served = load_served_model(entry)
+    session = make_session(served.model_path)
+    spec = served.manifest["preprocessing"]
+    channels = 1 if spec["color_mode"] == "L" else 3
+    x = np.random.default_rng(0).standard_normal((batch, channels, spec["height"], spec["width"]))
+    feed = {served.input_name: x.astype(np.float32)}
+    return {
+        "model": served.name,
+        "batch_size": batch,
+        "images_per_s": _rate(session, served, feed, batch, 3 * seconds_per_batch),
+    }
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(Path(sys.argv[1]), float(sys.argv[2]))))
+    if len(sys.argv) == 5 and sys.argv[3] == "--batch":
+        print(json.dumps(measure_batch(Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[4]))))
+    else:
+        print(json.dumps(measure(Path(sys.argv[1]), float(sys.argv[2]))))
