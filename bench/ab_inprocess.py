@@ -73,12 +73,16 @@ def measure(base: Path, model: str, concurrencies: list[int], requests: int, rou
     return {"model": model, "requests_per_round": requests, "rounds": rounds, "table": table, "runs": runs}
 
 
+def _default_command(results: dict[str, Any]) -> str:  # results from before the command was recorded
+    return f"python -m bench.ab_inprocess {results['revision_name']}{' --quick' if results['quick'] else ''}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     lines = [
         f"# A/B in-process: `{results['revision_name']}` against the working tree, {results['model']}",
         "",
-        f"`python -m bench.ab_inprocess {results['revision_name']}{' --quick' if results['quick'] else ''}`:"
+        f"`{results.get('command') or _default_command(results)}`:"
         f" revision `{results['revision']}`, working tree `{meta['git_commit']}`; {meta['cpu']},"
         f" load average {meta['load_before']:.2f} before and {meta['load_after']:.2f} after; best of"
         f" {results['rounds']} interleaved rounds of {results['requests_per_round']} requests, one digit PNG"
@@ -103,17 +107,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 requests x 3 rounds (default 2000 x 5)")
     parser.add_argument("--model", default="lenet5-mnist")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--requests", type=int, default=None, help="per round (overrides the default)")
+    parser.add_argument("--rounds", type=int, default=None, help="per version (overrides the default)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     requests, rounds = (300, 3) if args.quick else (2000, 5)
+    requests, rounds = args.requests or requests, args.rounds or rounds
     meta = run_metadata() | {"load_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="ab-inprocess-") as tmp:
         base = Path(tmp)
         commit = export(args.revision, base)
         results = measure(base, args.model, args.concurrency, requests, rounds)
     meta["load_after"] = os.getloadavg()[0]
+    repository = os.environ.get("POOLSERVE_REPOSITORY")  # a model outside model_repository, e.g. the ResNet
+    shown = f"POOLSERVE_REPOSITORY={Path(repository).resolve().relative_to(ROOT)} " if repository else ""
     results = {
         "meta": meta,
+        "command": f"{shown}python -m bench.ab_inprocess {' '.join(sys.argv[1:])}",
         "quick": args.quick,
         "revision_name": args.revision,
         "revision": commit,
