@@ -113,14 +113,16 @@ def main() -> None:
     args = parser.parse_args()
     requests, rounds = (300, 3) if args.quick else (2000, 5)
     requests, rounds = args.requests or requests, args.rounds or rounds
+    repository = os.environ.get("POOLSERVE_REPOSITORY")  # a model outside model_repository, e.g. the ResNet
+    if repository:  # each round runs in its version's directory: a relative path would point into it
+        os.environ["POOLSERVE_REPOSITORY"] = str(Path(repository).resolve())
+    shown = f"POOLSERVE_REPOSITORY={Path(repository).resolve().relative_to(ROOT)} " if repository else ""
     meta = run_metadata() | {"load_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory(prefix="ab-inprocess-") as tmp:
         base = Path(tmp)
         commit = export(args.revision, base)
         results = measure(base, args.model, args.concurrency, requests, rounds)
     meta["load_after"] = os.getloadavg()[0]
-    repository = os.environ.get("POOLSERVE_REPOSITORY")  # a model outside model_repository, e.g. the ResNet
-    shown = f"POOLSERVE_REPOSITORY={Path(repository).resolve().relative_to(ROOT)} " if repository else ""
     results = {
         "meta": meta,
         "command": f"{shown}python -m bench.ab_inprocess {' '.join(sys.argv[1:])}",
