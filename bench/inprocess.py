@@ -90,8 +90,14 @@ async def _main(model: str, requests: int, concurrency: int, profile: bool, roun
     scope = asgi_scope(f"/v1/models/{model}/classify", payload)
     async with app.router.lifespan_context(app):
         runtime = getattr(app.state, "runtime", None)  # None: a reference app without models
-        while runtime is not None and not runtime.registry.is_ready:  # loading
-            await asyncio.sleep(0.05)
+        if runtime is not None:
+            await runtime.registry.wait_loaded()
+            # A model that did not load would leave every request a 404 or 503: say so instead of timing them.
+            entry = next((e for e in runtime.registry.entries() if e.name == model), None)
+            if entry is None or entry.status != "ready":
+                where = os.environ["POOLSERVE_REPOSITORY"]
+                reason = "not found" if entry is None else f"{entry.status}: {entry.reason}"
+                raise SystemExit(f"{model} is not ready in {where} ({reason})")
         await drive(app, scope, payload.body, 200, concurrency)  # warm-up
         profiler = cProfile.Profile() if profile else None
         if profiler:
