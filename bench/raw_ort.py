@@ -18,7 +18,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,48 +26,46 @@ from bench.targets.common import load_served_model, make_session
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
-def _rate(session: Any, served: Any, feed: dict[str, np.ndarray], batch: int, seconds: float) -> float:
-    session.run([served.output_name], feed)  # warm-up: first-run allocations
-    runs, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
-        session.run([served.output_name], feed)
-        runs += 1
-    return runs * batch / elapsed
+class _RawModel:
+    """One model's session, timed on random inputs of its shape at any batch size."""
+
+    def __init__(self, entry: Path) -> None:
+        self.served = load_served_model(entry)
+        self.session = make_session(self.served.model_path)
+        spec = self.served.manifest["preprocessing"]
+        self.shape = (1 if spec["color_mode"] == "L" else 3, spec["height"], spec["width"])
+        self.rng = np.random.default_rng(0)
+
+    def images_per_s(self, batch: int, seconds: float) -> float:
+        x = self.rng.standard_normal((batch, *self.shape)).astype(np.float32)
+        feed, outputs = {self.served.input_name: x}, [self.served.output_name]
+        self.session.run(outputs, feed)  # warm-up: first-run allocations
+        runs, start = 0, time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds or runs < 3:
+            self.session.run(outputs, feed)
+            runs += 1
+        return runs * batch / elapsed
 
 
 def measure(entry: Path, seconds_per_batch: float) -> dict[str, object]:
-    served = load_served_model(entry)
-    session = make_session(served.model_path)
-    spec = served.manifest["preprocessing"]
-    channels = 1 if spec["color_mode"] == "L" else 3
-    rng = np.random.default_rng(0)
-
-    def images_per_s(batch: int, seconds: float) -> float:
-        x = rng.standard_normal((batch, channels, spec["height"], spec["width"])).astype(np.float32)
-        return _rate(session, served, {served.input_name: x}, batch, seconds)
-
-    per_batch = {batch: images_per_s(batch, seconds_per_batch) for batch in BATCH_SIZES}
+    model = _RawModel(entry)
+    per_batch = {batch: model.images_per_s(batch, seconds_per_batch) for batch in BATCH_SIZES}
     best = max(per_batch, key=lambda b: per_batch[b])
     return {
-        "model": served.name,
+        "model": model.served.name,
         "images_per_s": per_batch,
         "best_batch_size": best,
         "scan_best_images_per_s": per_batch[best],
-        "best_images_per_s": images_per_s(best, 3 * seconds_per_batch),
+        "best_images_per_s": model.images_per_s(best, 3 * seconds_per_batch),
     }
 
 
 def measure_batch(entry: Path, seconds_per_batch: float, batch: int) -> dict[str, object]:
-    served = load_served_model(entry)
-    session = make_session(served.model_path)
-    spec = served.manifest["preprocessing"]
-    channels = 1 if spec["color_mode"] == "L" else 3
-    x = np.random.default_rng(0).standard_normal((batch, channels, spec["height"], spec["width"]))
-    feed = {served.input_name: x.astype(np.float32)}
+    model = _RawModel(entry)
     return {
-        "model": served.name,
+        "model": model.served.name,
         "batch_size": batch,
-        "images_per_s": _rate(session, served, feed, batch, 3 * seconds_per_batch),
+        "images_per_s": model.images_per_s(batch, 3 * seconds_per_batch),
     }
 
 

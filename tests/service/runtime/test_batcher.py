@@ -15,6 +15,7 @@ from poolserve.service.metrics import ServiceMetrics
 from poolserve.service.runtime.batcher import (
     BatchConfig,
     BatchCost,
+    BatchObserver,
     BatchWindow,
     DynamicBatcher,
     window_left_s,
@@ -52,9 +53,9 @@ def config(
 
 
 async def started(
-    handler: Recorder, cfg: BatchConfig, cost: BatchCost | None = None
+    handler: Recorder, cfg: BatchConfig, cost: BatchCost | None = None, observer: BatchObserver | None = None
 ) -> DynamicBatcher[list[int], int]:
-    batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", handler, cfg, cost=cost)
+    batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", handler, cfg, observer, cost)
     batcher.start()
     return batcher
 
@@ -292,13 +293,31 @@ def test_batch_cost_is_a_moving_average_of_the_time_per_image() -> None:
     assert cost.expected_s(3) == pytest.approx(0.006)
 
 
-def _after_a_loaded_batch(window: BatchWindow, cost: BatchCost) -> list[list[list[int]]]:
-    """Two requests at once (a full batch of 2: the batcher is now under load), then one alone, then a
-    second one a moment later, each awaited with a 30 s guard against a window that never ends."""
+class WaitRecorder:
+    """A ``BatchObserver`` keeping what the window reports per batch."""
 
-    async def scenario() -> Recorder:
-        handler = Recorder()
-        batcher = await started(handler, config(max_batch_size=2, delay_ms=600_000, window=window), cost)
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def batch_ran(self, model: str, size: int, seconds: float) -> None:
+        pass
+
+    def queue_depth(self, model: str, depth: int) -> None:
+        pass
+
+    def window_waited(self, model: str, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def _after_a_loaded_batch(window: BatchWindow, cost: BatchCost) -> tuple[list[list[list[int]]], list[float]]:
+    """Two requests at once (a full batch of 2: the batcher is now under load), then one alone, then a
+    second one a moment later, each awaited with a 30 s guard against a window that never ends. Returns the
+    batches run and how long the window held each open."""
+
+    async def scenario() -> tuple[list[list[list[int]]], list[float]]:
+        handler, observer = Recorder(), WaitRecorder()
+        cfg = config(max_batch_size=2, delay_ms=600_000, window=window)
+        batcher = await started(handler, cfg, cost, observer)
         assert await asyncio.wait_for(asyncio.gather(batcher.submit([1]), batcher.submit([2])), 30) == [1, 2]
         third = asyncio.ensure_future(batcher.submit([3]))
         # Long enough for a batcher that does not wait to run the third alone; one that waits, waits.
@@ -306,23 +325,23 @@ def _after_a_loaded_batch(window: BatchWindow, cost: BatchCost) -> list[list[lis
         assert await asyncio.wait_for(batcher.submit([4]), 30) == 4
         assert await third == 3
         await batcher.close()
-        return handler
+        return handler.batches, observer.waits
 
-    return asyncio.run(scenario()).batches
+    return asyncio.run(scenario())
 
 
 def test_measured_window_waits_under_load_when_the_batch_runs_longer_than_its_queueing() -> None:
     # Expected 10 minutes a batch, a 10-minute cap: the third request waits, and the fourth joins it.
-    assert _after_a_loaded_batch("measured", FixedCost(600.0)) == [[[1], [2]], [[3], [4]]]
+    assert _after_a_loaded_batch("measured", FixedCost(600.0))[0] == [[[1], [2]], [[3], [4]]]
 
 
 def test_measured_window_does_not_wait_for_batches_that_run_in_no_time() -> None:
     # Expected 0 s a batch: the 10-minute cap does not matter, the third request runs alone at once.
-    assert _after_a_loaded_batch("measured", FixedCost(0.0)) == [[[1], [2]], [[3]], [[4]]]
+    assert _after_a_loaded_batch("measured", FixedCost(0.0))[0] == [[[1], [2]], [[3]], [[4]]]
 
 
 def test_max_delay_window_waits_under_load_however_cheap_the_batch() -> None:
-    assert _after_a_loaded_batch("max-delay", FixedCost(0.0)) == [[[1], [2]], [[3], [4]]]
+    assert _after_a_loaded_batch("max-delay", FixedCost(0.0))[0] == [[[1], [2]], [[3], [4]]]
 
 
 @pytest.mark.parametrize("window", ["measured", "max-delay"])
@@ -342,49 +361,14 @@ def test_the_window_setting_reaches_the_model_batchers(tmp_path: Path, window: B
     assert config.window == window and config.max_queue_delay_ms == 3.5
 
 
-class WaitRecorder:
-    """A ``BatchObserver`` keeping what the window reports per batch."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    def batch_ran(self, model: str, size: int, seconds: float) -> None:
-        pass
-
-    def queue_depth(self, model: str, depth: int) -> None:
-        pass
-
-    def window_waited(self, model: str, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-def _window_waits(window: BatchWindow, cost: BatchCost) -> list[float]:
-    """``_after_a_loaded_batch``'s traffic: a full batch, then one request, then another 0.1 s later."""
-
-    async def scenario() -> list[float]:
-        observer = WaitRecorder()
-        cfg = config(max_batch_size=2, delay_ms=600_000, window=window)
-        batcher: DynamicBatcher[list[int], int] = DynamicBatcher("m", Recorder(), cfg, observer, cost)
-        batcher.start()
-        assert await asyncio.wait_for(asyncio.gather(batcher.submit([1]), batcher.submit([2])), 30) == [1, 2]
-        third = asyncio.ensure_future(batcher.submit([3]))
-        await asyncio.wait([third], timeout=0.1)
-        assert await asyncio.wait_for(batcher.submit([4]), 30) == 4
-        assert await third == 3
-        await batcher.close()
-        return observer.waits
-
-    return asyncio.run(scenario())
-
-
 def test_the_window_reports_how_long_each_batch_waited() -> None:
-    first, second = _window_waits("max-delay", FixedCost(0.0))
+    first, second = _after_a_loaded_batch("max-delay", FixedCost(0.0))[1]
     assert first == 0.0  # an idle batcher: the first batch is full at once
     assert 0.05 <= second < 30  # held open until the fourth request came, about 0.1 s later
 
 
 def test_a_window_that_does_not_wait_reports_zero_for_every_batch() -> None:
-    assert _window_waits("measured", FixedCost(0.0)) == [0.0, 0.0, 0.0]
+    assert _after_a_loaded_batch("measured", FixedCost(0.0))[1] == [0.0, 0.0, 0.0]
 
 
 def test_the_window_wait_reaches_the_metrics() -> None:
