@@ -79,8 +79,8 @@ def normalization_table(scale: float, mean: tuple[float, ...], std: tuple[float,
 
 
 def _pixels(image: Image.Image) -> np.ndarray:
-    """An 8-bit L or RGB image's pixels as (H, W, C) uint8, read-only; ``tobytes`` takes a fraction of
-    what ``np.asarray`` costs on small images (its array interface does more than copy the bytes)."""
+    """An 8-bit L or RGB image's pixels as (H, W, C) uint8, read-only; ``tobytes`` costs less than
+    ``np.asarray`` on small images (its array interface does more than copy the bytes)."""
     width, height = image.size
     return np.frombuffer(image.tobytes(), np.uint8).reshape(height, width, len(image.getbands()))
 

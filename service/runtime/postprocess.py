@@ -22,8 +22,8 @@ def probabilities(scores: np.ndarray, are_probabilities: bool) -> np.ndarray:
     return softmax(scores)
 
 
-# Up to this many classes a row is ranked by Python's sort on its list: for a handful of classes it is a
-# few times cheaper than numpy's argsort and fancy indexing, whose fixed costs dominate (bench.hotpath).
+# Up to this many classes a row is ranked by Python's sort on its list: for a handful of classes it is
+# cheaper than numpy's argsort and fancy indexing, whose fixed costs dominate (bench.hotpath).
 PYTHON_RANKING_MAX_CLASSES = 128
 
 
