@@ -30,6 +30,7 @@ import signal
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,20 @@ POLICIES: dict[str, dict[str, str]] = {
 }
 BASELINE = "delay0"
 NEW = "measured"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Servers of the same code under different settings, measured in turns by this harness; ``name``
+    names the results files (bench/results/<name>.json, .md, .png)."""
+
+    name: str
+    policies: dict[str, dict[str, str]]  # policy -> its POOLSERVE_* variables
+    baseline: str
+    new: str
+
+
+WINDOW = Comparison("window", POLICIES, BASELINE, NEW)
 MAX_RUN_S = 60.0
 
 
@@ -99,14 +114,17 @@ class PolicyServer:
     metrics_url: str
 
 
-def _start(plan: Plan, policy: str, model: str, entry: Path, payload: loadgen.Payload) -> PolicyServer:
+def _start(
+    plan: Plan, comparison: Comparison, policy: str, model: str, entry: Path, payload: loadgen.Payload
+) -> PolicyServer:
     name = json.loads((entry / "manifest.json").read_text())["name"]
     launch = POOLSERVE.launch(entry, SCRATCH, name)
     # The server runs under this benchmark's own interpreter (the project's virtualenv).
     argv = ["taskset", "-c", SERVER_CORES, "nice", "-n", NICE, sys.executable, *launch.argv[1:]]
     # Every request must reach the batcher: the decode budget (503 past 4 uploads decoding in threads at
     # once, which 224x224 JPEGs are) is opened to the top concurrency, for every policy alike.
-    env = {**launch.env, "POOLSERVE_MAX_CONCURRENT_DECODES": str(max(plan.concurrencies)), **POLICIES[policy]}
+    decodes = {"POOLSERVE_MAX_CONCURRENT_DECODES": str(max(plan.concurrencies))}
+    env = {**launch.env, **decodes, **comparison.policies[policy]}
     server = processes.start(f"{model}-{policy}", argv, env, SCRATCH, ROOT)
     probe: tuple[str, dict[str, object]] = (
         "POST",
@@ -132,10 +150,17 @@ def _batch_metrics(metrics_url: str, model: str) -> dict[str, float]:
         "wait_s": rf"poolserve_batch_window_wait_seconds_sum{{{label}}}",
         "no_wait": rf'poolserve_batch_window_wait_seconds_bucket{{le="0.0",{label}}}',
     }
+    # the garbage collector's pauses, all generations and the full (generation 2) ones alone
+    gc_series = {
+        "gc_full": r'poolserve_gc_pause_seconds_count{generation="2"}',
+        "gc_full_s": r'poolserve_gc_pause_seconds_sum{generation="2"}',
+    }
     found = {}
-    for key, name in series.items():
+    for key, name in {**series, **gc_series}.items():
         match = re.search(rf"^{name} (\S+)$", text, re.M)
         found[key] = float(match.group(1)) if match else 0.0
+    gc_sums = re.findall(r"^poolserve_gc_pause_seconds_sum\S* (\S+)$", text, re.M)
+    found["gc_s"] = sum(float(v) for v in gc_sums)
     return found
 
 
@@ -158,6 +183,9 @@ def _measure(
         "window_wait_ms_per_batch": 1000 * delta["wait_s"] / waits if waits else 0.0,
         "batches_waited_share": 1 - delta["no_wait"] / waits if waits else 0.0,
         "cpu_us_per_image": 1e6 * cpu / delta["images"] if delta["images"] else 0.0,
+        "gc_pause_ms_per_s": 1000 * delta["gc_s"] / result.duration_s,
+        "gc_full_collections": delta["gc_full"],
+        "gc_full_ms_mean": 1000 * delta["gc_full_s"] / delta["gc_full"] if delta["gc_full"] else 0.0,
         "server_cpu_s": cpu,
         "foreign_cpu_on_server_core_s": max(0.0, core - cpu),
         "loadavg": os.getloadavg()[0],
@@ -168,15 +196,15 @@ def _duration(plan: Plan, concurrency: int, rps: float) -> float:
     return min(MAX_RUN_S, max(plan.duration_s, plan.round_trips * concurrency / max(rps, 1e-3)))
 
 
-def _model_block(plan: Plan, model: str) -> list[dict[str, Any]]:
+def _model_block(plan: Plan, comparison: Comparison, model: str) -> list[dict[str, Any]]:
     entry = _entry(model)
     name = json.loads((entry / "manifest.json").read_text())["name"]
     payload = _payload(model)
     targets: list[PolicyServer] = []
     rows = []
     try:
-        for policy in POLICIES:
-            targets.append(_start(plan, policy, model, entry, payload))
+        for policy in comparison.policies:
+            targets.append(_start(plan, comparison, policy, model, entry, payload))
         # Warm every server up (onnxruntime's first batches, the batch-cost average), one client then many;
         # the rate of one client sets how long the runs must be.
         warm = [loadgen.run_wrk(t.url, payload, 1, plan.duration_s, CLIENT_CORES) for t in targets]
@@ -202,7 +230,7 @@ def _model_block(plan: Plan, model: str) -> list[dict[str, Any]]:
     return rows
 
 
-def run(plan: Plan, out: Path, command: str) -> Path:
+def run(plan: Plan, out: Path, command: str, comparison: Comparison = WINDOW) -> Path:
     os.sched_setaffinity(0, {int(c) for c in CLIENT_CORES.split(",")})  # the harness stays off core 0
     SCRATCH.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -210,7 +238,9 @@ def run(plan: Plan, out: Path, command: str) -> Path:
         **run_metadata(),
         "command": command,
         "plan": plan.__dict__,
-        "policies": POLICIES,
+        "policies": comparison.policies,
+        "baseline": comparison.baseline,
+        "new": comparison.new,
         "server_cores": SERVER_CORES,
         "client_cores": CLIENT_CORES,
         "loadavg_start": os.getloadavg(),
@@ -218,11 +248,11 @@ def run(plan: Plan, out: Path, command: str) -> Path:
     runs: list[dict[str, Any]] = []
     for model in plan.models:
         print(f"== {model}", flush=True)
-        runs.extend(_model_block(plan, model))
+        runs.extend(_model_block(plan, comparison, model))
     meta["wall_s"] = time.monotonic() - started
     meta["loadavg_end"] = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
-    path = out / "window.json"
+    path = out / f"{comparison.name}.json"
     path.write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")
     return path
 
@@ -236,11 +266,15 @@ def cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, fl
         key: {
             "images_per_s": statistics.median(r["images_per_s"] for r in rows),
             "p50_ms": statistics.median(r["p50_ms"] for r in rows),
+            "p95_ms": statistics.median(r["p95_ms"] for r in rows),
             "p99_ms": statistics.median(r["p99_ms"] for r in rows),
             "mean_batch_images": statistics.median(r["mean_batch_images"] for r in rows),
             "window_wait_ms": statistics.median(r.get("window_wait_ms_per_batch", 0.0) for r in rows),
             "waited_share": max(r.get("batches_waited_share", 0.0) for r in rows),
             "cpu_us_per_image": statistics.median(r.get("cpu_us_per_image", 0.0) for r in rows),
+            "gc_pause_ms_per_s": statistics.median(r.get("gc_pause_ms_per_s", 0.0) for r in rows),
+            "gc_full_collections": statistics.median(r.get("gc_full_collections", 0.0) for r in rows),
+            "gc_full_ms_mean": statistics.median(r.get("gc_full_ms_mean", 0.0) for r in rows),
             "images_per_s_min": min(r["images_per_s"] for r in rows),
             "images_per_s_max": max(r["images_per_s"] for r in rows),
             "errors": sum(r["errors"] for r in rows),
@@ -251,59 +285,91 @@ def cells(runs: list[dict[str, Any]]) -> dict[tuple[str, str, int], dict[str, fl
     }
 
 
+def run_line(meta: dict[str, Any]) -> str:
+    """What ran, where and when, and how busy the host was."""
+    return (
+        f"`{meta['command']}`, "
+        f"{meta['started']} at commit `{meta['git_commit'][:12]}` on {meta['cpu']} ({meta['cores']} cores), "
+        f"{meta['wall_s'] / 60:.1f} minutes; load average {meta['loadavg_start'][0]:.2f} at the start, "
+        f"{meta['loadavg_end'][0]:.2f} at the end. Servers pinned to core {meta['server_cores']} (one "
+        f"onnxruntime thread), wrk (one thread, closed loop) to core {meta['client_cores']}. Plan: "
+        f"{meta['plan']}."
+    )
+
+
+def settings_line(meta: dict[str, Any]) -> str:
+    """Each compared setting's POOLSERVE_* variables."""
+    return "; ".join(
+        f"`{p}`: {' '.join(f'{k}={v}' for k, v in env.items())}" for p, env in meta["policies"].items()
+    )
+
+
+# A report column: its header, and its text for a cell (bench.window.cells' medians)
+Column = tuple[str, Callable[[dict[str, float]], str]]
+
+
+def model_table(
+    table: dict[tuple[str, str, int], dict[str, float]],
+    model: str,
+    first: str,
+    policies: list[str],
+    baseline: str,
+    columns: list[Column],
+) -> list[str]:
+    """One model's rows, a policy per row within each concurrency: the policy, c, images/s (median, min–max
+    over rounds), ``columns``, then throughput and p99 divided by ``baseline``'s at that concurrency."""
+    lines = [
+        f"| {first} | c | images/s (min–max) | "
+        + " | ".join(header for header, _ in columns)
+        + f" | img/s ÷ {baseline} | p99 ÷ {baseline} |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in columns) + " | ---: | ---: |",
+    ]
+    for concurrency in sorted({c for m, _, c in table if m == model}):
+        base = table.get((model, baseline, concurrency))
+        for policy in policies:
+            cell = table.get((model, policy, concurrency))
+            if cell is None:
+                continue
+            ratios = ["–", "–"]
+            if base is not None and policy != baseline:
+                ratios = [
+                    f"{cell['images_per_s'] / base['images_per_s']:.2f}",
+                    f"{cell['p99_ms'] / base['p99_ms']:.2f}",
+                ]
+            errors = f" **{cell['errors']} errors**" if cell["errors"] else ""
+            spread = f"{cell['images_per_s_min']:.0f}–{cell['images_per_s_max']:.0f}"
+            values = [f"{cell['images_per_s']:.1f} ({spread}){errors}", *(show(cell) for _, show in columns)]
+            lines.append(f"| {policy} | {concurrency} | " + " | ".join([*values, *ratios]) + " |")
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     meta, table = results["meta"], cells(results["runs"])
     policies = list(meta["policies"])
     lines = [
         "# The batching window: poolserve's windows vs no window",
         "",
-        f"`{meta['command']}`, "
-        f"{meta['started']} at commit `{meta['git_commit'][:12]}` on {meta['cpu']} ({meta['cores']} cores), "
-        f"{meta['wall_s'] / 60:.1f} minutes; load average {meta['loadavg_start'][0]:.2f} at the start, "
-        f"{meta['loadavg_end'][0]:.2f} at the end. Servers pinned to core {meta['server_cores']} (one "
-        f"onnxruntime thread), wrk (one thread, closed loop) to core {meta['client_cores']}. Plan: "
-        f"{meta['plan']}.",
+        run_line(meta),
         "",
         "Policies (settings of the same code): "
-        + "; ".join(
-            f"`{p}`: {' '.join(f'{k}={v}' for k, v in env.items())}" for p, env in meta["policies"].items()
-        )
+        + settings_line(meta)
         + f". Each cell is the median of {meta['plan']['rounds']} rounds, the policies taking turns in a "
         "rotated order; `÷ delay0` divides by the no-window figure at the same concurrency (throughput: "
         "above 1 is better; p99: below 1 is better).",
         "",
     ]
+    columns: list[Column] = [
+        ("p50 ms", lambda cell: f"{cell['p50_ms']:.1f}"),
+        ("p99 ms", lambda cell: f"{cell['p99_ms']:.1f}"),
+        ("images per batch", lambda cell: f"{cell['mean_batch_images']:.1f}"),
+        (
+            "window wait ms per batch (batches that waited)",
+            lambda cell: f"{cell['window_wait_ms']:.2f} ({cell['waited_share']:.0%})",
+        ),
+        ("server CPU µs per image", lambda cell: f"{cell['cpu_us_per_image']:.0f}"),
+    ]
     for model in sorted({m for m, _, _ in table}):
-        concurrencies = sorted({c for m, _, c in table if m == model})
-        lines += [f"## {model}", ""]
-        lines += [
-            "| policy | c | images/s (min–max) | p50 ms | p99 ms | images per batch "
-            "| window wait ms per batch (batches that waited) | server CPU µs per image | img/s ÷ delay0 "
-            "| p99 ÷ delay0 |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for concurrency in concurrencies:
-            base = table.get((model, BASELINE, concurrency))
-            for policy in policies:
-                cell = table.get((model, policy, concurrency))
-                if cell is None:
-                    continue
-                ratios = ["–", "–"]
-                if base is not None and policy != BASELINE:
-                    ratios = [
-                        f"{cell['images_per_s'] / base['images_per_s']:.2f}",
-                        f"{cell['p99_ms'] / base['p99_ms']:.2f}",
-                    ]
-                errors = f" **{cell['errors']} errors**" if cell["errors"] else ""
-                spread = f"{cell['images_per_s_min']:.0f}–{cell['images_per_s_max']:.0f}"
-                rate = f"{cell['images_per_s']:.1f} ({spread})"
-                waited = f"{cell['window_wait_ms']:.2f} ({cell['waited_share']:.0%})"
-                lines.append(
-                    f"| {policy} | {concurrency} | {rate}{errors} | {cell['p50_ms']:.1f} | "
-                    f"{cell['p99_ms']:.1f} | {cell['mean_batch_images']:.1f} | {waited} | "
-                    f"{cell['cpu_us_per_image']:.0f} | {ratios[0]} | {ratios[1]} |"
-                )
-        lines.append("")
+        lines += [f"## {model}", "", *model_table(table, model, "policy", policies, BASELINE, columns), ""]
     lines += [*verdict(table), ""]
     return "\n".join(lines)
 
@@ -342,13 +408,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     table = cells(results["runs"])
+    new = results["meta"].get("new", NEW)
     models = sorted({m for m, _, _ in table})
     fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.5 * len(models)), squeeze=False)
     for row, model in enumerate(models):
         for policy in results["meta"]["policies"]:
             points = sorted((c, cell) for (m, p, c), cell in table.items() if m == model and p == policy)
             xs = [c for c, _ in points]
-            style = {"linewidth": 3, "color": "black"} if policy == NEW else {"linewidth": 1.5}
+            style = {"linewidth": 3, "color": "black"} if policy == new else {"linewidth": 1.5}
             axes[row][0].plot(
                 xs, [cell["images_per_s"] for _, cell in points], marker="o", label=policy, **style
             )
@@ -375,25 +442,30 @@ def write_report(results_path: Path) -> tuple[Path, Path]:
     return md, png
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.window")
-    parser.add_argument("--quick", action="store_true", help="2 s runs, 2 rounds (about 4 minutes)")
+def cli(argv: list[str] | None, comparison: Comparison, report: Callable[[Path], tuple[Path, Path]]) -> None:
+    """``python -m bench.<comparison.name>``: run the comparison (or only redraw ``report``'s files)."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{comparison.name}")
+    parser.add_argument("--quick", action="store_true", help="2 s runs, 2 rounds")
     parser.add_argument("--models", nargs="+", choices=["digits", "resnet"], default=None)
     parser.add_argument("--out", type=Path, default=RESULTS, help="default bench/results")
     parser.add_argument("--report", type=Path, default=None, help="only redraw .md and .png from this json")
     args = parser.parse_args(argv)
     if args.report:
-        print(*write_report(args.report), sep="\n")
+        print(*report(args.report), sep="\n")
         return
     plan = QUICK if args.quick else FULL
     if args.models:
         plan = dataclasses.replace(plan, models=tuple(args.models))
     # Background jobs of a non-interactive shell ignore SIGINT; SIGTERM must stop the servers too.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    command = "python -m bench.window" + (" --quick" if args.quick else "")
+    command = f"python -m bench.{comparison.name}" + (" --quick" if args.quick else "")
     command += f" --models {' '.join(args.models)}" if args.models else ""
-    path = run(plan, args.out, command)
-    print(path, *write_report(path), sep="\n")
+    path = run(plan, args.out, command, comparison)
+    print(path, *report(path), sep="\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli(argv, WINDOW, write_report)
 
 
 if __name__ == "__main__":

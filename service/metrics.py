@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _WAIT_BUCKETS = (0.0, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+_GC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+_GC_GENERATIONS = 3
 
 
 class ServiceMetrics:
@@ -51,6 +53,21 @@ class ServiceMetrics:
         self.depth = Gauge(
             "poolserve_queue_depth", "requests waiting per model", ["model"], registry=self.registry
         )
+        # Every collection stops the event loop and each request in flight: a source of tail latency
+        # that the request histograms show but cannot name (poolserve.service.gc_tuning).
+        self.gc_pause = Histogram(
+            "poolserve_gc_pause_seconds",
+            "time the interpreter's cyclic garbage collector stopped the process, per collection",
+            ["generation"],
+            buckets=_GC_BUCKETS,
+            registry=self.registry,
+        )
+        self._gc_children = [self.gc_pause.labels(str(g)) for g in range(_GC_GENERATIONS)]
+        self.gc_frozen = Gauge(
+            "poolserve_gc_frozen_objects",
+            "objects moved out of the collector's reach after the models loaded (POOLSERVE_GC_FREEZE)",
+            registry=self.registry,
+        )
         # labels() validates and locks on every call; the label sets are few, so keep their children.
         self._request_children: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         self._model_children: dict[str, tuple[Histogram, Histogram, Gauge, Histogram]] = {}
@@ -77,6 +94,9 @@ class ServiceMetrics:
 
     def window_waited(self, model: str, seconds: float) -> None:
         self._of_model(model)[3].observe(seconds)
+
+    def gc_paused(self, generation: int, seconds: float) -> None:
+        self._gc_children[generation].observe(seconds)
 
     def _of_model(self, model: str) -> tuple[Histogram, Histogram, Gauge, Histogram]:
         children = self._model_children.get(model)

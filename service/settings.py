@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     stall_min_s: float = Field(default=120.0, gt=0)
     stall_factor: float = Field(default=20.0, gt=0)
 
+    # once the models are in, move every object start-up left alive out of the garbage collector's reach
+    # (gc.freeze), so that its full collections stop walking them: under load those walks stalled every
+    # request for 60-125 ms (poolserve.service.gc_tuning, bench/results/gc.md)
+    gc_freeze: bool = True
+
     # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
     # an idle kept-alive connection closes after keep_alive_timeout_s; past max_connections open
     # connections (or requests in progress), new requests get 503 (uvicorn's limit_concurrency)

@@ -42,6 +42,7 @@ def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None
     settings = Settings()
     assert (settings.host, settings.port, settings.execution_provider) == ("127.0.0.1", 8000, "auto")
     assert settings.api_key is None and settings.cors_origins == []
+    assert settings.gc_freeze  # tests/conftest.py turns it off for in-process servers; here it is cleared
     # No ./model_repository here: fall back to the one shipped beside the source tree.
     assert default_repository() == ROOT / "model_repository"
     monkeypatch.chdir(ROOT)
