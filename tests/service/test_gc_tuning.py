@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+import weakref
 from collections.abc import Iterator
 
 import httpx
@@ -49,14 +50,17 @@ def test_the_recorder_reports_each_collection_with_its_generation_while_entered(
 @pytest.mark.usefixtures("unfrozen")
 def test_freezing_takes_live_objects_out_of_reach_and_garbage_made_later_is_still_collected() -> None:
     alive = Node()
-    frozen = freeze_loaded_heap()
-    assert frozen == gc.get_freeze_count() > 0
+    assert freeze_loaded_heap() > 1000
     assert not any(o is alive for o in gc.get_objects()), "a live object is still walked by the collector"
     cycle = Node()
     cycle.other = Node()
     cycle.other.other = cycle
+    watch = weakref.ref(cycle)
     del cycle
-    assert gc.collect() >= 2, "a reference cycle made after the freeze was not collected"
+    # Other threads of this process (the session's server) may run the collection first: either way the
+    # cycle must be gone after one.
+    gc.collect()
+    assert watch() is None, "a reference cycle made after the freeze was not collected"
 
 
 def test_a_served_app_puts_every_collection_on_metrics(server_url: str) -> None:
