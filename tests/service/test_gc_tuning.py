@@ -40,7 +40,9 @@ def test_the_recorder_reports_each_collection_with_its_generation_while_entered(
     with GcPauseRecorder(lambda generation, seconds: pauses.append((generation, seconds))):
         gc.collect(0)
         gc.collect(2)
-    assert [g for g, _ in pauses[-2:]] == [0, 2]
+    # Other threads of this process may collect meanwhile; these two must be among what was reported.
+    generations = [g for g, _ in pauses]
+    assert 0 in generations and 2 in generations[generations.index(0) :]
     assert all(seconds >= 0 for _, seconds in pauses)
     seen = len(pauses)
     gc.collect()
@@ -104,4 +106,5 @@ def test_poolserve_serve_freezes_by_default_and_answers_as_an_unfrozen_server(
     assert b'"predictions"' in frozen_answers[0]
     # Start-up alone (FastAPI, pydantic, numpy, onnxruntime) leaves tens of thousands of objects alive.
     assert _sample(text, "poolserve_gc_frozen_objects") > 10_000
-    assert _sample(text, 'poolserve_gc_pause_seconds_count{generation="0"}') > 0
+    # the full collection before the freeze, at least, was timed
+    assert _sample(text, 'poolserve_gc_pause_seconds_count{generation="2"}') >= 1
