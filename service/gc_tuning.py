@@ -3,8 +3,8 @@
 A full (generation 2) collection walks every container object the process holds, and once the models
 are in that is mostly objects that live as long as the process: FastAPI's routes and schemas, pydantic's
 validators, the numpy and onnxruntime bindings. Under load on the digit model each such walk stopped the
-event loop, and every request in flight, for 60-125 ms, a few times a minute: most of the p99 at 32
-clients (``python -m bench.gc``, bench/results/gc.md). ``gc.freeze`` once loading is done moves those
+event loop, and every request in flight, for 60-70 ms on average, a few times a minute: most of the p99
+at 32 clients (``python -m bench.gc``, bench/results/gc.md). ``gc.freeze`` once loading is done moves those
 objects into the permanent generation, out of the collector's reach; full collections then walk only
 what was made since. Garbage made later is collected as before.
 """

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
 
     # once the models are in, move every object start-up left alive out of the garbage collector's reach
     # (gc.freeze), so that its full collections stop walking them: under load those walks stalled every
-    # request for 60-125 ms (poolserve.service.gc_tuning, bench/results/gc.md)
+    # request for 60-70 ms on average (poolserve.service.gc_tuning, bench/results/gc.md)
     gc_freeze: bool = True
 
     # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
