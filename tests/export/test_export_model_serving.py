@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import torch
 from PIL import Image
 
 from poolserve.export.user_loading import build_module, load_factory
+from tests.conftest import server_environment
 from tests.service.conftest import ROOT, wait_until_ready
 from tests.service.test_cli import free_port
 
@@ -124,7 +124,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 def server(exported: tuple[Path, dict[str, torch.nn.Module]]) -> Iterator[str]:
     repository, _ = exported
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLSERVE_")}
+    env = server_environment()
     command = [
         sys.executable,
         "-m",

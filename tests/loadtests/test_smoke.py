@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import server_environment
 from tests.loadtests.conftest import REPOSITORY, ROOT
 
 SMOKE = [
@@ -34,7 +35,12 @@ SMOKE = [
 def test_a_short_mixed_run_against_a_local_poolserve_has_zero_errors(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "poolserve.loadtests", "run", *SMOKE, "--repository", str(REPOSITORY)]
     done = subprocess.run(
-        [*command, "--output-dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=240
+        [*command, "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        env=server_environment(),  # the local server it starts runs on the shipped defaults
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.conftest import server_environment
 from tests.service.conftest import ROOT, wait_until_ready
 
 
@@ -37,7 +38,7 @@ def supervised_server(
     """``poolserve serve [args]`` with ``settings`` as ``POOLSERVE_*`` variables; yields it and its URL."""
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("POOLSERVE_")},
+        **server_environment(),
         "POOLSERVE_PORT": str(port),
         "POOLSERVE_REPOSITORY": str(repository),
         "POOLSERVE_LOG_LEVEL": "warning",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import httpx
 import pytest
 
+from tests.conftest import server_environment
 from tests.service.conftest import ROOT, wait_until_ready
 
 
@@ -37,7 +37,7 @@ def free_port() -> int:
 )
 def test_starts_with_zero_configuration(command: list[str]) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLSERVE_")}
+    env = server_environment()
     process = subprocess.Popen(
         [part.format(port=port) for part in command],
         cwd=ROOT,

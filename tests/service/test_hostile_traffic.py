@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import random
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from PIL import Image
 
 from poolserve.repository.manifest import Manifest
 from poolserve.service.imaging.preprocess import decode_and_preprocess
+from tests.conftest import server_environment
 from tests.service.conftest import REPOSITORY, ROOT, DigitFile, wait_until_ready
 from tests.service.supervised import free_port
 from tests.service.test_bad_inputs import CORPUS, LIMITS, Digit, raw, streamed
@@ -73,7 +73,7 @@ class Server:
 def server() -> Iterator[Server]:
     port = free_port()
     env = {
-        **os.environ,
+        **server_environment(),
         "POOLSERVE_PORT": str(port),
         "POOLSERVE_REPOSITORY": str(REPOSITORY),
         "POOLSERVE_LOG_LEVEL": "warning",
