@@ -138,9 +138,10 @@ def _start(
     return PolicyServer(policy, server, launch.url, launch.url.split("/v1/")[0] + "/metrics")
 
 
-def _batch_metrics(metrics_url: str, model: str) -> dict[str, float]:
-    """Counters so far from poolserve's histograms: batches run and the images in them, and the batching
-    window's wait (total seconds, and batches that did not wait at all)."""
+def _server_counters(metrics_url: str, model: str) -> dict[str, float]:
+    """Counters so far from poolserve's histograms: batches run and the images in them, the batching
+    window's wait (total seconds, and batches that did not wait at all), and the garbage collector's pauses
+    (all generations' total seconds, and the full collections' number and seconds)."""
     text = httpx.get(metrics_url, timeout=30).text
     label = f'model="{re.escape(model)}"'
     series = {
@@ -149,14 +150,11 @@ def _batch_metrics(metrics_url: str, model: str) -> dict[str, float]:
         "waits": rf"poolserve_batch_window_wait_seconds_count{{{label}}}",
         "wait_s": rf"poolserve_batch_window_wait_seconds_sum{{{label}}}",
         "no_wait": rf'poolserve_batch_window_wait_seconds_bucket{{le="0.0",{label}}}',
-    }
-    # the garbage collector's pauses, all generations and the full (generation 2) ones alone
-    gc_series = {
         "gc_full": r'poolserve_gc_pause_seconds_count{generation="2"}',
         "gc_full_s": r'poolserve_gc_pause_seconds_sum{generation="2"}',
     }
     found = {}
-    for key, name in {**series, **gc_series}.items():
+    for key, name in series.items():
         match = re.search(rf"^{name} (\S+)$", text, re.M)
         found[key] = float(match.group(1)) if match else 0.0
     gc_sums = re.findall(r"^poolserve_gc_pause_seconds_sum\S* (\S+)$", text, re.M)
@@ -168,13 +166,13 @@ def _measure(
     target: PolicyServer, model: str, payload: loadgen.Payload, concurrency: int, seconds: float
 ) -> dict[str, Any]:
     _post(target.url, payload)  # waits behind anything the previous run left queued
-    before = _batch_metrics(target.metrics_url, model)
+    before = _server_counters(target.metrics_url, model)
     cpu_before = processes.cpu_seconds(target.server.tree())
     core_before = processes.core_busy_seconds(int(SERVER_CORES))
     result = loadgen.run_wrk(target.url, payload, concurrency, seconds, CLIENT_CORES)
     cpu = processes.cpu_seconds(target.server.tree()) - cpu_before
     core = processes.core_busy_seconds(int(SERVER_CORES)) - core_before
-    after = _batch_metrics(target.metrics_url, model)
+    after = _server_counters(target.metrics_url, model)
     delta = {key: after[key] - before[key] for key in after}
     batches, waits = delta["batches"], delta["waits"]
     return {
