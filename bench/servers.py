@@ -62,18 +62,23 @@ def server_argv(server: str, app: str, port: int, workers: int) -> list[str]:
     ]
 
 
+def server_env(port: int) -> dict[str, str]:
+    """What every server of these comparisons runs with: the shipped repository, one onnxruntime thread."""
+    return {
+        "POOLSERVE_PORT": str(port),
+        "POOLSERVE_REPOSITORY": str(ROOT / "model_repository"),
+        "POOLSERVE_LOG_LEVEL": "warning",
+        "POOLSERVE_INTRA_OP_THREADS": "1",
+    }
+
+
 def one_server(
     server: str, app: str, core_set: str, plan: dict[str, Any], payload: loadgen.Payload, scratch: Path
 ) -> list[dict[str, Any]]:
     server_cores, client_cores = core_set.split(":")
     workers = len(parse_cores(server_cores))
     port = free_port()
-    env = {
-        "POOLSERVE_PORT": str(port),
-        "POOLSERVE_REPOSITORY": str(ROOT / "model_repository"),
-        "POOLSERVE_LOG_LEVEL": "warning",
-        "POOLSERVE_INTRA_OP_THREADS": "1",
-    }
+    env = server_env(port)
     url = f"http://127.0.0.1:{port}/v1/models/{MODEL}/classify"
     name = f"{server}-{app}-{workers}core"
     argv = server_argv(server, app, port, workers)
