@@ -26,7 +26,7 @@ from typing import Any
 
 from bench import loadgen, payloads, processes, suite
 from bench import run as bench_run
-from bench.inprocess import asgi_scope, drive
+from bench.inprocess import asgi_scope, drive, model_ready
 from bench.provenance import run_metadata, save_results
 
 MODEL = "lenet5-mnist"
@@ -44,7 +44,7 @@ async def in_process(requests: int, rounds: int) -> list[dict[str, Any]]:
     async with contextlib.AsyncExitStack() as running:
         for app in apps.values():
             await running.enter_async_context(app.router.lifespan_context(app))
-            await app.state.runtime.registry.wait_loaded()
+            await model_ready(app, MODEL)
             await drive(app, scope, payload.body, 200, 32)  # warm-up
         for round_no in range(rounds):
             for concurrency in CONCURRENCIES:

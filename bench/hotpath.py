@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import payloads, suite
-from bench.inprocess import asgi_scope, drive
+from bench.inprocess import asgi_scope, drive, model_ready
 from bench.loadgen import Payload
 from bench.provenance import run_metadata, save_results
 from bench.stage_tracer import Stage, StageTracer
@@ -100,13 +100,13 @@ async def reference_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[App]:
-    """The service built by its factory, lifespan entered, models loaded."""
+async def serving(model: str) -> AsyncIterator[App]:
+    """The service built by its factory, lifespan entered, models loaded and ``model`` serving."""
     from poolserve.service.app import create_app
 
     app = create_app()
     async with app.router.lifespan_context(app):
-        await app.state.runtime.registry.wait_loaded()
+        await model_ready(app, model)
         yield app
 
 
@@ -136,11 +136,11 @@ async def measure(model: str, requests: int, rounds: int) -> dict[str, Any]:
     stage_cpu: dict[str, float] = {}
     calls: dict[str, int] = {}
     payload = payloads.classify_payload(payloads.digit_png(), "image/png")  # loads MNIST: once
-    async with serving() as app:
+    async with serving(model) as app:
         # Wrappers patch classes, so they are installed only around the traced runs; the traced app is
         # built under them because its router binds its routing method when it is built.
         with tracer.install(STAGES):
-            traced_app_context = serving()
+            traced_app_context = serving(model)
             traced_app = await traced_app_context.__aenter__()
         try:
             await drive(app, asgi_scope(path, payload), payload.body, 200, 32)  # warm-up

@@ -21,6 +21,8 @@ from typing import Any
 from bench import payloads, suite
 from bench.loadgen import Payload
 
+LOAD_TIMEOUT_S = 300.0  # the default repository loads in seconds; a stuck load should not hang a run
+
 
 def asgi_scope(path: str, payload: Payload) -> dict[str, Any]:
     return {
@@ -63,6 +65,22 @@ async def one_request(app: Any, scope: dict[str, Any], body: bytes) -> int:
     return status
 
 
+async def model_ready(app: Any, model: str, timeout_s: float = LOAD_TIMEOUT_S) -> None:
+    """Wait for ``app``'s models to load, then insist that ``model`` serves. A model that did not load would
+    leave every request a 404 or 503, and a load that never ends would hang the benchmark: both stop it
+    with the reason instead."""
+    registry = app.state.runtime.registry
+    where = os.environ.get("POOLSERVE_REPOSITORY", "the repository")
+    try:
+        await asyncio.wait_for(registry.wait_loaded(), timeout_s)
+    except TimeoutError:
+        raise SystemExit(f"the models in {where} did not finish loading within {timeout_s:g} s") from None
+    entry = next((e for e in registry.entries() if e.name == model), None)
+    if entry is None or entry.status != "ready":
+        reason = "not found" if entry is None else f"{entry.status}: {entry.reason}"
+        raise SystemExit(f"{model} is not ready in {where} ({reason})")
+
+
 async def drive(app: Any, scope: dict[str, Any], body: bytes, requests: int, concurrency: int) -> None:
     remaining = requests
 
@@ -89,15 +107,8 @@ async def _main(model: str, requests: int, concurrency: int, profile: bool, roun
     payload = payloads.classify_payload(payloads.digit_png(), "image/png")
     scope = asgi_scope(f"/v1/models/{model}/classify", payload)
     async with app.router.lifespan_context(app):
-        runtime = getattr(app.state, "runtime", None)  # None: a reference app without models
-        if runtime is not None:
-            await runtime.registry.wait_loaded()
-            # A model that did not load would leave every request a 404 or 503: say so instead of timing them.
-            entry = next((e for e in runtime.registry.entries() if e.name == model), None)
-            if entry is None or entry.status != "ready":
-                where = os.environ["POOLSERVE_REPOSITORY"]
-                reason = "not found" if entry is None else f"{entry.status}: {entry.reason}"
-                raise SystemExit(f"{model} is not ready in {where} ({reason})")
+        if getattr(app.state, "runtime", None) is not None:  # None: a reference app without models
+            await model_ready(app, model)
         await drive(app, scope, payload.body, 200, concurrency)  # warm-up
         profiler = cProfile.Profile() if profile else None
         if profiler:

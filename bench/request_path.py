@@ -145,7 +145,8 @@ async def _measure() -> dict[str, Any]:
     app = create_app()
     paths: dict[str, Any] = {}
     async with app.router.lifespan_context(app):
-        await app.state.runtime.registry.wait_loaded()
+        # A load that never ends stops the run (TimeoutError) instead of hanging it.
+        await asyncio.wait_for(app.state.runtime.registry.wait_loaded(), 300)
         for name, (path, content_type, body) in _requests().items():
             if await _send(app, path, content_type, body) != 200:  # warm-up: first-call paths excluded
                 raise RuntimeError(f"{name}: the warm-up request failed")
