@@ -25,7 +25,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_cmd = sub.add_parser("run", help="run the benchmark (about 20 minutes; --quick about 6)")
+    run_cmd = sub.add_parser("run", help="run the benchmark (about 15 minutes on 2 cores; --quick about 6)")
     run_cmd.add_argument("--quick", action="store_true", help="two concurrency levels, 3 s runs")
     run_cmd.add_argument("--models", nargs="+", choices=["digits", "resnet"], default=None)
     run_cmd.add_argument("--peers", nargs="*", default=None, help="subset of litserve bentoml torchserve ray")
