@@ -41,7 +41,7 @@ from bench.suite import ROOT, free_port
 
 MODEL = "lenet5-mnist"
 CONCURRENCY = 32
-BATCH = 32  # onnxruntime's share is taken at the batch the service forms at this concurrency
+BATCH = 32  # the largest batch 32 clients can form: the best case, as a ceiling should take
 SERVERS = ("noop", "poolserve")
 FULL = {"rounds": 5, "duration_s": 5.0, "warmup_s": 2.0, "number": 2000, "repeat": 5}
 QUICK = {"rounds": 2, "duration_s": 2.0, "warmup_s": 1.0, "number": 300, "repeat": 3}
