@@ -34,7 +34,7 @@ import numpy as np
 import orjson
 
 from bench import loadgen, payloads, processes
-from bench.pinned import measure, pinned
+from bench.pinned import measure, pinned_server
 from bench.provenance import run_metadata, save_results
 from bench.servers import server_argv, server_env
 from bench.suite import ROOT, free_port
@@ -142,22 +142,18 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
     }
     servers: dict[str, tuple[processes.Server, str]] = {}
     rounds = []
+    cores_of = (server_core, client_core)
     os.sched_setaffinity(0, {int(client_core)})  # the harness stays off the server core
-    try:
+    with contextlib.ExitStack() as running:
         for name in SERVERS:
             port = free_port()
-            argv = server_argv("uvicorn", name, port, workers=1)
-            server = processes.start(
-                f"ceiling-{name}", pinned(argv, server_core), server_env(port), scratch, ROOT
-            )
             url = f"http://127.0.0.1:{port}/v1/models/{MODEL}/classify"
-            servers[name] = (server, url)
-            probe: tuple[str, dict[str, object]] = (
-                "POST",
-                {"content": png, "headers": {"content-type": "image/png"}},
+            argv, env = server_argv("uvicorn", name, port, workers=1), server_env(port)
+            warmup = (CONCURRENCY, plan["warmup_s"])
+            server = running.enter_context(
+                pinned_server(f"ceiling-{name}", argv, env, url, payload, cores_of, scratch, warmup)
             )
-            processes.wait_ready(server, url, probe, 120)
-            loadgen.run_wrk(url, payload, CONCURRENCY, plan["warmup_s"], client_core)
+            servers[name] = (server, url)
         answer = poolserve_answer(servers["poolserve"][1], png)
         pieces = work_pieces(entry, png, answer)
         for number in range(plan["rounds"]):
@@ -165,9 +161,7 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
             figures = {}
             for name in order:
                 server, url = servers[name]
-                figures[name] = measure(
-                    server, url, payload, CONCURRENCY, plan["duration_s"], server_core, client_core
-                )
+                figures[name] = measure(server, url, payload, CONCURRENCY, plan["duration_s"], *cores_of)
             with on_cores({int(server_core)}):
                 pieces_us = time_pieces(pieces, plan["number"], plan["repeat"])
             round_: dict[str, Any] = {"round": number, "servers": figures, "pieces_us": pieces_us}
@@ -178,9 +172,6 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
                 f" ({d['of_aim']:.2f} of the aim)",
                 flush=True,
             )
-    finally:
-        for server, _ in servers.values():
-            server.stop()
     meta["load_after"] = os.getloadavg()[0]
     return {"meta": meta, "model": MODEL, "rounds": rounds}
 

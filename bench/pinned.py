@@ -4,9 +4,11 @@ share cores (on a 2-core machine they must), and the results say so."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +117,34 @@ def measure(
     }
 
 
+@contextlib.contextmanager
+def pinned_server(
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    url: str,
+    payload: loadgen.Payload,
+    cores: tuple[str, str],
+    scratch: Path,
+    warmup: tuple[int, float],
+    processes_to_warm: int = 1,
+) -> Iterator[processes.Server]:
+    """``argv`` started pinned to the server cores, every one of its processes answering, warmed up with
+    wrk (``warmup``: concurrency, seconds); stopped on exit whatever happens."""
+    server = processes.start(name, pinned(argv, cores[0]), env, scratch, ROOT)
+    try:
+        probe: tuple[str, dict[str, object]] = (
+            "POST",
+            {"content": payload.body, "headers": {"content-type": payload.content_type}},
+        )
+        processes.wait_ready(server, url, probe, 120)
+        wait_all_ready(url, payload, in_a_row=8 * processes_to_warm)
+        loadgen.run_wrk(url, payload, warmup[0], warmup[1], cores[1])
+        yield server
+    finally:
+        server.stop()
+
+
 def serve_and_measure(
     name: str,
     argv: list[str],
@@ -126,18 +156,10 @@ def serve_and_measure(
     scratch: Path,
     processes_to_warm: int = 1,
 ) -> list[dict[str, Any]]:
-    """Start ``argv`` pinned to the server cores, wait until all its processes answer, warm it up, then
-    one wrk run per concurrency of ``plan``; the server is stopped whatever happens."""
-    server = processes.start(name, pinned(argv, cores[0]), env, scratch, ROOT)
+    """A ``pinned_server``, then one wrk run per concurrency of ``plan``."""
     rows = []
-    try:
-        probe: tuple[str, dict[str, object]] = (
-            "POST",
-            {"content": payload.body, "headers": {"content-type": payload.content_type}},
-        )
-        processes.wait_ready(server, url, probe, 120)
-        wait_all_ready(url, payload, in_a_row=8 * processes_to_warm)
-        loadgen.run_wrk(url, payload, max(plan["concurrencies"]), plan["warmup_s"], cores[1])
+    warmup = (max(plan["concurrencies"]), plan["warmup_s"])
+    with pinned_server(name, argv, env, url, payload, cores, scratch, warmup, processes_to_warm) as server:
         for concurrency in plan["concurrencies"]:
             row = measure(server, url, payload, concurrency, plan["duration_s"], *cores)
             rows.append(row)
@@ -147,8 +169,6 @@ def serve_and_measure(
                 f"  errors {row['errors']}",
                 flush=True,
             )
-    finally:
-        server.stop()
     return rows
 
 
