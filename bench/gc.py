@@ -64,11 +64,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 def summary(table: dict[tuple[str, str, int], dict[str, float]], baseline: str, new: str) -> list[str]:
     """The frozen heap's best and worst cells against the unfrozen one, in throughput and in p99."""
-    pairs = [
-        (f"{model} c={c}", cell, table[(model, baseline, c)])
-        for (model, policy, c), cell in table.items()
-        if policy == new and (model, baseline, c) in table
-    ]
+    paired = window.paired_cells(table, baseline, new)
+    pairs = [(f"{model} c={c}", cell, base) for model, c, cell, base in paired]
     if not pairs:
         return []
     rates = sorted(pairs, key=lambda p: p[1]["images_per_s"] / p[2]["images_per_s"])

@@ -372,14 +372,21 @@ def markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def paired_cells(
+    table: dict[tuple[str, str, int], dict[str, float]], baseline: str, new: str
+) -> list[tuple[str, int, dict[str, float], dict[str, float]]]:
+    """(model, concurrency, ``new``'s cell, ``baseline``'s cell) wherever both settings ran."""
+    return [
+        (model, c, cell, table[(model, baseline, c)])
+        for (model, policy, c), cell in table.items()
+        if policy == new and (model, baseline, c) in table
+    ]
+
+
 def verdict(table: dict[tuple[str, str, int], dict[str, float]]) -> list[str]:
     """The new window's worst cell against no window, in throughput and in p99; and the cells where it
     never held a batch open, so that it ran exactly what no window runs and any difference is the host's."""
-    pairs = [
-        (model, c, cell, table[(model, BASELINE, c)])
-        for (model, policy, c), cell in table.items()
-        if policy == NEW and (model, BASELINE, c) in table
-    ]
+    pairs = paired_cells(table, BASELINE, NEW)
     if not pairs:
         return []
     rate = min(pairs, key=lambda p: p[2]["images_per_s"] / p[3]["images_per_s"])
