@@ -13,7 +13,6 @@ bench/results/gc.json, gc.md and gc.png.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +81,7 @@ def summary(table: dict[tuple[str, str, int], dict[str, float]], baseline: str, 
 
 
 def write_report(results_path: Path) -> tuple[Path, Path]:
-    results = json.loads(results_path.read_text())
-    md = results_path.with_suffix(".md")
-    md.write_text(markdown(results))
-    png = results_path.with_suffix(".png")
-    window.plot(results, png)
-    return md, png
+    return window.write_report(results_path, markdown)
 
 
 def main(argv: list[str] | None = None) -> None:

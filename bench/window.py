@@ -438,10 +438,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def write_report(results_path: Path) -> tuple[Path, Path]:
+def write_report(results_path: Path, render: Callable[[dict[str, Any]], str] = markdown) -> tuple[Path, Path]:
+    """The .md (``render``'s text) and the .png beside a comparison's results JSON."""
     results = json.loads(results_path.read_text())
     md = results_path.with_suffix(".md")
-    md.write_text(markdown(results))
+    md.write_text(render(results))
     png = results_path.with_suffix(".png")
     plot(results, png)
     return md, png
