@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -214,6 +215,9 @@ def test_errors(triton: httpclient.InferenceServerClient, manifests: dict[str, M
         ({}, b"not json", "JSON"),
         ({"Inference-Header-Content-Length": "3"}, b"abcdef", "JSON"),
         ({"Content-Encoding": "gzip"}, b"not gzip", "gzip"),
+        ({"Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00garbage", "cut short"),
+        ({"Content-Encoding": "gzip"}, gzip.compress(b'{"inputs": []}')[:-8], "cut short"),
+        ({"Content-Encoding": "gzip"}, gzip.compress(b'{"inputs": []}') + b"xx", "bytes follow"),
     ],
 )
 def test_malformed_bodies_get_protocol_errors(
@@ -222,6 +226,61 @@ def test_malformed_bodies_get_protocol_errors(
     response = client.post(f"/v2/models/{CLASSIFIERS[0]}/infer", content=body, headers=headers)
     assert response.status_code == 400
     assert fragment in response.json()["error"]
+
+
+def _json_infer(client: httpx.Client, name: str, inputs: list[dict[str, Any]]) -> httpx.Response:
+    return client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [(None, "holds nulls"), ("0.5", "holds strings"), (True, "holds booleans"), ([0.5], "unequal")],
+)
+def test_json_data_must_hold_numbers_of_the_datatype(
+    client: httpx.Client, manifests: dict[str, Manifest], value: object, fragment: str
+) -> None:
+    """numpy would read these as numbers (null as NaN, "0.5" and true as values): a client's bug answered
+    as data. One bad value among good ones is enough to refuse the tensor."""
+    name = CLASSIFIERS[0]
+    data: list[object] = [0.0] * 784
+    data[100] = value
+    image = {"name": manifests[name].io.image.name, "shape": [1, 1, 28, 28], "datatype": "FP32", "data": data}
+    response = _json_infer(client, name, [image])
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"] and "FP32" in response.json()["error"]
+    data[100] = 1  # an integer is a number: accepted as FP32
+    assert _json_infer(client, name, [image]).status_code == 200
+
+
+def test_json_integers_are_not_truncated_from_fractions(
+    client: httpx.Client, manifests: dict[str, Manifest]
+) -> None:
+    name = REGION_MODELS[0]
+    io = manifests[name].io
+    assert io.boxes is not None and io.box_batch_indices is not None
+    _, c, h, w = io.image.shape
+    assert isinstance(c, int) and isinstance(h, int) and isinstance(w, int)
+    image = {"name": io.image.name, "shape": [1, c, h, w], "datatype": "FP32", "data": [0.0] * (c * h * w)}
+    boxes = {"name": io.boxes.name, "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 8, 8]}
+    indices = {"name": io.box_batch_indices.name, "shape": [1], "datatype": "INT64", "data": [0.7]}
+    response = _json_infer(client, name, [image, boxes, indices])
+    assert response.status_code == 400, response.text
+    assert "fractional numbers; INT64 takes integers" in response.json()["error"]
+    indices["data"] = [0]
+    assert _json_infer(client, name, [image, boxes, indices]).status_code == 200
+
+
+@pytest.mark.parametrize("shape", [[1, 3, 0, 10], [1, 3, 10, 0], [1, 3, 0, 0]])
+def test_an_empty_image_dimension_is_refused_before_the_session(
+    client: httpx.Client, shape: list[int]
+) -> None:
+    """A model whose height and width vary takes any size; zero is no size, and onnxruntime fails on it."""
+    name = "ppocr-textline-orientation"
+    if not (REPOSITORY / name).is_dir():
+        pytest.skip(f"{name} is not in the repository")
+    response = _json_infer(client, name, [{"name": "x", "shape": shape, "datatype": "FP32", "data": []}])
+    assert response.status_code == 400, response.text
+    assert "empty dimension" in response.json()["error"]
 
 
 def test_byte_count_must_match_shape(client: httpx.Client, manifests: dict[str, Manifest]) -> None:

@@ -61,10 +61,29 @@ def dtype_for(name: str, datatype: object) -> np.dtype[Any]:
     return DATATYPES[datatype]
 
 
+# The JSON values each kind of datatype takes. numpy would also turn strings, booleans and nulls into
+# numbers, and truncate fractions into integers: a client's bug, answered as if it were data.
+_JSON_VALUE_TYPES: dict[str, frozenset[type]] = {
+    "b": frozenset({bool}),
+    "i": frozenset({int}),
+    "u": frozenset({int}),
+    "f": frozenset({int, float}),
+}
+
+
 def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: object) -> np.ndarray:
     dtype = DATATYPES[datatype]
     if not isinstance(data, list):
         raise InvalidRequest(f"input {name!r}: 'data' must be a list")
+    try:
+        found = set(map(type, np.asarray(data, dtype=object).flat))
+    except ValueError:  # nested lists of unequal lengths
+        raise InvalidRequest(f"input {name!r}: 'data' is not a list of equal-length rows") from None
+    wrong = found - _JSON_VALUE_TYPES[dtype.kind]
+    if wrong:
+        kinds = ", ".join(sorted(_JSON_NAMES.get(t, t.__name__) for t in wrong))
+        expected = _EXPECTED[dtype.kind]
+        raise InvalidRequest(f"input {name!r}: 'data' holds {kinds}; {datatype} takes {expected}")
     try:
         array = np.asarray(data, dtype=dtype).reshape(-1)
     except (ValueError, TypeError, OverflowError):
@@ -74,6 +93,18 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: objec
             f"input {name!r}: 'data' has {array.size} elements; shape {list(shape)} needs {math.prod(shape)}"
         )
     return array.reshape(shape)
+
+
+_JSON_NAMES = {
+    bool: "booleans",
+    int: "integers",
+    float: "fractional numbers",
+    str: "strings",
+    type(None): "nulls",
+    list: "nested lists of unequal lengths",
+    dict: "objects",
+}
+_EXPECTED = {"b": "true or false", "i": "integers", "u": "integers", "f": "numbers"}
 
 
 def from_bytes(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
@@ -123,6 +154,12 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
         raise InvalidRequest(f"body is not valid {encoding} data") from None
     if len(out) > max_bytes or inflater.unconsumed_tail:
         raise PayloadTooLarge(f"decompressed body exceeds {max_bytes} bytes")
+    if not inflater.eof:
+        raise InvalidRequest(f"body is not valid {encoding} data: the compressed stream is cut short")
+    if inflater.unused_data:
+        raise InvalidRequest(
+            f"body is not valid {encoding} data: bytes follow the compressed stream (send one stream)"
+        )
     return out
 
 

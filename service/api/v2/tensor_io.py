@@ -38,6 +38,9 @@ def check_input(spec: TensorSpec, tensor: WireTensor) -> np.ndarray:
         d != -1 and d != s for d, s in zip(dims, tensor.shape, strict=True)
     ):
         raise InvalidRequest(f"input {spec.name!r}: shape {list(tensor.shape)}, the model takes {dims}")
+    if 0 in tensor.shape[1:]:
+        # Only the batch (or box) count may be zero; an empty image has nothing for the model to compute.
+        raise InvalidRequest(f"input {spec.name!r}: shape {list(tensor.shape)} has an empty dimension")
     return tensor.array
 
 
