@@ -4,6 +4,7 @@ One layer instead of one per concern, because each layer costs a call frame, a `
 own bookkeeping on every request (``python -m bench.hotpath`` times each). In the order a request meets
 them:
 
+- HEAD, answered as the GET it stands for, without the body;
 - the body size limit: 413 from ``Content-Length`` before anything is read; a body of undeclared length
   (chunked) is counted as it streams, and ``receive`` raises ``PayloadTooLarge`` past the limit;
 - the time limit (``Deadlines``, below): 504 once the request has run ``timeout_s``;
@@ -14,7 +15,8 @@ them:
   handlers, rely on this); one the table does not know becomes a 500, logged with its traceback, and
   is not re-raised, because Starlette's last-resort handler re-raises after answering and the server
   then drops the keep-alive connection under the client's next request;
-- request metrics by route template, model and status, the guard's own answers included.
+- request metrics by route template, model and status, the guard's own answers included; a request
+  whose client hung up before it arrived whole is counted as 499 (nginx's "client closed request").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import asyncio
 import logging
 import time
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poolserve.service import errors
@@ -32,6 +35,8 @@ from poolserve.service.api.offload import DecodeSlots, current_decode_slots
 from poolserve.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned; never sent
 
 
 class Deadline:
@@ -148,13 +153,18 @@ class RequestGuard:
             return
         started = time.perf_counter()
         response = ResponseStatus(send)
+        method = scope["method"]
+        if method == "HEAD":
+            # HEAD is GET without the body (RFC 9110 §9.3.2), wherever GET is served: the app answers
+            # the GET in a copy of the scope, and the server, whose scope still says HEAD, drops the body.
+            scope = dict(scope, method="GET")
         try:
             await self._bounded(scope, receive, response)
         finally:
             template = getattr(scope.get("route"), "path", "<unmatched>")
             model = scope.get("state", {}).get("model", "")  # set by deps.tagged_model
             seconds = time.perf_counter() - started
-            self.metrics.observe_request(scope["method"], template, model, response.status or 500, seconds)
+            self.metrics.observe_request(method, template, model, response.status or 500, seconds)
 
     async def _bounded(self, scope: Scope, receive: Receive, response: ResponseStatus) -> None:
         declared = declared_length(scope)
@@ -176,6 +186,11 @@ class RequestGuard:
             seconds = self.deadlines.seconds
             timeout = errors.RequestTimeout(f"the request took longer than {seconds:g} s")
             await send_error(scope, response, describe(timeout))
+        except ClientDisconnect:
+            # The client hung up before its request arrived whole: nobody is left to answer, and nothing
+            # on the server failed. Counted under nginx's 499, not as a server error.
+            response.status = response.status or CLIENT_CLOSED_REQUEST
+            log.info("%s %s: the client disconnected mid-request", scope["method"], scope["path"])
         except Exception as exc:
             info = describe(exc)
             if info.status == 500:
