@@ -17,7 +17,7 @@ from typing import Annotated, TypeVar
 import numpy as np
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, ValidationError
 
 from poolserve.service.api import multipart
 from poolserve.service.api.limits import RequestLimits
@@ -44,7 +44,9 @@ JSONBody = TypeVar("JSONBody", bound=BaseModel)
 Base64Image = Annotated[
     str, Field(json_schema_extra={"format": "byte"}, description="base64, or a data: URL")
 ]
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in the image's original pixels
+# x1, y1, x2, y2 in the image's original pixels: JSON numbers only, as a string or a boolean that merely
+# converts to one is more likely a client's bug than a coordinate.
+Box = tuple[StrictFloat, StrictFloat, StrictFloat, StrictFloat]
 
 
 class ClassifyJSON(BaseModel):
@@ -77,6 +79,11 @@ class FeaturesForm(BaseModel):
 
 
 def _media_type(request: Request) -> str:
+    """The body's media type; a body in a ``Content-Encoding`` is refused, since /v1 bodies are images
+    (compressed already) or their containers, and reading one as plain bytes would only misreport it."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r}: /v1 takes bodies as they are, unencoded")
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
@@ -99,27 +106,41 @@ def _json_model(body: bytes, model: type[JSONBody]) -> JSONBody:
         raise InvalidField(f"the JSON body does not match the expected shape ({where})") from None
 
 
-MAX_FORM_FIELDS = 8  # text fields beside the files; the forms here have one ("boxes")
+MAX_FORM_FIELDS = 8  # parts beyond the images that are parsed before the form is refused for its fields
 
 
-async def _multipart_images(request: Request, limits: RequestLimits) -> tuple[list[bytes], str | None]:
-    """The ``images`` files and the ``boxes`` text field (the last one sent) of a multipart form."""
+async def _multipart_images(
+    request: Request, limits: RequestLimits, boxes_field: bool
+) -> tuple[list[bytes], str | None]:
+    """The ``images`` files and, where the route takes one (``boxes_field``), the ``boxes`` text field of
+    a multipart form. Any other field, or a second ``boxes``, is refused: dropping what a client sent
+    (a misspelt ``image``, a ``top_k`` meant for the query string) would answer a question it never asked."""
+    accepted = ("images", "boxes") if boxes_field else ("images",)
     try:
         boundary = multipart.boundary_of(request.headers["content-type"])
         parts = multipart.parse_form(await request.body(), boundary, limits.max_images + MAX_FORM_FIELDS)
-    except multipart.TooManyPartsError:
-        raise LimitExceeded(f"more than {limits.max_images} images per request") from None
+    except multipart.TooManyPartsError as exc:
+        fields = " and one 'boxes' field" if boxes_field else ""
+        raise LimitExceeded(
+            f"more than {exc.limit} parts in the form; it takes at most {limits.max_images} images{fields}"
+        ) from None
     except multipart.MultipartError as exc:
         raise InvalidRequest(f"malformed multipart body: {exc}") from None
-    if sum(p.filename is None for p in parts) > MAX_FORM_FIELDS:
-        raise InvalidRequest(f"malformed multipart body: more than {MAX_FORM_FIELDS} text fields")
+    unknown = sorted({p.name for p in parts} - set(accepted))
+    if unknown:
+        raise InvalidField(
+            f"unknown form field {unknown[0]!r}; this route takes {' and '.join(map(repr, accepted))} "
+            "(options such as top_k go in the query string)"
+        )
     images = [p for p in parts if p.name == "images"]
     if any(p.filename is None for p in images):
         raise InvalidField("form field 'images' must hold files")
     boxes = [p for p in parts if p.name == "boxes"]
-    if boxes and boxes[-1].filename is not None:
+    if len(boxes) > 1:
+        raise InvalidField(f"form field 'boxes' sent {len(boxes)} times; send it once, for all images")
+    if boxes and boxes[0].filename is not None:
         raise InvalidField("form field 'boxes' must be text holding JSON")
-    return [p.data for p in images], (boxes[-1].data.decode("utf-8", "replace") if boxes else None)
+    return [p.data for p in images], (boxes[0].data.decode("utf-8", "replace") if boxes else None)
 
 
 def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
@@ -130,8 +151,13 @@ def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
     return images
 
 
+def _is_box(box: object) -> bool:
+    """Four JSON numbers (``bool`` is an ``int`` to Python, not a number to a JSON client)."""
+    return isinstance(box, list | tuple) and len(box) == 4 and all(type(v) in (int, float) for v in box)
+
+
 def boxes_array(raw: object, where: str) -> np.ndarray:
-    shape_ok = isinstance(raw, list) and all(isinstance(b, list | tuple) and len(b) == 4 for b in raw)
+    shape_ok = isinstance(raw, list) and all(_is_box(b) for b in raw)
     try:
         boxes = np.asarray(raw, dtype=np.float64).reshape(-1, 4) if shape_ok else None
     except (ValueError, TypeError):
@@ -160,7 +186,7 @@ def check_boxes(boxes: list[np.ndarray], max_boxes: int) -> list[np.ndarray]:
 async def parse_classify(request: Request, limits: RequestLimits) -> ImagePayload:
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
-        images, _ = await _multipart_images(request, limits)
+        images, _ = await _multipart_images(request, limits, boxes_field=False)
     elif media_type in MEDIA_TYPES:
         images = [await request.body()]
     elif media_type == "application/json":
@@ -177,7 +203,7 @@ async def parse_classify(request: Request, limits: RequestLimits) -> ImagePayloa
 async def parse_features(request: Request, limits: RequestLimits) -> RegionPayload:
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
-        images, boxes_text = await _multipart_images(request, limits)
+        images, boxes_text = await _multipart_images(request, limits, boxes_field=True)
         if boxes_text is None:
             raise InvalidField("form field 'boxes' is missing: JSON with one list of boxes per image")
         try:

@@ -13,7 +13,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from poolserve.service.errors import ImageTooLarge, InvalidImage
 from poolserve.service.imaging.plain_png import PlainPNG, open_plain_png
@@ -108,6 +108,11 @@ def _as_client_errors(max_pixels: int | None) -> Iterator[None]:
 def _open(data: bytes) -> Image.Image:
     """Probe only the allowed formats first; anything else is reopened so its refusal names its format."""
     try:
-        return Image.open(io.BytesIO(data), formats=_PROBE)
+        image = Image.open(io.BytesIO(data), formats=_PROBE)
     except UnidentifiedImageError:
         return Image.open(io.BytesIO(data))
+    if image.format == "MPO":
+        # A JPEG that carries secondary images after its own (HDR gain maps, depth maps, stereo views, as
+        # phone cameras write them): Pillow calls it MPO. Its primary image is the photo, a plain JPEG.
+        return JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+    return image

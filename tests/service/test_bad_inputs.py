@@ -7,6 +7,7 @@ digit must still classify exactly as before it.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import io
 import json
@@ -72,6 +73,7 @@ class Digit:
         """The same digit in every pixel layout the service must decode correctly."""
         pixels = np.asarray(self.image)
         alpha = Image.new("L", self.image.size, 255)
+        rgb = self.image.convert("RGB")
         return {
             "grayscale png": encode(self.image, "PNG"),
             "16-bit png": encode(Image.fromarray(pixels.astype(np.uint16) * 257), "PNG"),
@@ -81,6 +83,9 @@ class Digit:
             "cmyk jpeg": encode(self.image.convert("CMYK"), "JPEG", quality=98),
             "rgb webp": encode(self.image.convert("RGB"), "WEBP", lossless=True),
             "bmp": encode(self.image, "BMP"),
+            # A JPEG carrying a second image after its own, as phone cameras write (HDR gain map, depth
+            # map): Pillow reads it as MPO; its primary image is the photo.
+            "mpo jpeg": encode(rgb, "MPO", save_all=True, append_images=[rgb.rotate(90)]),
         }
 
 
@@ -146,6 +151,7 @@ def assert_nothing_leaked(text: str) -> None:
         "cmyk jpeg",
         "rgb webp",
         "bmp",
+        "mpo jpeg",
     ],
 )
 def test_unusual_pixel_layouts_decode_correctly(strict: httpx.Client, digit: Digit, variant: str) -> None:
@@ -257,6 +263,39 @@ CORPUS: dict[str, tuple[Sender, int, str | None]] = {
         400,
         "invalid-request",
     ),
+    "misspelt images field": (
+        lambda h, d: h.post(CLASSIFY, files=[("image", ("a.png", encode(d.image, "PNG"), "image/png"))]),
+        422,
+        "invalid-field",
+    ),
+    "top_k as a form field": (
+        lambda h, d: h.post(
+            CLASSIFY, files=[("images", ("a.png", encode(d.image, "PNG"), "image/png"))], data={"top_k": "1"}
+        ),
+        422,
+        "invalid-field",
+    ),
+    "boxes on classify": (
+        lambda h, d: h.post(
+            CLASSIFY, files=[("images", ("a.png", encode(d.image, "PNG"), "image/png"))], data={"boxes": "[]"}
+        ),
+        422,
+        "invalid-field",
+    ),
+    "many text fields": (
+        lambda h, d: h.post(CLASSIFY, files=[("x", (None, b"1"))] * 80),
+        422,
+        "limit-exceeded",
+    ),
+    "gzip-encoded image": (
+        lambda h, d: h.post(
+            CLASSIFY,
+            content=gzip.compress(encode(d.image, "PNG")),
+            headers={**PNG, "content-encoding": "gzip"},
+        ),
+        415,
+        "unsupported-media-type",
+    ),
     "features json missing boxes": (as_json({"items": [{"image": "AA=="}]}, FEATURES), 422, "invalid-field"),
     # boxes
     "box with 3 numbers": (boxes("[[[1, 2, 3]]]"), 422, "invalid-field"),
@@ -287,6 +326,28 @@ CORPUS: dict[str, tuple[Sender, int, str | None]] = {
     "fewer box lists than images": (boxes("[[]]", images=2), 422, "invalid-field"),
     "more box lists than images": (boxes("[[], []]"), 422, "invalid-field"),
     "boxes not json": (boxes("boxes"), 400, "invalid-request"),
+    "boxes sent twice": (
+        lambda h, d: h.post(
+            FEATURES,
+            files=[("images", ("a.png", encode(d.image, "PNG"), "image/png"))],
+            data={"boxes": ["[[[0, 0, 4, 4]]]", "[[]]"]},
+        ),
+        422,
+        "invalid-field",
+    ),
+    "coordinates as numeric strings": (boxes('[[["0", "0", "4", "4"]]]'), 422, "invalid-field"),
+    "coordinate true": (boxes("[[[true, 0, 4, 4]]]"), 422, "invalid-field"),
+    "coordinate null": (boxes("[[[null, 0, 4, 4]]]"), 422, "invalid-field"),
+    "coordinate as a numeric string (json)": (
+        lambda h, d: h.post(FEATURES, json={"items": [{"image": b64(d), "boxes": [["0", 0, 4, 4]]}]}),
+        422,
+        "invalid-field",
+    ),
+    "coordinate true (json)": (
+        lambda h, d: h.post(FEATURES, json={"items": [{"image": b64(d), "boxes": [[True, 0, 4, 4]]}]}),
+        422,
+        "invalid-field",
+    ),
     "boxes missing": (
         lambda h, d: h.post(FEATURES, files=[("images", ("a.png", b"x", "image/png"))]),
         422,

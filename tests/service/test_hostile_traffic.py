@@ -106,13 +106,18 @@ def png(size: tuple[int, int] = (200, 200)) -> bytes:
     return buffer.getvalue()
 
 
+def json_number(value: float) -> float | str:
+    """JSON has no NaN or infinity: those go as strings, which /v1 refuses as not numbers (422) before
+    the box policy; /v2's binary tensors carry them to the box policy itself."""
+    return value if np.isfinite(value) else str(value)
+
+
 def features_v1(model: str, box: list[float]) -> Send:
     return features_v1_boxes(model, [box])
 
 
 def features_v1_boxes(model: str, boxes: list[list[float]]) -> Send:
-    # JSON has no NaN or infinity: those go as strings, which the service reads as floats
-    sent = json.dumps([[[v if np.isfinite(v) else str(v) for v in box] for box in boxes]])
+    sent = json.dumps([[[json_number(v) for v in box] for box in boxes]])
     files = [("images", ("a.png", png(), "image/png"))]
     return lambda http: http.post(f"/v1/models/{model}/features", files=files, data={"boxes": sent})
 
@@ -124,7 +129,8 @@ def features_v1_json(model: str, box: list[float]) -> Send:
 def features_v1_json_boxes(model: str, boxes: list[list[float]]) -> Send:
     import base64
 
-    item = {"image": base64.b64encode(png()).decode(), "boxes": [[str(v) for v in box] for box in boxes]}
+    sent = [[json_number(v) for v in box] for box in boxes]
+    item = {"image": base64.b64encode(png()).decode(), "boxes": sent}
     return lambda http: http.post(f"/v1/models/{model}/features", json={"items": [item]})
 
 

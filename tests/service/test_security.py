@@ -105,5 +105,5 @@ def test_multipart_uploads_stay_in_memory_and_ignore_file_names() -> None:
     limits = RequestLimits.of(
         Settings(max_images_per_request=4, max_boxes_per_request=8, max_body_bytes=4 << 20)
     )
-    images, boxes = asyncio.run(_multipart_images(Request(scope, receive), limits))
+    images, boxes = asyncio.run(_multipart_images(Request(scope, receive), limits, boxes_field=True))
     assert images == [big] and boxes is None
