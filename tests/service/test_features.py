@@ -154,6 +154,33 @@ def test_npy_and_float16_encodings_carry_the_same_features(
     np.testing.assert_allclose(decoded, expected, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    ("accept", "media_type"),
+    [
+        ("application/x-npy", "application/x-npy"),
+        ("Application/X-NPY", "application/x-npy"),
+        ("application/x-npy, */*", "application/x-npy"),
+        ("application/json;q=0.5, application/x-npy", "application/x-npy"),
+        ("application/x-npy;q=0, application/json", "application/json"),
+        ("application/json, application/x-npy;q=0.1", "application/json"),
+        ("application/x-npy+zip", "application/json"),
+        ("*/*", "application/json"),
+        ("text/html", "application/json"),
+    ],
+)
+def test_the_response_type_follows_the_accept_header(
+    client: httpx.Client, canvases, accept: str, media_type: str
+) -> None:
+    canvas = canvases[0]
+    response = client.post(
+        "/v1/models/digits-roialign/features",
+        headers={"accept": accept},
+        **multipart([canvas.blob], [canvas.boxes]),
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == media_type
+
+
 def test_zero_boxes_everywhere_is_valid(client: httpx.Client, canvases) -> None:
     blobs = [c.blob for c in canvases[:2]]
     empty = [np.zeros((0, 4), np.float32)] * 2

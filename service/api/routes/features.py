@@ -16,6 +16,7 @@ from poolserve.service.api.inference_endpoint import (
     InferenceRoute,
     openapi_body,
 )
+from poolserve.service.api.negotiation import preferred
 from poolserve.service.api.offload import decode_images
 from poolserve.service.api.payloads import FeaturesForm, FeaturesJSON, check_top_k, parse_features
 from poolserve.service.api.region_json import Encoding, region_results_json
@@ -29,6 +30,7 @@ PATH = "/v1/models/{name}/features"
 router = APIRouter(tags=["inference"])
 
 NPY_MEDIA_TYPE = "application/x-npy"
+RESPONSE_MEDIA_TYPES = ("application/json", NPY_MEDIA_TYPE)  # the default first
 BOX_COUNTS_HEADER = "X-Box-Counts"
 NPY_RESPONSE = {"content": {NPY_MEDIA_TYPE: {"schema": TypeAdapter(bytes).json_schema()}}}
 
@@ -75,7 +77,7 @@ async def features(call: InferenceCall[FeaturesQuery]) -> Response:
     output = await call.runtime.features(
         model, images, flat, image_of_row, describe, max_roi_cost=call.limits.max_request_roi_cost
     )
-    if NPY_MEDIA_TYPE in call.request.headers.get("accept", ""):
+    if preferred(call.request.headers.get("accept"), RESPONSE_MEDIA_TYPES) == NPY_MEDIA_TYPE:
         return _npy(output, model.io.feature_dim)
     return OrjsonResponse(_json(model.manifest, sent, output, call.query.encoding, k))
 
