@@ -1,5 +1,5 @@
-"""Progress on a terminal (a rich bar: done / total, images/s, boxes/s, errors, ETA) or, when stderr is
-not a terminal (a log file, a Ray job), a plain line every few seconds."""
+"""Progress on a terminal (a rich bar: done / total, images/s, boxes/s for region models, errors, ETA) or,
+when stderr is not a terminal (a log file, a Ray job), a plain line every few seconds and one at the end."""
 
 from __future__ import annotations
 
@@ -17,12 +17,22 @@ LOG_EVERY_S = 5.0
 
 class ProgressReport:
     def __init__(
-        self, total_images: int, done_images: int, label: str, listener: ProgressSink | None = None
+        self,
+        total_images: int,
+        done_images: int,
+        label: str,
+        listener: ProgressSink | None = None,
+        *,
+        with_boxes: bool = True,
+        log_every_s: float = LOG_EVERY_S,
     ) -> None:
+        """``with_boxes``: a region model's job, whose rate of boxes means something (a classifier's is 0)."""
         self._listener = listener
         self._total, self._done = total_images, done_images
         self._boxes = self._errors = self._new_images = 0
+        self._with_boxes, self._log_every_s = with_boxes, log_every_s
         self._started = self._logged = time.monotonic()
+        self._logged_done: int | None = None  # what the last plain line said, so close() never repeats it
         self._console = Console(stderr=True)
         self._bar: Bar | None = None
         if self._console.is_terminal:
@@ -39,10 +49,8 @@ class ProgressReport:
 
     def _rates(self) -> str:
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        return (
-            f"{self._new_images / elapsed:.1f} images/s, {self._boxes / elapsed:.1f} boxes/s, "
-            f"{self._errors} errors"
-        )
+        boxes = f"{self._boxes / elapsed:.1f} boxes/s, " if self._with_boxes else ""
+        return f"{self._new_images / elapsed:.1f} images/s, {boxes}{self._errors} errors"
 
     def __call__(self, step: Progress) -> None:
         if self._listener is not None:
@@ -53,14 +61,17 @@ class ProgressReport:
         self._errors += step.errors
         if self._bar is not None:
             self._bar.update(self._task, completed=self._done, rates=self._rates())
-        elif time.monotonic() - self._logged >= LOG_EVERY_S:
+        elif time.monotonic() - self._logged >= self._log_every_s:
             self._logged = time.monotonic()
             self._line()
 
     def _line(self) -> None:
+        self._logged_done = self._done
         print(f"extract: {self._done}/{self._total} images, {self._rates()}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
-        self._line()
+        # The last step may have printed the final count already (Ray reports a whole shard at once).
+        if self._logged_done != self._done:
+            self._line()

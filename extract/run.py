@@ -20,8 +20,15 @@ from poolserve.service.settings import Settings
 EngineName = Literal["local", "ray", "http"]
 
 
+# The model lookup before the job starts: a server that does not answer then is most often a wrong URL,
+# so say so within seconds (0.5 + 1 s of back-off) rather than after the client's full ~16 s. Requests of a
+# running job keep the client's default retries, riding out a restart.
+_LOOKUP_RETRIES = 2
+
+
 class JobError(Exception):
-    """The job cannot run (bad arguments, no such model, an output folder of another job)."""
+    """The job cannot run (bad arguments, no such model, an output folder of another job, a server that
+    does not answer)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def _model_ref(request: ExtractRequest, settings: Settings) -> tuple[ModelRef, L
         from poolserve.extract.http_engine import model_ref
 
         try:
-            with PoolserveClient(request.server, request.api_key) as client:
+            with PoolserveClient(request.server, request.api_key, retries=_LOOKUP_RETRIES) as client:
                 info = client.model(request.name).info
             return model_ref(info, request.name, request.version), None
         except (PoolserveError, ValueError) as exc:
@@ -96,7 +103,11 @@ def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) ->
         raise JobError(str(exc)) from None
     todo = pending(request.output, shards)
     report = ProgressReport(
-        len(items), len(items) - sum(len(s.items) for s in todo), request.engine, on_progress
+        len(items),
+        len(items) - sum(len(s.items) for s in todo),
+        request.engine,
+        on_progress,
+        with_boxes=model.is_region,
     )
     try:
         _run_engine(request, job, local, todo, report)
@@ -113,16 +124,7 @@ def _run_engine(
     report: ProgressReport,
 ) -> None:
     if request.engine == "http":
-        from poolserve.client import AsyncPoolserveClient
-        from poolserve.extract.http_engine import run_http
-
-        async def go() -> None:
-            async with AsyncPoolserveClient(
-                str(request.server), request.api_key, max_connections=request.workers
-            ) as client:
-                await run_http(client, job, request.output, todo, request.workers, report)
-
-        asyncio.run(go())
+        _run_http(request, job, todo, report)
         return
     assert local is not None
     if request.engine == "ray":
@@ -135,3 +137,21 @@ def _run_engine(
     from poolserve.extract.local import run_local
 
     run_local(local, job, request.output, todo, request.workers, request.threads, report)
+
+
+def _run_http(request: ExtractRequest, job: JobSpec, todo: list[Shard], report: ProgressReport) -> None:
+    from poolserve.client import AsyncPoolserveClient, PoolserveError
+    from poolserve.extract.http_engine import run_http
+
+    async def go() -> None:
+        async with AsyncPoolserveClient(
+            str(request.server), request.api_key, max_connections=request.workers
+        ) as client:
+            await run_http(client, job, request.output, todo, request.workers, report)
+
+    try:
+        asyncio.run(go())
+    except PoolserveError as exc:  # bad inputs are listed per image; this is the server or the network
+        raise JobError(
+            f"{request.server}: {exc} (the shards already written are kept: --resume continues)"
+        ) from None

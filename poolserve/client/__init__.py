@@ -2,7 +2,9 @@
 
 Sync (``PoolserveClient``) and async (``AsyncPoolserveClient``), numpy arrays out, the API key sent as a
 bearer token, 503s retried as ``Retry-After`` says, and every refusal raised as a typed ``PoolserveError``
-built from the service's problem+json body. Needs only httpx and numpy (``pip install 'poolserve[client]'``).
+built from the service's problem+json body; no answer at all (refused, unresolved, timed out) raises
+``ConnectionFailed``, also a ``PoolserveError``. Imports only httpx and numpy, which
+``pip install 'poolserve[client]'`` adds to the base install (the base install brings the serving runtime).
 
     with PoolserveClient("http://localhost:8000") as client:
         result = client.features("digits-roialign", ["page.png"], [[[10, 10, 40, 60]]])
@@ -21,11 +23,13 @@ import httpx
 
 from poolserve.client.errors import (
     BadInput,
+    ConnectionFailed,
     ModelNotFound,
     PoolserveError,
     ServerError,
     Unauthorized,
     Unavailable,
+    connection_failed,
 )
 from poolserve.client.wire import (
     Call,
@@ -50,6 +54,7 @@ __all__ = [
     "AsyncPoolserveClient",
     "BadInput",
     "ClassifyResult",
+    "ConnectionFailed",
     "FeaturesResult",
     "ImageRegions",
     "ModelNotFound",
@@ -110,17 +115,21 @@ class PoolserveClient:
         attempt = 0
         while True:
             try:
-                return checked(
-                    self._http.request(
-                        call.method, call.path, params=call.params, files=call.files, data=call.data
-                    )
-                )
-            except (PoolserveError, httpx.TransportError) as exc:
+                return checked(self._request(call))
+            except PoolserveError as exc:
                 wait = retry_wait(exc, attempt, self._max_wait_s)
                 if wait is None or attempt >= self._retries:
                     raise
                 attempt += 1
                 time.sleep(wait)
+
+    def _request(self, call: Call) -> httpx.Response:
+        try:
+            return self._http.request(
+                call.method, call.path, params=call.params, files=call.files, data=call.data
+            )
+        except httpx.TransportError as exc:
+            raise connection_failed(exc) from exc
 
     def close(self) -> None:
         self._http.close()
@@ -180,16 +189,21 @@ class AsyncPoolserveClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(
-                    call.method, call.path, params=call.params, files=call.files, data=call.data
-                )
-                return checked(response)
-            except (PoolserveError, httpx.TransportError) as exc:
+                return checked(await self._request(call))
+            except PoolserveError as exc:
                 wait = retry_wait(exc, attempt, self._max_wait_s)
                 if wait is None or attempt >= self._retries:
                     raise
                 attempt += 1
                 await asyncio.sleep(wait)
+
+    async def _request(self, call: Call) -> httpx.Response:
+        try:
+            return await self._http.request(
+                call.method, call.path, params=call.params, files=call.files, data=call.data
+            )
+        except httpx.TransportError as exc:
+            raise connection_failed(exc) from exc
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -1,7 +1,9 @@
-"""Typed errors from the service's RFC 9457 ``application/problem+json`` bodies, one class per kind."""
+"""Typed errors from the service's RFC 9457 ``application/problem+json`` bodies, one class per kind, and
+``ConnectionFailed`` for a request that got no HTTP answer at all."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 import httpx
@@ -41,6 +43,59 @@ class Unavailable(PoolserveError):
 
 class ServerError(PoolserveError):
     """500, 504 and anything else unexpected."""
+
+
+@dataclass
+class ConnectionFailed(PoolserveError):
+    """No HTTP answer: the connection was refused or dropped, the host name did not resolve, or the
+    request timed out. ``status`` is 0; ``detail`` says which, in a few words; ``retryable`` says whether
+    the client retried it (refused or dropped connections: a server restarting comes back)."""
+
+    retryable: bool = False
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+# Timeouts are not retried: the server may still be working on the request, and resending it adds load.
+_TIMEOUTS: dict[type[httpx.TimeoutException], str] = {
+    httpx.ConnectTimeout: "connection timed out",
+    httpx.ReadTimeout: "timed out waiting for the answer",
+    httpx.WriteTimeout: "timed out sending the request",
+    httpx.PoolTimeout: "timed out waiting for a free connection",
+}
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The socket error behind httpx's (it wraps httpcore's, which wraps the OS's, sync or async)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _connect_detail(exc: httpx.ConnectError) -> str:
+    cause = _os_error_in(exc)
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, socket.gaierror):
+        return f"cannot resolve the host name ({cause.strerror})"
+    return f"cannot connect ({exc})"
+
+
+def connection_failed(exc: httpx.TransportError) -> ConnectionFailed:
+    """The client's own error for a transport failure, so callers catch ``PoolserveError`` alone."""
+    if isinstance(exc, httpx.ConnectError):
+        return ConnectionFailed(0, _connect_detail(exc), title="connection failed", retryable=True)
+    if isinstance(exc, httpx.RemoteProtocolError):
+        detail = f"the server dropped the connection ({exc})"
+        return ConnectionFailed(0, detail, title="connection failed", retryable=True)
+    if isinstance(exc, httpx.TimeoutException):
+        detail = _TIMEOUTS.get(type(exc), "timed out")
+        return ConnectionFailed(0, detail, title="timed out")
+    return ConnectionFailed(0, f"{type(exc).__name__}: {exc}", title="connection failed")
 
 
 _BY_STATUS: dict[int, type[PoolserveError]] = {

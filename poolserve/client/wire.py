@@ -16,7 +16,7 @@ from typing import Any, Literal
 import httpx
 import numpy as np
 
-from poolserve.client.errors import Unavailable, error_from
+from poolserve.client.errors import ConnectionFailed, Unavailable, error_from
 
 ImageInput = bytes | str | os.PathLike[str]
 Encoding = Literal["float32", "float16"]
@@ -110,12 +110,12 @@ def checked(response: httpx.Response) -> Any:
 def retry_wait(exc: Exception, attempt: int, max_wait_s: float) -> float | None:
     """Seconds to wait before retrying after ``exc``, or None when it must not be retried.
 
-    503 (loading, queue full) honours ``Retry-After``; refused connections back off exponentially. Other
-    errors are the caller's to handle: retrying a bad image cannot help.
+    503 (loading, queue full) honours ``Retry-After``; refused or dropped connections back off
+    exponentially. Other errors are the caller's to handle: retrying a bad image cannot help.
     """
     if isinstance(exc, Unavailable):
         wait = exc.retry_after_s if exc.retry_after_s is not None else 0.5 * 2**attempt
-    elif isinstance(exc, httpx.ConnectError | httpx.RemoteProtocolError):
+    elif isinstance(exc, ConnectionFailed) and exc.retryable:
         wait = 0.5 * 2**attempt
     else:
         return None

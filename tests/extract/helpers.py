@@ -8,20 +8,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from poolserve.cli import app
 from tests.service.conftest import REPOSITORY
 
 
-def extract(*args: str | Path, expect_exit: int = 1) -> None:
+def extract(*args: str | Path, expect_exit: int = 1) -> Result:
     """``poolserve extract ...`` against the shipped repository; the datasets here all hold bad inputs,
-    so success is exit status 1 (finished, errors listed)."""
+    so success is exit status 1 (finished, errors listed). The result holds what it printed."""
     argv = ["extract", *map(str, args), "--repository", str(REPOSITORY)]
     result = CliRunner().invoke(app, argv)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == expect_exit, (result.exit_code, result.output)
+    return result
 
 
 def shards(out: Path) -> list[Path]:

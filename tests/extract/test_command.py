@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from poolserve.extract.dataset import build_items, list_images, read_boxes
-from tests.extract.conftest import REGION_MODEL, Dataset
+from tests.extract.conftest import CLASSIFIER, REGION_MODEL, Dataset
 from tests.extract.helpers import extract
 
 
@@ -47,3 +52,62 @@ def test_an_unreadable_box_file_stops_a_region_job(dataset: Dataset, tmp_path: P
     out = tmp_path / "o"
     extract(REGION_MODEL, "--images", dataset.images, "--boxes", bad, "--output", out, expect_exit=2)
     assert not out.exists()
+
+
+def test_a_server_that_does_not_answer_stops_the_job_in_one_line(dataset: Dataset, tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        out = tmp_path / "out"
+        done = extract(
+            CLASSIFIER, "--images", dataset.digit_list, "--output", out,
+            "--engine", "http", "--server", url, expect_exit=2,
+        )  # fmt: skip
+    assert done.stderr.splitlines() == [f"poolserve extract: {url}: connection refused"]
+    assert not out.exists()
+
+
+@pytest.fixture
+def failing_server(server_url: str) -> Iterator[str]:
+    """Describes the real classifier as the real server does, then fails every inference with a 500."""
+    info = httpx.get(f"{server_url}/v1/models/{CLASSIFIER}").content
+    problem = json.dumps({"type": "about:blank", "title": "Internal Server Error", "detail": "it broke"})
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("content-type", kind)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._send(200, info, "application/json")
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self._send(500, problem.encode(), "application/problem+json")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+        server.shutdown()
+        thread.join()
+
+
+def test_a_server_failing_mid_job_stops_it_in_one_line(
+    dataset: Dataset, failing_server: str, tmp_path: Path
+) -> None:
+    done = extract(
+        CLASSIFIER, "--images", dataset.digit_list, "--output", tmp_path / "out",
+        "--engine", "http", "--server", failing_server, expect_exit=2,
+    )  # fmt: skip
+    assert "Traceback" not in done.output
+    assert done.stderr.splitlines()[-1] == (
+        f"poolserve extract: {failing_server}: 500 Internal Server Error: it broke "
+        "(the shards already written are kept: --resume continues)"
+    )

@@ -103,12 +103,14 @@ def test_http_engine_writes_the_local_rows(
 
 def test_ray_engine_writes_the_local_rows(dataset: Dataset, region_local: Path, tmp_path: Path) -> None:
     out = tmp_path / "ray"
-    extract(
+    done = extract(
         REGION_MODEL, "--images", dataset.images, "--boxes", dataset.coco, "--output", out,
         "--shard-size", "3", "--engine", "ray", "--workers", "2",
     )  # fmt: skip
     assert_same_rows(rows(out), rows(region_local))
     assert errors(out) == errors(region_local)
+    counts = [line.split(",")[0] for line in done.stderr.splitlines() if line.startswith("extract: ")]
+    assert counts and len(counts) == len(set(counts)), counts  # no count, the final one included, twice
 
 
 def _by_name(table: pa.Table) -> dict[str, dict[str, Any]]:
@@ -118,8 +120,9 @@ def _by_name(table: pa.Table) -> dict[str, dict[str, Any]]:
 def test_engines_agree_on_a_classifier(dataset: Dataset, server_url: str, tmp_path: Path) -> None:
     local, http = tmp_path / "local", tmp_path / "http"
     common: list[str | Path] = ["--images", dataset.digit_list, "--batch-size", "4"]
-    extract(CLASSIFIER, *common, "--output", local)
-    extract(CLASSIFIER, *common, "--output", http, "--engine", "http", "--server", server_url)
+    said = extract(CLASSIFIER, *common, "--output", local).stderr
+    said += extract(CLASSIFIER, *common, "--output", http, "--engine", "http", "--server", server_url).stderr
+    assert "images/s" in said and "boxes/s" not in said  # a classifier has no boxes to count
     assert_same_rows(rows(http), rows(local))
     assert {Path(e["image"]).name: e["reason"] for e in errors(local)} == BAD_CLASSIFIER_INPUTS
     assert errors(http) == errors(local)

@@ -1,10 +1,12 @@
-"""The public client against a real server: listing, classify, features, typed errors, the API key, and
-(on a scripted transport, since a real 503 cannot be had on demand) retries that honour Retry-After."""
+"""The public client against a real server: listing, classify, features, typed errors, the API key,
+(on a scripted transport, since a real 503 cannot be had on demand) retries that honour Retry-After, and
+no answer at all (nothing listening, a server that never replies) raised as ``ConnectionFailed``."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from collections.abc import Iterator
 
@@ -15,8 +17,10 @@ import pytest
 from poolserve.client import (
     AsyncPoolserveClient,
     BadInput,
+    ConnectionFailed,
     ModelNotFound,
     PoolserveClient,
+    PoolserveError,
     Unauthorized,
     Unavailable,
 )
@@ -122,3 +126,57 @@ def test_503_is_retried_as_retry_after_says() -> None:
     with impatient, pytest.raises(Unavailable) as busy:
         impatient.models()
     assert (busy.value.retry_after_s, busy.value.detail, len(seen)) == (0.2, "queue full", 2)
+
+
+@pytest.fixture
+def closed_port() -> Iterator[str]:
+    """A loopback port bound but not listening: connecting is refused, and no one else can take it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A listening port whose connections the kernel accepts and nobody ever answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _assert_refused(error: ConnectionFailed) -> None:
+    assert isinstance(error, PoolserveError)
+    assert (error.status, str(error), error.retryable) == (0, "connection refused", True)
+
+
+def test_sync_refused_after_its_retries(closed_port: str) -> None:
+    started = time.monotonic()
+    with (
+        PoolserveClient(closed_port, retries=2, max_wait_s=0.05) as client,
+        pytest.raises(ConnectionFailed) as failed,
+    ):
+        client.models()
+    _assert_refused(failed.value)
+    assert time.monotonic() - started >= 0.1  # two waits of max_wait_s: the retry policy still runs
+
+
+def test_async_refused_after_its_retries(closed_port: str) -> None:
+    async def call() -> None:
+        async with AsyncPoolserveClient(closed_port, retries=2, max_wait_s=0.05) as client:
+            await client.classify("lenet5-mnist", [b"\x89PNG"])
+
+    started = time.monotonic()
+    with pytest.raises(ConnectionFailed) as failed:
+        asyncio.run(call())
+    _assert_refused(failed.value)
+    assert time.monotonic() - started >= 0.1
+
+
+def test_a_timeout_is_not_retried(silent_server: str) -> None:
+    with (
+        PoolserveClient(silent_server, timeout_s=0.2, retries=3) as client,
+        pytest.raises(ConnectionFailed) as failed,
+    ):
+        client.model("lenet5-mnist")
+    assert (str(failed.value), failed.value.retryable) == ("timed out waiting for the answer", False)
