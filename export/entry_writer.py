@@ -22,13 +22,20 @@ from poolserve.repository.store import sha256_file, write_manifest
 class EntryExists(Exception):  # noqa: N818 - reads as what happened, like the service's domain errors
     """The entry is already there and replacing it was not asked for."""
 
+    def __init__(self, target: Path) -> None:
+        # Read by command-line users (each command that can meet this has --overwrite) and API callers.
+        super().__init__(
+            f"{target} already holds a model; pass --overwrite (overwrite=True in Python) to replace it"
+        )
+        self.target = target
+
 
 @contextmanager
 def _staged_entry(repository: Path, name: str, version: int, overwrite: bool) -> Iterator[Path]:
     """Yield an empty folder; when the block succeeds it becomes ``<repository>/<name>/<version>``."""
     target = repository / name / str(version)
     if (target / MODEL_FILENAME).exists() and not overwrite:
-        raise EntryExists(f"{target} already holds a model; pass overwrite to replace it")
+        raise EntryExists(target)
     staging = target.with_name(f".{version}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

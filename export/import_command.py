@@ -37,7 +37,9 @@ def import_command(
     ] = False,
 ) -> None:
     """Import an ONNX classifier trained elsewhere: inspect it, check it runs, write a repository entry."""
-    from poolserve.export.importer import ImportSpec, ModelImportError, import_model
+    from pydantic import ValidationError
+
+    from poolserve.export.importer import ImportSpec, ModelImportError, import_model, spec_problems
     from poolserve.export.inspection import InspectionError, inspect_file
     from poolserve.export.wheels import WheelError
 
@@ -45,6 +47,14 @@ def import_command(
         loaded = ImportSpec.from_file(spec)
         overrides = {k: v for k, v in {"name": name, "version": version}.items() if v is not None}
         loaded = ImportSpec.model_validate({**loaded.model_dump(), **overrides})
+    except ValidationError as exc:  # before ValueError, its base: one short line per field
+        problems = "".join(f"\n  {problem}" for problem in spec_problems(exc))
+        typer.echo(f"import failed: {spec} is not a valid import spec:{problems}", err=True)
+        raise typer.Exit(1) from None
+    except (ValueError, OSError) as exc:  # unreadable file, bad JSON or TOML
+        typer.echo(f"import failed: {spec}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
         if inspect_only:
             if model is None:
                 raise ModelImportError("--inspect needs the ONNX file")

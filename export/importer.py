@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from poolserve.export.entry_writer import EntryExists, write_entry
 from poolserve.export.inspection import GraphSummary, inspect_bytes
@@ -36,6 +36,7 @@ from poolserve.repository.manifest import (
 
 _SELF_CHECK_SEED = 0
 _PROBABILITY_TOLERANCE = 1e-4
+_ROI_OPS = ("RoiAlign", "MaxRoiPool")
 
 
 class ModelImportError(Exception):
@@ -54,7 +55,7 @@ class ImportSpec(BaseModel):
     preprocessing: Preprocessing
     license: str
     weights_origin: str | None = None  # defaults to the wheel's origin, or the file's name
-    image_input: str | None = None  # graph input to feed; defaults to the only input
+    image_input: str | None = None  # the graph's one input, checked by name when given
     scores_output: str | None = None  # graph output holding the scores; defaults to the first
     scores_are_probabilities: bool | None = None  # None: true iff a Softmax produces the scores
     tolerance: float = Field(default=1e-5, gt=0)
@@ -68,6 +69,15 @@ class ImportSpec(BaseModel):
         return cls.model_validate(raw)
 
 
+def spec_problems(exc: ValidationError) -> list[str]:
+    """One short line per spec error (``spec field 'labels': ...``), without pydantic's links."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"])
+        lines.append(f"spec field {where!r}: {error['msg']}" if where else f"spec: {error['msg']}")
+    return lines
+
+
 @dataclass(frozen=True)
 class SelfCheck:
     max_abs_error: float  # batched rows vs the same samples run alone
@@ -77,9 +87,7 @@ class SelfCheck:
 
 def _pick(specs: list[TensorSpec], wanted: str | None, role: str) -> TensorSpec:
     if wanted is None:
-        if role == "image input" and len(specs) != 1:
-            raise ModelImportError(f"the graph has {len(specs)} inputs; name the image input in the spec")
-        return specs[0]
+        return specs[0]  # validate() has refused graphs without exactly one input
     for spec in specs:
         if spec.name == wanted:
             return spec
@@ -178,11 +186,27 @@ def describe(spec: ImportSpec, summary: GraphSummary, check: SelfCheck, origin: 
     )
 
 
+def _require_one_input(summary: GraphSummary) -> None:
+    """The service feeds an imported graph its images and nothing else, so a graph that needs more (a
+    region model's boxes) could never run; refuse it before anything tries to."""
+    if len(summary.inputs) == 1:
+        return
+    names = ", ".join(t.name for t in summary.inputs)
+    message = (
+        "poolserve import takes single-input image classifiers; "
+        f"this graph has {len(summary.inputs)} inputs ({names})"
+    )
+    if any(op in summary.pooling_ops for op in _ROI_OPS):
+        message += ": export region models from PyTorch with `poolserve export-model --task region-features`"
+    raise ModelImportError(message)
+
+
 def validate(model: bytes, source: str, spec: ImportSpec) -> tuple[GraphSummary, SelfCheck]:
     """Inspect and run the file's bytes; raise ModelImportError unless it is fit to serve under ``spec``."""
     _, summary = inspect_bytes(model, source)
     if summary.other_domains:
         raise ModelImportError(f"custom operator domains {summary.other_domains} need onnxruntime extensions")
+    _require_one_input(summary)
     image = _pick(summary.inputs, spec.image_input, "image input")
     scores = _pick(summary.outputs, spec.scores_output, "scores output")
     _check_image_input(image, spec.preprocessing)

@@ -54,18 +54,28 @@ def _import_file(path: Path) -> object:
     return module
 
 
+def _import_module(name: str) -> object:
+    """``package.module`` as ``python -m`` would find it: the console script's ``sys.path`` lacks the
+    working directory, where a user's own package usually sits. Added for this import only."""
+    here = str(Path.cwd())
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise UserModelError(f"{name}: cannot be imported: {_one_line(exc)}") from exc
+    finally:
+        if added:
+            sys.path.remove(here)
+
+
 def load_factory(target: str) -> Callable[[], nn.Module]:
     """``path/to/net.py:build`` or ``package.module:build``."""
     where, sep, attribute = target.rpartition(":")
     if not sep or not where or not attribute:
         raise UserModelError(f"{target!r}: expected FILE.py:FACTORY or package.module:FACTORY")
-    if where.endswith(".py"):
-        module = _import_file(Path(where))
-    else:
-        try:
-            module = importlib.import_module(where)
-        except Exception as exc:
-            raise UserModelError(f"{where}: cannot be imported: {_one_line(exc)}") from exc
+    module = _import_file(Path(where)) if where.endswith(".py") else _import_module(where)
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise UserModelError(f"{where} has no callable {attribute!r}")

@@ -82,6 +82,15 @@ def _preprocessing(
         ) from None
 
 
+def _task_hint(exc: Exception, task: Task) -> str:
+    """A forward that wants more arguments than the images is, most likely, a region model exported as a
+    classifier: the default task feeds the images alone."""
+    missing = isinstance(exc, TypeError) and "missing" in str(exc) and "required positional" in str(exc)
+    if missing and task is Task.CLASSIFICATION:
+        return "; a region model? pass --task region-features (task='region-features' in Python)"
+    return ""
+
+
 def _outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], task: Task) -> tuple[torch.Tensor, ...]:
     """Run once on the declared input; the outputs must be what the task's contract says."""
     shape = tuple(inputs[0].shape)
@@ -92,6 +101,7 @@ def _outputs(module: nn.Module, inputs: tuple[torch.Tensor, ...], task: Task) ->
         lines = str(exc).strip().splitlines()
         raise UserModelError(
             f"the model does not run on input {shape}: {type(exc).__name__}: {lines[0] if lines else ''}"
+            + _task_hint(exc, task)
         ) from exc
     outputs = tuple(result) if isinstance(result, tuple | list) else (result,)
     wanted = 1 if task is Task.CLASSIFICATION else 2
@@ -167,9 +177,7 @@ def export_model(
     if version < 1:
         raise UserModelError(f"version {version}: versions start at 1")
     if (repository / name / str(version) / MODEL_FILENAME).exists() and not overwrite:
-        raise UserModelError(
-            f"{repository / name / str(version)} already holds a model; pass overwrite to replace it"
-        )
+        raise UserModelError(str(EntryExists(repository / name / str(version))))
     task = Task(task)
     shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
     preprocessing = _preprocessing(shape, color_mode, mean, std, scale)

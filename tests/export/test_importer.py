@@ -134,6 +134,41 @@ def test_a_fixed_batch_graph_is_checked_at_its_batch(ppocr_spec: ImportSpec, tmp
     assert "fixed batch" in manifest.verification.reference
 
 
+@pytest.mark.parametrize("image_input", [None, "images"])
+def test_a_region_model_is_refused_up_front(ppocr_spec: ImportSpec, tmp_path: Path, image_input: str | None):
+    regions = REPO_ROOT / "model_repository" / "digits-roialign" / "1" / "model.onnx"
+    spec = _spec(ppocr_spec, name="regions", image_input=image_input)
+    with pytest.raises(ModelImportError) as refused:
+        import_model(spec, tmp_path / "repo", regions)
+    assert str(refused.value) == (
+        "poolserve import takes single-input image classifiers; this graph has 3 inputs "
+        "(images, boxes, box_batch_indices): export region models from PyTorch with "
+        "`poolserve export-model --task region-features`"
+    )
+    assert not (tmp_path / "repo").exists()
+
+
+def test_spec_errors_are_one_short_line_each(ppocr_onnx: Path, tmp_path: Path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'name = "Not A Name"\ndescription = "d"\nlabels = ["one"]\ncolour = "L"\n'
+        '[preprocessing]\ncolor_mode = "L"\nheight = 48\nmean = [0.5]\nstd = [0.5]\n'
+    )
+    failed = CliRunner().invoke(app, ["import", str(ppocr_onnx), "--spec", str(spec)])
+    assert failed.exit_code == 1
+    assert "pydantic" not in failed.output and "http" not in failed.output
+    first, *problems = failed.stderr.splitlines()
+    assert first == f"import failed: {spec} is not a valid import spec:"
+    assert [p.split(":")[0] for p in problems] == [  # pydantic's wording after the colon may change
+        "  spec field 'name'",
+        "  spec field 'labels'",
+        "  spec field 'preprocessing.width'",
+        "  spec field 'license'",
+        "  spec field 'colour'",
+    ]
+    assert problems[-1] == "  spec field 'colour': Extra inputs are not permitted"
+
+
 def test_garbage_is_not_an_onnx_model(ppocr_spec: ImportSpec, tmp_path: Path):
     garbage = tmp_path / "model.onnx"
     garbage.write_bytes(b"\x00not a protobuf\xff" * 10)
@@ -152,4 +187,4 @@ def test_cli_inspects_and_imports(ppocr_onnx: Path, tmp_path: Path):
     assert imported.exit_code == 0, imported.output
     assert json.loads(imported.output)["entry"] == str(tmp_path / "cls" / "1")
     again = runner.invoke(app, args)
-    assert again.exit_code == 1 and "already holds" in again.output
+    assert again.exit_code == 1 and "already holds a model; pass --overwrite" in again.output

@@ -45,6 +45,15 @@ class Fractional(Small):
         self.pool = nn.FractionalMaxPool2d(2, output_size=2)  # type: ignore[assignment]
 
 
+class Regions(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.roi = RoIAlign(2, spatial_scale=1.0, sampling_ratio=-1)
+
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return self.roi(images, boxes, indices).flatten(1)
+
+
 class Payload:
     """Stands for any pickled object a weights file might smuggle in."""
 
@@ -65,6 +74,12 @@ def _written(repository: Path) -> list[Path]:
         (Small(), {"color_mode": "RGB"}, "--color RGB makes 3 channels; the input has 1"),
         (Small(), {"mean": [0.5, 0.5]}, "preprocessing"),
         (Small(), {"task": "region-features"}, "RoIAlign or RoIPool"),
+        (
+            Regions(),
+            {},
+            "missing 2 required positional arguments: 'boxes' and 'indices'; a region model? "
+            "pass --task region-features (task='region-features' in Python)",
+        ),
     ],
     ids=[
         "wrong-input",
@@ -76,6 +91,7 @@ def _written(repository: Path) -> list[Path]:
         "color",
         "mean",
         "no-roi",
+        "region-as-classifier",
     ],
 )
 def test_failures_name_what_to_fix_and_write_nothing(
@@ -92,7 +108,7 @@ def test_failures_name_what_to_fix_and_write_nothing(
 def test_an_existing_entry_is_kept_unless_overwrite(tmp_path: Path):
     manifest = export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path)
     before = (tmp_path / "small" / "1" / "model.onnx").read_bytes()
-    with pytest.raises(UserModelError, match="already holds a model"):
+    with pytest.raises(UserModelError, match=r"already holds a model; pass --overwrite \(overwrite=True"):
         export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path)
     assert (tmp_path / "small" / "1" / "model.onnx").read_bytes() == before
     again = export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path, overwrite=True)
@@ -115,16 +131,8 @@ def test_samples_join_the_parity_check(tmp_path: Path):
 
 
 def test_region_model_with_features_only(tmp_path: Path):
-    class Features(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.roi = RoIAlign(2, spatial_scale=1.0, sampling_ratio=-1)
-
-        def forward(self, images: torch.Tensor, boxes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-            return self.roi(images, boxes, indices).flatten(1)
-
     manifest = export_model(
-        Features(), name="feat", task="region-features", input_shape=(3, 16, 16), repository=tmp_path
+        Regions(), name="feat", task="region-features", input_shape=(3, 16, 16), repository=tmp_path
     )
     assert manifest.feature_dim == 12 and manifest.io.scores is None and manifest.labels == []
     assert manifest.verification.box_counts == [0, 1, 50]
@@ -182,3 +190,32 @@ def test_the_command_fails_in_one_line_with_a_non_zero_exit(tmp_path: Path):
         f"export-model: {tmp_path / 'net.pt'}: weights do not match the model: missing keys bias"
     ]
     assert not (tmp_path / "repo").exists()
+
+
+def test_the_console_script_imports_a_package_from_the_working_directory(tmp_path: Path):
+    # The installed ``poolserve`` script, not ``python -m`` (whose sys.path has the working directory).
+    package = tmp_path / "mypkg_cwd"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "netdef.py").write_text("from torch import nn\ndef build():\n    return nn.Linear(4, 2)\n")
+    script = Path(sys.executable).with_name("poolserve")
+    command = [str(script), "export-model", "mypkg_cwd.netdef:build", "--weights", "absent.pt"]
+    command += ["--name", "net", "--input", "1x2x2", "--repository", "repo"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    # Imported and built: it got as far as the (deliberately missing) weights.
+    assert done.stderr.strip().splitlines() == ["export-model: absent.pt: no such weights file"]
+    assert done.returncode == 1
+
+
+def test_a_package_import_leaves_sys_path_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    package = tmp_path / "mypkg_path"
+    package.mkdir()
+    (package / "__init__.py").write_text("from torch import nn\nbuild = nn.Identity\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    before = list(sys.path)
+    try:
+        assert isinstance(build_module(load_factory("mypkg_path:build"), "mypkg_path:build"), nn.Identity)
+    finally:
+        sys.modules.pop("mypkg_path", None)
+    assert sys.path == before
