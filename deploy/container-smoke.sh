@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end proof of the container setup (docs/deploy.md), for CI and for people:
 #   1. host: podman + runc + debootstrap, containers.conf, tool venv, local bookworm base (podman-host.sh)
-#   2. static: hadolint on both Dockerfiles, docker-compose.yml against the compose-spec JSON schema and
+#   2. static: hadolint on the Dockerfiles, docker-compose.yml against the compose-spec JSON schema and
 #      through `podman-compose config` with every profile
 #   3. the lock without containers: deploy/runtime-venv-smoke.sh (skip with SMOKE_VENV=0)
 #   4. image: build (docker format, so HEALTHCHECK survives), size, non-root, no compiler, no torch
@@ -50,7 +50,7 @@ eval "$(deploy/podman-host.sh | tail -n 1)"
 phase host_setup
 
 log "2/7 static checks"
-hadolint Dockerfile deploy/nginx.Dockerfile
+hadolint Dockerfile deploy/nginx.Dockerfile deploy/ray.Dockerfile
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 podman-compose --profile scale --profile gpu --profile loadtest config >/dev/null
 phase static_checks

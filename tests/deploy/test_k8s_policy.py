@@ -254,6 +254,36 @@ def test_rayjob_runs_the_extract_command_as_the_cli_defines_it() -> None:
     extract.make_context("extract", entrypoint[2:])  # raises on an unknown option or a missing argument
 
 
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per line of a Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    split = (line.partition(" ") for line in lines if line[:1].isalpha())  # not comments or blank lines
+    return [(op, args.strip()) for op, _, args in split]
+
+
+def test_rayjob_reads_the_models_where_its_image_puts_them() -> None:
+    """The wheel holds no models: the RayJob's ``--repository`` must be the folder deploy/ray.Dockerfile
+    copies the shipped models to, in the image's last stage, which is also its POOLSERVE_REPOSITORY."""
+    import shlex
+    import tomllib
+
+    entrypoint = shlex.split(the(render_overlay("ray-extract"), "RayJob")["spec"]["entrypoint"])
+    assert "--repository" in entrypoint, "without it the job looks for models beside the installed wheel"
+    repository = entrypoint[entrypoint.index("--repository") + 1]
+    instructions = dockerfile_instructions(ROOT / "deploy" / "ray.Dockerfile")
+    last_from = max(i for i, (op, _) in enumerate(instructions) if op == "FROM")
+    image = instructions[last_from:]
+    copies = [args.split()[-2:] for op, args in image if op == "COPY" and "--from" not in args]
+    assert ["model_repository", repository] in copies
+    assert ("ENV", f"POOLSERVE_REPOSITORY={repository}") in image
+    # ... the model the job names is one of those, the wheel holds `poolserve extract` and is this version.
+    assert (ROOT / "model_repository" / entrypoint[2]).is_dir()
+    assert ("COPY", "extract extract") in instructions[:last_from]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert ("ARG", f"POOLSERVE_VERSION={version}") in image
+
+
 @pytest.mark.parametrize(
     ("overlay", "suffix"), [("cpu", ""), ("gpu", "-gpu"), ("kserve", ""), ("ray-extract", "")]
 )

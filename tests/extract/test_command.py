@@ -11,10 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from poolserve.cli import app
 from poolserve.extract.dataset import build_items, list_images, read_boxes
 from tests.extract.conftest import CLASSIFIER, REGION_MODEL, Dataset
-from tests.extract.helpers import extract
+from tests.extract.helpers import extract, rows
+from tests.service.conftest import REPOSITORY
 
 
 def test_a_folder_a_glob_and_a_list_name_the_same_images(dataset: Dataset, tmp_path: Path) -> None:
@@ -111,3 +114,19 @@ def test_a_server_failing_mid_job_stops_it_in_one_line(
         f"poolserve extract: {failing_server}: 500 Internal Server Error: it broke "
         "(the shards already written are kept: --resume continues)"
     )
+
+
+def test_the_repository_can_come_from_poolserve_repository(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the Ray image (deploy/ray.Dockerfile) points every node at its models: the variable, from any
+    working directory, with no --repository."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POOLSERVE_REPOSITORY", str(REPOSITORY))
+    argv = ["extract", CLASSIFIER, "--images", str(dataset.images / "digits"), "--output", "out"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert rows(tmp_path / "out").num_rows == len(list((dataset.images / "digits").glob("*.png")))
+    monkeypatch.setenv("POOLSERVE_REPOSITORY", str(tmp_path / "nowhere"))
+    result = CliRunner().invoke(app, [*argv[:-1], "out2"])
+    assert result.exit_code == 2 and "nowhere" in result.output
