@@ -31,7 +31,9 @@ deps = tomllib.loads(Path("pyproject.toml").read_text())["project"]["dependencie
 (out / "runtime.in").write_text("\n".join(deps) + "\n")
 gpu = ["onnxruntime-gpu" + d.removeprefix("onnxruntime") if d.startswith("onnxruntime") else d for d in deps]
 (out / "runtime-gpu.in").write_text("\n".join(gpu) + "\n")
-(out / "build.in").write_text("setuptools>=69\n")
+# The image builds poolserve's wheel with exactly what pyproject's [build-system] asks for.
+build = tomllib.loads(Path("pyproject.toml").read_text())["build-system"]["requires"]
+(out / "build.in").write_text("\n".join(build) + "\n")
 project = tomllib.loads(Path("pyproject.toml").read_text())["project"]
 load = project.get("optional-dependencies", {}).get("load", [])
 # loadtests/ imports these from the runtime set (not onnxruntime: it only talks HTTP).

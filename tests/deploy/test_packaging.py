@@ -6,28 +6,58 @@ with a user's own ``models`` package, which ``poolserve export-model`` imports."
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SUBPACKAGES = ("service", "models", "export", "repository", "extract", "loadtests")
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
         check=True,
         timeout=300,
     )
-    (wheel,) = out.glob("poolserve-*.whl")
+    (built,) = out.glob("poolserve-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as archive:
         return archive.namelist()
+
+
+def test_the_licence_is_an_spdx_expression(wheel: Path) -> None:
+    """PEP 639 metadata (setuptools >= 77), not the deprecated ``License:`` text field."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata_file,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata_file).decode().partition("\n\n")[0].splitlines()
+    assert "License-Expression: MIT" in headers
+    assert not [h for h in headers if h.startswith("License:")]
+
+
+def test_the_images_build_the_wheel_with_a_setuptools_pyproject_accepts() -> None:
+    """The Dockerfiles' wheel stages install deploy/requirements-build.lock and build without isolation:
+    its pins must satisfy pyproject.toml's [build-system] requires."""
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    lock = (ROOT / "deploy" / "requirements-build.lock").read_text()
+    pins = {canonicalize_name(n): v for n, v in re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", lock, re.MULTILINE)}
+    for line in requires:
+        requirement = Requirement(line)
+        pinned = pins.get(canonicalize_name(requirement.name))
+        assert pinned is not None and requirement.specifier.contains(pinned), (line, pinned)
 
 
 def test_the_wheel_installs_one_top_level_package(wheel_names: list[str]) -> None:
