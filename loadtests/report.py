@@ -72,7 +72,12 @@ def markdown(config: RunConfig, result: RunResult, verdict: Verdict) -> str:
         if verdict.sustainable_users is not None
         else ("the first step" if result.steps else "the whole run")
     )
-    lines += ["## Objectives", "", f"Measured over {where}.", "", *_checks_table(verdict.checks), ""]
+    measured = (
+        f"Measured over {where}; the sanity checks over the whole run (each row says which)."
+        if result.steps
+        else f"Measured over {where}."
+    )
+    lines += ["## Objectives", "", measured, "", *_checks_table(verdict.checks), ""]
     lines += [
         "## Requests",
         "",

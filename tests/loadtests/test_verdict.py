@@ -44,6 +44,20 @@ def test_step_load_reports_the_best_step_that_met_every_objective() -> None:
     assert (verdict.sustainable_users, verdict.sustainable_rps, verdict.broke_at_users) == (4, 10, 8)
 
 
+def test_a_step_verdict_says_which_counts_are_the_whole_runs_and_which_the_steps() -> None:
+    """The sanity checks count the whole run, the objectives one step: side by side, each says which."""
+    slo = Slo(max_error_rate=0.01)
+    windows = [make_window(users=2, requests=60), make_window(users=4, requests=100)]
+    steps = [StepResult(window=w, checks=evaluate(slo, w), met=True) for w in windows]
+    whole_run = make_window(users=4, requests=399)
+    verdict = judge(make_config(slo, StepLoad(users=2, seconds=10)), make_result(whole_run, steps))
+    assert [(c.objective, c.measured) for c in verdict.checks] == [
+        ("requests completed (whole run)", "399"),
+        ("load generator exceptions (whole run)", "0"),
+        ("error rate (step at 4 users)", "0.00% (0/100)"),
+    ]
+
+
 def test_step_load_fails_when_even_the_first_step_misses() -> None:
     slo = Slo(p95_ms=10)
     w = make_window(users=2, p95=40)
@@ -51,3 +65,4 @@ def test_step_load_fails_when_even_the_first_step_misses() -> None:
     verdict = judge(make_config(slo, StepLoad(users=2, seconds=10)), make_result(w, steps))
     assert not verdict.passed
     assert verdict.sustainable_rps is None and verdict.broke_at_users == 2
+    assert [c.objective for c in verdict.checks if not c.met] == ["p95 latency (step at 2 users)"]
