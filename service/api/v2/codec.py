@@ -76,16 +76,16 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: objec
     if not isinstance(data, list):
         raise InvalidRequest(f"input {name!r}: 'data' must be a list")
     try:
-        found = set(map(type, np.asarray(data, dtype=object).flat))
+        values = np.asarray(data, dtype=object)  # the JSON values as they are, walked once
     except ValueError:  # nested lists of unequal lengths
         raise InvalidRequest(f"input {name!r}: 'data' is not a list of equal-length rows") from None
-    wrong = found - _JSON_VALUE_TYPES[dtype.kind]
+    wrong = set(map(type, values.flat)) - _JSON_VALUE_TYPES[dtype.kind]
     if wrong:
         kinds = ", ".join(sorted(_JSON_NAMES.get(t, t.__name__) for t in wrong))
         expected = _EXPECTED[dtype.kind]
         raise InvalidRequest(f"input {name!r}: 'data' holds {kinds}; {datatype} takes {expected}")
     try:
-        array = np.asarray(data, dtype=dtype).reshape(-1)
+        array = values.astype(dtype).reshape(-1)
     except (ValueError, TypeError, OverflowError):
         raise InvalidRequest(f"input {name!r}: 'data' holds values that are not {datatype}") from None
     if array.size != math.prod(shape):
