@@ -157,13 +157,9 @@ def _is_box(box: object) -> bool:
 
 
 def boxes_array(raw: object, where: str) -> np.ndarray:
-    shape_ok = isinstance(raw, list) and all(_is_box(b) for b in raw)
-    try:
-        boxes = np.asarray(raw, dtype=np.float64).reshape(-1, 4) if shape_ok else None
-    except (ValueError, TypeError):
-        boxes = None
-    if boxes is None:
+    if not (isinstance(raw, list) and all(_is_box(b) for b in raw)):
         raise InvalidField(f"{where} must be a list of [x1, y1, x2, y2] boxes (4 numbers each)")
+    boxes = np.asarray(raw, dtype=np.float64).reshape(-1, 4)  # four ints or floats each: always converts
     # Values (finite, ordered, in the image) are checked once for every entry point, in the frame the
     # model sees: poolserve.service.runtime.region_inputs.
     with np.errstate(over="ignore"):  # past float32's range is +-inf, refused there as not finite
