@@ -13,7 +13,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import Image, JpegImagePlugin, UnidentifiedImageError
 
 from poolserve.service.errors import ImageTooLarge, InvalidImage
 from poolserve.service.imaging.plain_png import PlainPNG, open_plain_png
@@ -22,6 +22,16 @@ ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP"})
 _PROBE = tuple(sorted(ALLOWED_FORMATS))
 MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp"})
 _ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that displays the image upright (Pillow's ``ImageOps.exif_transpose``).
+_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the image a quarter
 
 OpenedImage = PlainPNG | Image.Image
@@ -84,13 +94,24 @@ def load_image(image: OpenedImage, at_least: tuple[int, int] | None = None) -> I
             wanted = at_least[::-1] if _orientation(image) in _SWAPS_AXES else at_least
             image.draft(image.mode, (max(1, wanted[0]), max(1, wanted[1])))
         image.load()
-        # In place: without an orientation tag the copying variant returns a full copy of the pixels.
-        ImageOps.exif_transpose(image, in_place=True)
-        return image
+        transpose = _TRANSPOSES.get(_orientation(image))
+        return image if transpose is None else image.transpose(transpose)
 
 
 def _orientation(image: Image.Image) -> int:
-    return int(image.getexif().get(_ORIENTATION, 1))
+    """The image's EXIF orientation, 1 (as stored) unless its tag holds exactly an integer 2 to 8.
+
+    The one reading of the tag, for the pixels (``load_image``) and for the geometry boxes refer to
+    (``oriented_size``), so the two cannot disagree. The pixels decode whatever the metadata holds, so
+    unreadable metadata (a truncated or malformed EXIF block, a tag of another type: a string, a
+    rational) means no orientation, not a refused image. Pillow's own ``exif_transpose`` is not used: it
+    also rewrites the EXIF block, which raises on tags of unusual types.
+    """
+    try:
+        value = image.getexif().get(_ORIENTATION, 1)
+    except Exception:  # EXIF parsing raises struct.error, SyntaxError, TypeError, ... on bad bytes
+        return 1
+    return value if type(value) is int and value in _TRANSPOSES else 1
 
 
 @contextlib.contextmanager

@@ -121,6 +121,39 @@ def test_boxes_on_a_resized_copy_map_into_the_model_frame(client: httpx.Client, 
     assert (similar > cosine(vectors(original), vectors(unmapped))).all()
 
 
+@pytest.mark.parametrize(
+    "orientation",
+    [b"\x01\x00\x01\x00\x00\x00\x06", b"\x02\x00\x02\x00\x00\x006\x00"],
+    ids=["as-a-byte", "as-text"],
+)
+def test_an_orientation_tag_that_is_not_an_integer_leaves_pixels_and_boxes_as_sent(
+    client: httpx.Client, canvases, orientation: bytes
+) -> None:
+    """A JPEG large enough to decode at reduced scale, whose EXIF orientation tag holds 6 as another type:
+    nothing is turned, neither the pixels nor the frame the boxes map into (it used to be a 500, or boxes
+    mapped into a turned frame the pixels never took)."""
+    canvas = canvases[4]
+    wide = np.pad(canvas.image, ((0, 0), (0, canvas.image.shape[1] // 2)))  # not square: a turn shows
+    size = wide.shape[1] * 8, wide.shape[0] * 8
+    large = Image.fromarray(wide).resize(size, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    large.save(buffer, format="JPEG", quality=95)
+    plain = buffer.getvalue()
+    # One IFD entry, tag 0x0112 (orientation), then the given type, count and value.
+    block = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01" + orientation.ljust(10, b"\x00")
+    block += b"\x00\x00\x00\x00"
+    tagged = plain[:2] + b"\xff\xe1" + (len(block) + 2).to_bytes(2, "big") + block + plain[2:]
+    boxes = canvas.boxes * 8
+
+    def features(blob: bytes) -> list[list[float]]:
+        response = client.post("/v1/models/digits-roialign/features", **multipart([blob], [boxes]))
+        assert response.status_code == 200, response.text
+        return [row["features"] for row in response.json()["results"][0]["boxes"]]
+
+    assert Image.open(io.BytesIO(tagged)).getexif()[0x0112] in (b"\x06", "6")  # the tag reads as intended
+    assert features(tagged) == features(plain)
+
+
 @pytest.mark.parametrize("model", REGION_MODELS)
 def test_npy_and_float16_encodings_carry_the_same_features(
     client: httpx.Client, canvases, model: str
