@@ -33,4 +33,4 @@ def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> 
         BoxFrame(*size),
         lambda row: f"boxes[0][{row}] {[float(v) for v in boxes[row]]}",
     )
-    return boxes
+    return boxes.astype(np.float32)  # within the image's margin, so float32 holds every one

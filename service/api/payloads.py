@@ -33,7 +33,8 @@ class ImagePayload:
 @dataclass(frozen=True)
 class RegionPayload:
     images: list[bytes]
-    boxes: list[np.ndarray]  # per image (k_i, 4) float32, original pixel coordinates
+    boxes: list[np.ndarray]  # per image (k_i, 4) float64: the coordinates as sent, in original pixels
+    box_path: str  # where box j of image i is in the request, as str.format(image=i, box=j) names it
 
 
 JSONBody = TypeVar("JSONBody", bound=BaseModel)
@@ -159,11 +160,11 @@ def _is_box(box: object) -> bool:
 def boxes_array(raw: object, where: str) -> np.ndarray:
     if not (isinstance(raw, list) and all(_is_box(b) for b in raw)):
         raise InvalidField(f"{where} must be a list of [x1, y1, x2, y2] boxes (4 numbers each)")
-    boxes = np.asarray(raw, dtype=np.float64).reshape(-1, 4)  # four ints or floats each: always converts
-    # Values (finite, ordered, in the image) are checked once for every entry point, in the frame the
-    # model sees: poolserve.service.runtime.region_inputs.
-    with np.errstate(over="ignore"):  # past float32's range is +-inf, refused there as not finite
-        return boxes.astype(np.float32)
+    # Four ints or floats each: always converts, and float64 holds any JSON number a client's float
+    # does, so error messages and the response echo the coordinates as sent. Values (finite, ordered, in
+    # the image) are checked once for every entry point, in the float32 frame the model sees:
+    # poolserve.service.runtime.region_inputs.
+    return np.asarray(raw, dtype=np.float64).reshape(-1, 4)
 
 
 def check_top_k(k: int, limits: RequestLimits) -> int:
@@ -200,6 +201,7 @@ async def parse_features(request: Request, limits: RequestLimits) -> RegionPaylo
     media_type = _media_type(request)
     if media_type == "multipart/form-data":
         images, boxes_text = await _multipart_images(request, limits, boxes_field=True)
+        _check_images(images, limits)  # no images is that, not a mismatch with the boxes' count
         if boxes_text is None:
             raise InvalidField("form field 'boxes' is missing: JSON with one list of boxes per image")
         try:
@@ -209,12 +211,14 @@ async def parse_features(request: Request, limits: RequestLimits) -> RegionPaylo
         if not isinstance(per_image, list) or len(per_image) != len(images):
             raise InvalidField(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
         boxes = [boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
+        box_path = "boxes[{image}][{box}]"
     elif media_type == "application/json":
         parsed = _json_model(await request.body(), FeaturesJSON)
         images = [_b64(item.image, f"items[{i}].image") for i, item in enumerate(parsed.items)]
         boxes = [boxes_array(item.boxes, f"items[{i}].boxes") for i, item in enumerate(parsed.items)]
+        box_path = "items[{image}].boxes[{box}]"
     else:
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
         )
-    return RegionPayload(_check_images(images, limits), check_boxes(boxes, limits.max_boxes))
+    return RegionPayload(_check_images(images, limits), check_boxes(boxes, limits.max_boxes), box_path)

@@ -420,6 +420,29 @@ def test_boxes_partly_outside_are_pooled_and_zero_boxes_are_empty(strict: httpx.
     assert results[0]["boxes"][0]["box"] == [-5, -7, 10, 35]  # echoed as sent
 
 
+def test_boxes_are_echoed_and_named_as_sent(strict: httpx.Client, digit: Digit) -> None:
+    third = 1 / 3  # not a float32: echoing the float32 the model sees would change its digits
+    response = boxes(json.dumps([[[third, 2.1, 10, 12]]]))(strict, digit)
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["boxes"][0]["box"] == [third, 2.1, 10, 12]
+
+    refused = assert_problem(boxes("[[[0, 0, 1e300, 4]]]")(strict, digit), 422, "invalid-field")
+    assert "[0.0, 0.0, 1e+300, 4.0]" in refused["detail"]  # what was sent, not the inf it became
+
+    items = [{"image": b64(digit), "boxes": []}, {"image": b64(digit), "boxes": [[0, 0, 4, 4], [9, 0, 4, 4]]}]
+    refused = assert_problem(strict.post(FEATURES, json={"items": items}), 422, "invalid-field")
+    assert refused["detail"].startswith("items[1].boxes[1] [9.0, 0.0, 4.0, 4.0]"), refused["detail"]
+    refused = assert_problem(boxes("[[[0, 0, 4, 4], [9, 0, 4, 4]]]")(strict, digit), 422, "invalid-field")
+    assert refused["detail"].startswith("boxes[0][1] [9.0, 0.0, 4.0, 4.0]"), refused["detail"]
+
+
+def test_a_form_without_images_says_so_whatever_else_it_holds(strict: httpx.Client) -> None:
+    for fields in ({"boxes": "[[]]"}, {"boxes": "[]"}):
+        form = {name: (None, value.encode()) for name, value in fields.items()}  # text parts, no file
+        refused = assert_problem(strict.post(FEATURES, files=form), 422, "invalid-field")
+        assert refused["detail"].startswith("no images in the request"), refused["detail"]
+
+
 def test_the_server_still_answers_correctly_after_the_corpus(strict: httpx.Client, digit: Digit) -> None:
     for case in CORPUS:  # once more, back to back, then the known digit
         send, status, _ = CORPUS[case]

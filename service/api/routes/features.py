@@ -72,7 +72,7 @@ async def features(call: InferenceCall[FeaturesQuery]) -> Response:
     def describe(row: int) -> str:  # the box as the client sent it: image, position, original pixels
         i = int(image_of_row[row])
         j = row - int(first_row[i])
-        return f"boxes[{i}][{j}] {[float(v) for v in sent[i][j]]}"
+        return f"{payload.box_path.format(image=i, box=j)} {[float(v) for v in sent[i][j]]}"
 
     output = await call.runtime.features(
         model, images, flat, image_of_row, describe, max_roi_cost=call.limits.max_request_roi_cost
