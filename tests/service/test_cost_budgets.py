@@ -210,9 +210,9 @@ def test_the_roi_budget_counts_every_image_of_a_batch_request(client: httpx.Clie
     assert served.status_code == 200, served.text
     assert [len(r["boxes"]) for r in served.json()["results"]] == [len(s) for s in shares]
     shares[2] = [*shares[2], SMALL]
-    for send in (features_json, features_form):
+    for send, first in ((features_json, "items[0].boxes[0]"), (features_form, "boxes[0][0]")):
         assert_over_budget(
-            send(client, shares), len(boxes) + 1, cost + SMALL_COST, budget, f"boxes[0][0] {LARGEST}"
+            send(client, shares), len(boxes) + 1, cost + SMALL_COST, budget, f"{first} {LARGEST}"
         )
 
 
