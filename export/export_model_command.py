@@ -72,6 +72,15 @@ def export_model_command(
         Path | None,
         typer.Option(help="Training images to calibrate int8 ranges on (default: --samples)."),
     ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Largest absolute difference accepted between onnxruntime and torch, and between an image "
+            "batched and alone (default 1e-5); raise it for outputs so large that float32 rounding alone "
+            "exceeds it.",
+        ),
+    ] = None,
 ) -> None:
     """Export your PyTorch model: pooling audited (rewritten or refused), parity-checked, staged."""
     shape = _shape(input)
@@ -108,6 +117,7 @@ def export_model_command(
             overwrite=overwrite,
             quantize=quantize,
             calibration=calibration,
+            **({} if tolerance is None else {"tolerance": tolerance}),
         )
     except UserModelError as exc:
         typer.echo(f"export-model: {exc}", err=True)

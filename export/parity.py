@@ -89,8 +89,53 @@ def compare(
                 else:
                     error = float(np.abs(got.astype(np.float64) - want.astype(np.float64)).max())
                 if not np.isfinite(error) or error > tolerance:
+                    largest = float(np.abs(want).max()) if want.dtype.kind == "f" else 0.0
+                    scale = (  # a large output's float32 rounding alone can exceed an absolute tolerance
+                        f" (outputs up to {largest:.3g}, where float32 values are "
+                        f"{float(np.spacing(np.float32(largest))):.2g} apart)"
+                        if largest > 1
+                        else ""
+                    )
                     raise ExportError(
-                        f"output {name}: max abs error {error:.3g} > {tolerance:g} for {shapes}"
+                        f"output {name}: max abs error {error:.3g} > {tolerance:g} for {shapes}{scale}"
                     )
                 worst = max(worst, error)
     return ParityResult(worst, len(cases))
+
+
+def check_batch_independence(proto: onnx.ModelProto, cases: Sequence[InputCase], tolerance: float) -> float:
+    """Run every multi-image case's images one at a time too, and raise :class:`ExportError` when an
+    image's outputs depend on the other images of its batch (beyond ``tolerance``); returns the largest
+    difference. The service batches requests from different clients together, so such a model (one that
+    normalizes by a statistic of the whole batch, say) would answer each client differently depending on
+    who else was asking. Region cases run each image with its own boxes."""
+    session = session_for(proto)
+    names = [o.name for o in proto.graph.output]
+    worst = 0.0
+    for case in cases:
+        images = case["images"]
+        if len(images) < 2:
+            continue
+        batched = session.run(None, case)
+        for i in range(len(images)):
+            alone: InputCase = {"images": images[i : i + 1]}
+            rows: np.ndarray | slice = slice(i, i + 1)
+            if "boxes" in case:
+                own = case["box_batch_indices"] == i
+                alone["boxes"] = case["boxes"][own]
+                alone["box_batch_indices"] = np.zeros(int(own.sum()), case["box_batch_indices"].dtype)
+                rows = own
+            for name, together, single in zip(names, batched, session.run(None, alone), strict=True):
+                part = together[rows]
+                if not part.size:
+                    continue
+                difference = float(np.abs(part.astype(np.float64) - single.astype(np.float64)).max())
+                if not np.isfinite(difference) or difference > tolerance:
+                    raise ExportError(
+                        f"output {name}: image {i} of a batch of {len(images)} differs from the same image "
+                        f"run alone by {difference:.3g} (> {tolerance:g}): its result depends on the other "
+                        "images of the batch, and the service batches different clients' requests together; "
+                        "use per-image statistics (e.g. x.amax(dim=(1, 2, 3), keepdim=True), not x.max())"
+                    )
+                worst = max(worst, difference)
+    return worst

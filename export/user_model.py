@@ -32,7 +32,15 @@ from poolserve.export.onnx_export import (
     export_audited,
     export_provenance,
 )
-from poolserve.export.parity import BATCH_SIZES, BOX_COUNTS, InputCase, check_graph, compare, random_boxes
+from poolserve.export.parity import (
+    BATCH_SIZES,
+    BOX_COUNTS,
+    InputCase,
+    check_batch_independence,
+    check_graph,
+    compare,
+    random_boxes,
+)
 from poolserve.export.pooling_rules import UnsupportedPoolingError
 from poolserve.export.roi_symbolics import roi_settings
 from poolserve.export.user_loading import UserModelError, load_samples
@@ -204,6 +212,7 @@ def export_model(
         proto, pooling = export_audited(module, example, signature)
         check_graph(proto)
         parity = compare(proto, module, cases, tolerance)
+        check_batch_independence(proto, cases, tolerance)
     except (UnsupportedPoolingError, ExportError) as exc:
         raise UserModelError(str(exc)) from exc
     except Exception as exc:  # the exporter's own errors (an operator ONNX lacks, a trace failure)

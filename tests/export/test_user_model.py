@@ -34,6 +34,25 @@ class Noisy(Small):
         return super().forward(images + torch.rand_like(images))
 
 
+class BatchNormalized(Small):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # scaled by the whole batch's maximum
+        return super().forward(images / images.abs().max())
+
+
+class RegionsBatchNormalized(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.roi = RoIAlign(2, spatial_scale=1.0, sampling_ratio=-1)
+
+    def forward(self, images: torch.Tensor, boxes: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return self.roi(images / images.abs().max(), boxes, indices).flatten(1)
+
+
+class LargeLogits(Small):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(images) * 1e5
+
+
 class ReturnsDict(Small):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {"logits": super().forward(images)}
@@ -69,6 +88,16 @@ def _written(repository: Path) -> list[Path]:
         (ReturnsDict(), {}, "returns (dict); a classification model returns a logits tensor"),
         (Fractional(), {}, "pooling layer 'pool': FractionalMaxPool2d: random regions"),
         (Noisy(), {}, "output logits: max abs error"),
+        (
+            BatchNormalized(),
+            {},
+            "differs from the same image run alone",
+        ),
+        (
+            RegionsBatchNormalized(),
+            {"task": "region-features"},
+            "output features: image",
+        ),
         (Small(), {"labels": ["a", "b"]}, "2 labels for 3 output classes"),
         (Small(), {"name": "My Net"}, "name 'My Net'"),
         (Small(), {"color_mode": "RGB"}, "--color RGB makes 3 channels; the input has 1"),
@@ -86,6 +115,8 @@ def _written(repository: Path) -> list[Path]:
         "not-a-tensor",
         "refused-pooling",
         "parity",
+        "batch-dependent",
+        "region-batch-dependent",
         "labels",
         "name",
         "color",
@@ -103,6 +134,19 @@ def test_failures_name_what_to_fix_and_write_nothing(
     assert message in str(failed.value)
     assert "\n" not in str(failed.value)
     assert _written(tmp_path / "repo") == []
+
+
+def test_large_outputs_say_what_float32_rounding_costs_and_a_wider_tolerance_accepts_them(tmp_path: Path):
+    torch.manual_seed(0)
+    model = LargeLogits()
+    with pytest.raises(
+        UserModelError, match=r"\(outputs up to [0-9.e+]+, where float32 values are .* apart\)"
+    ):
+        export_model(model, name="large", input_shape=(1, 12, 12), repository=tmp_path / "repo")
+    manifest = export_model(
+        model, name="large", input_shape=(1, 12, 12), repository=tmp_path / "repo", tolerance=0.1
+    )
+    assert manifest.verification.tolerance == 0.1
 
 
 def test_an_existing_entry_is_kept_unless_overwrite(tmp_path: Path):
