@@ -184,6 +184,8 @@ def export_model(
         raise UserModelError(f"name {name!r}: use lowercase letters, digits, '.', '_' and '-' (at most 64)")
     if version < 1:
         raise UserModelError(f"version {version}: versions start at 1")
+    if repository.exists() and not repository.is_dir():
+        raise UserModelError(f"repository {repository} is a file, not a folder")
     if (repository / name / str(version) / MODEL_FILENAME).exists() and not overwrite:
         raise UserModelError(str(EntryExists(repository / name / str(version))))
     task = Task(task)

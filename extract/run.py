@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from poolserve.extract.dataset import DatasetError, build_items, list_images, read_boxes
+from poolserve.extract.dataset import IMAGE_SUFFIXES, DatasetError, build_items, list_images, read_boxes
 from poolserve.extract.job import FeatureEncoding, JobSpec, LocalModel, ModelRef, find_model
 from poolserve.extract.pipeline import ProgressSink
 from poolserve.extract.prepare import InputLimits
@@ -80,11 +80,18 @@ def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) ->
     model, local = _model_ref(request, settings)
     if model.is_region and request.boxes is None:
         raise JobError(f"{model.name} is a region-features model: pass --boxes (COCO .json or .jsonl)")
+    if not model.is_region and request.boxes is not None:
+        raise JobError(f"{model.name} is a classifier: --boxes is for region-features models only")
     try:
         table = read_boxes(request.boxes) if model.is_region and request.boxes else None
         items = build_items(list_images(request.images), table)
     except DatasetError as exc:
         raise JobError(str(exc)) from None
+    if not items:  # a wrong folder or an empty list must not look like a finished job
+        raise JobError(
+            f"--images {request.images}: no images found (a folder is searched for "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))} files; a .txt list names one image a line)"
+        )
     job = JobSpec(
         model=model,
         batch_size=request.batch_size,
@@ -97,6 +104,8 @@ def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) ->
         ),
     )
     shards = plan(items, request.shard_size)
+    if request.output.exists() and not request.output.is_dir():
+        raise JobError(f"--output {request.output} is a file; extraction writes a folder of shards")
     try:
         open_output(request.output, job, items, request.resume)
     except OutputError as exc:

@@ -149,6 +149,12 @@ def test_large_outputs_say_what_float32_rounding_costs_and_a_wider_tolerance_acc
     assert manifest.verification.tolerance == 0.1
 
 
+def test_a_file_as_repository_is_refused_before_anything_runs(tmp_path: Path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(UserModelError, match=r"repository .*a-file is a file, not a folder"):
+        export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path / "a-file")
+
+
 def test_an_existing_entry_is_kept_unless_overwrite(tmp_path: Path):
     manifest = export_model(Small(), name="small", input_shape=(1, 12, 12), repository=tmp_path)
     before = (tmp_path / "small" / "1" / "model.onnx").read_bytes()

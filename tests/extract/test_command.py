@@ -49,6 +49,31 @@ def test_jobs_that_cannot_run_exit_2(dataset: Dataset, tmp_path: Path, model: st
     assert not (tmp_path / "out").exists()
 
 
+def test_an_empty_dataset_boxes_for_a_classifier_and_a_file_as_output_stop_the_job_in_one_line(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "list.txt").write_text("\n")
+    for images in (empty, tmp_path / "list.txt"):
+        said = extract(CLASSIFIER, "--images", images, "--output", tmp_path / "out", expect_exit=2)
+        assert "no images found" in said.output and not (tmp_path / "out").exists()
+    said = extract(
+        CLASSIFIER,
+        "--images",
+        dataset.images,
+        "--boxes",
+        dataset.jsonl,
+        "--output",
+        tmp_path / "o",
+        expect_exit=2,
+    )
+    assert "--boxes is for region-features models only" in said.output
+    (tmp_path / "a-file").write_text("")
+    said = extract(CLASSIFIER, "--images", dataset.images, "--output", tmp_path / "a-file", expect_exit=2)
+    assert said.output.strip().endswith("is a file; extraction writes a folder of shards")
+
+
 def test_an_unreadable_box_file_stops_a_region_job(dataset: Dataset, tmp_path: Path) -> None:
     bad = tmp_path / "boxes.json"
     bad.write_text(json.dumps({"not": "coco"}))
