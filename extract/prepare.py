@@ -31,6 +31,9 @@ class InputLimits:
     max_file_bytes: int
     max_pixels: int
     max_boxes: int
+    # large JPEGs decoded at reduced scale, as the service's POOLSERVE_REDUCED_JPEG_DECODE does, so that
+    # every engine's rows equal what /v1 returns for the same file
+    reduced_jpeg: bool = True
 
 
 class InputError(Exception):
@@ -74,7 +77,9 @@ class PreparedBatch:
 def prepare_image(item: Item, spec: Preprocessing, limits: InputLimits) -> PreparedImage:
     blob = read_image_file(item, limits.max_file_bytes)
     try:
-        tensor, (transform,) = decode_and_preprocess([blob], spec, limits.max_pixels)
+        tensor, (transform,) = decode_and_preprocess(
+            [blob], spec, limits.max_pixels, reduced_jpeg=limits.reduced_jpeg
+        )
         if item.boxes is None:
             return PreparedImage(item, transform.original_size, tensor, None, None)
         boxes = check_image_boxes(item.boxes, transform.original_size, limits.max_boxes)

@@ -100,7 +100,10 @@ def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) ->
         shard_size=request.shard_size,
         with_categories=table is not None and table.category_ids is not None,
         limits=InputLimits(
-            settings.max_body_bytes, settings.max_image_pixels, settings.max_boxes_per_request
+            settings.max_body_bytes,
+            settings.max_image_pixels,
+            settings.max_boxes_per_request,
+            settings.reduced_jpeg_decode,
         ),
     )
     shards = plan(items, request.shard_size)

@@ -3,6 +3,7 @@ file that lists exactly the bad inputs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
+from PIL import Image
 
 from tests.extract.conftest import (
     BAD_CLASSIFIER_INPUTS,
@@ -19,6 +21,7 @@ from tests.extract.conftest import (
     Dataset,
 )
 from tests.extract.helpers import assert_same_rows, errors, extract, rows
+from tests.service.conftest import DATA
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,21 @@ def test_float16_features_are_the_float32_ones_rounded(
         # the float32 rows agree within 1e-6, which can tip a float16 rounding by one unit
         np.testing.assert_allclose(half, full.astype(np.float16), rtol=2**-10, atol=2**-24)
     assert_same_rows(rows(http), rows(local), atol=2**-10)
+
+
+def test_a_large_jpeg_gets_the_services_numbers_from_every_engine(server_url: str, tmp_path: Path) -> None:
+    """Large JPEGs decode at reduced scale in the service (POOLSERVE_REDUCED_JPEG_DECODE); the local
+    engine decodes them as the service does, so its rows are the service's numbers too."""
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    canvas = Image.open(DATA / "canvases" / "canvas_1.png").convert("L")
+    canvas.resize((112 * 6, 112 * 6), Image.Resampling.BILINEAR).save(folder / "large.jpg", quality=90)
+    boxes = [[18 * 6, 49 * 6, 28 * 6, 64 * 6], [74 * 6, 59 * 6, 97 * 6, 91 * 6]]
+    (tmp_path / "boxes.jsonl").write_text(json.dumps({"image": "large.jpg", "boxes": boxes}) + "\n")
+    local, http = tmp_path / "local", tmp_path / "http"
+    common: list[str | Path] = ["--images", folder, "--boxes", tmp_path / "boxes.jsonl"]
+    extract(REGION_MODEL, *common, "--output", local, expect_exit=0)
+    extract(
+        REGION_MODEL, *common, "--output", http, "--engine", "http", "--server", server_url, expect_exit=0
+    )
+    assert_same_rows(rows(http), rows(local))
