@@ -27,6 +27,7 @@ from poolserve.repository.store import (
 from poolserve.service.errors import ModelNotFound, ModelNotReady, WrongTask
 from poolserve.service.runtime.batch_handlers import batch_handler
 from poolserve.service.runtime.batcher import BatchConfig, BatchObserver, BatchWindow, DynamicBatcher
+from poolserve.service.runtime.graph_check import GraphMismatchError, check_against_graph
 from poolserve.service.runtime.model_io import TaskIO, model_io
 from poolserve.service.runtime.sessions import SessionConfig, create_session, provider_in_use
 from poolserve.service.runtime.watchdog import ModelGuard, TimedHandler
@@ -216,7 +217,13 @@ class ModelRegistry:
             self._fail(entry, f"onnxruntime could not load the model: {type(exc).__name__}")
             return
         io = model_io(manifest)
-        timed: TimedHandler[Any, Any] = TimedHandler(batch_handler(session, io))
+        handler = batch_handler(session, io)
+        try:
+            await asyncio.to_thread(check_against_graph, session, manifest, io, handler)
+        except GraphMismatchError as exc:
+            self._fail(entry, f"the manifest does not match the graph: {exc}")
+            return
+        timed: TimedHandler[Any, Any] = TimedHandler(handler)
         batcher = DynamicBatcher(entry.name, timed, self._batching.config(manifest.batching), self._observer)
         model = ServingModel(
             name=entry.name,
