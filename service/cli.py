@@ -10,17 +10,17 @@ import typer
 
 
 def serve(
-    host: Annotated[str | None, typer.Option(help="bind address [default: 127.0.0.1]")] = None,
-    port: Annotated[int | None, typer.Option(help="port [default: 8000]")] = None,
+    host: Annotated[str | None, typer.Option(help="bind address \\[default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="port \\[default: 8000]")] = None,
     repository: Annotated[
-        Path | None, typer.Option(help="model repository [default: ./model_repository]")
+        Path | None, typer.Option(help="model repository \\[default: ./model_repository]")
     ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
             min=1,
             help="server processes sharing the socket, each with cores/N onnxruntime threads "
-            "[default: 1, or POOLSERVE_WORKERS]",
+            "\\[default: 1, or POOLSERVE_WORKERS]",
         ),
     ] = None,
     supervise: Annotated[
@@ -32,22 +32,33 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the model repository over HTTP (settings also from POOLSERVE_* variables and .env)."""
-    from poolserve.service.settings import (
-        Settings,  # lazily: `poolserve --help` should not pay for the server stack
+    # lazily: `poolserve --help` should not pay for the server stack
+    from poolserve.service.startup import (
+        StartupError,
+        bind,
+        check_settings,
+        load_settings,
+        refuse,
+        warn_misspelt,
     )
     from poolserve.service.supervisor import listen, serve_supervised
 
     given = {"host": host, "port": port, "repository": repository, "workers": workers}
     overrides = {k: v for k, v in given.items() if v is not None}
-    settings = Settings(**overrides)  # type: ignore[arg-type]
-    if not supervise and settings.workers > 1:
-        raise typer.BadParameter(
-            "several workers need the supervisor; drop --no-supervise", param_hint="--workers"
-        )
-    if supervise:
-        # The server process reads its settings from the environment: the command line's go there too.
-        env = {f"POOLSERVE_{k.upper()}": str(v) for k, v in overrides.items()}
-        sys.exit(serve_supervised(settings, env))
-    from poolserve.service.serve import serve_on
+    try:
+        settings = load_settings(overrides)
+        if not supervise and settings.workers > 1:
+            raise typer.BadParameter(
+                "several workers need the supervisor; drop --no-supervise", param_hint="--workers"
+            )
+        check_settings(settings)
+        warn_misspelt()
+        if supervise:
+            # The server process reads its settings from the environment: the command line's go there.
+            env = {f"POOLSERVE_{k.upper()}": str(v) for k, v in overrides.items()}
+            sys.exit(serve_supervised(settings, env))
+        from poolserve.service.serve import serve_on
 
-    serve_on(listen(settings.host, settings.port), settings)
+        serve_on(bind(settings, listen), settings)
+    except StartupError as exc:
+        refuse(exc, "poolserve serve")

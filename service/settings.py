@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProviderChoice = Literal["auto", "cpu", "cuda"]
@@ -39,8 +39,10 @@ class Settings(BaseSettings):
     # onnxruntime
     execution_provider: ProviderChoice = "auto"
     strict_provider: bool = False  # refuse to start instead of falling back to the CPU
-    intra_op_threads: int = Field(default=0, ge=0)  # 0: onnxruntime decides; unset: see workers
-    inter_op_threads: int = Field(default=0, ge=0)
+    # 0: onnxruntime decides; unset: see workers. Bounded: a pool of thousands of threads never finishes
+    # starting, and the model never loads.
+    intra_op_threads: int = Field(default=0, ge=0, le=1024)
+    inter_op_threads: int = Field(default=0, ge=0, le=1024)
 
     # request limits
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
@@ -114,3 +116,17 @@ class Settings(BaseSettings):
     # routes that stay open with an api_key set: probes and scrapers usually hold no secret
     auth_exempt_health: bool = True
     auth_exempt_metrics: bool = True
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_case_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value  # INFO, as Python's logging writes it
+
+    @field_validator("api_key", "host")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        # An empty key would lock every route behind a secret nobody can send; an empty host would bind
+        # every interface. Both are more likely a variable set to nothing than a choice.
+        if value is not None and not value.strip():
+            raise ValueError("is empty; unset it for the default, or give a value")
+        return value

@@ -26,6 +26,7 @@ from types import FrameType
 
 from poolserve.service.cores import available_cores, intra_op_threads_per_worker
 from poolserve.service.settings import Settings
+from poolserve.service.startup import StartupError, bind, check_settings, load_settings, refuse, warn_misspelt
 
 log = logging.getLogger("poolserve.service.supervisor")
 
@@ -152,7 +153,7 @@ def server_env(settings: Settings, overrides: dict[str, str] | None = None) -> d
 
 def serve_supervised(settings: Settings, env_overrides: dict[str, str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    sock = listen(settings.host, settings.port)
+    sock = bind(settings, listen)
     host, port = sock.getsockname()[:2]
     env = server_env(settings, env_overrides)
     threads = env.get("POOLSERVE_INTRA_OP_THREADS")
@@ -162,7 +163,15 @@ def serve_supervised(settings: Settings, env_overrides: dict[str, str] | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    sys.exit(serve_supervised(Settings()))
+    """The container's entry point: ``poolserve serve`` with every setting from the environment."""
+    try:
+        settings = load_settings()
+        check_settings(settings)
+        warn_misspelt()
+        code = serve_supervised(settings)
+    except StartupError as exc:
+        refuse(exc, "poolserve")
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from poolserve.service import healthcheck
+from poolserve.service.settings import Settings
+from tests.service.conftest import REPOSITORY, running_server
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -70,3 +74,19 @@ def test_nothing_listening_is_unhealthy(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("POOLSERVE_HOST", "127.0.0.1")
     monkeypatch.setenv("POOLSERVE_PORT", str(port))
     assert healthcheck.main(["1"]) == 1
+
+
+def test_the_probe_sends_the_key_when_health_routes_require_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(repository=REPOSITORY, api_key="s3cret", auth_exempt_health=False)
+    with running_server(settings, wait_ready=False) as url:
+        ready = f"{url}{healthcheck.READY_PATH}"
+        while httpx.get(ready, headers={"X-API-Key": "s3cret"}, timeout=5).status_code != 200:
+            time.sleep(0.05)
+        port = url.rsplit(":", 1)[1]
+        monkeypatch.setenv("POOLSERVE_PORT", port)
+        monkeypatch.setenv("POOLSERVE_AUTH_EXEMPT_HEALTH", "false")
+        assert healthcheck.main(["5"]) == 1  # no key in its environment: refused like any client
+        monkeypatch.setenv("POOLSERVE_API_KEY", "s3cret")
+        assert healthcheck.main(["5"]) == 0
+        monkeypatch.setenv("POOLSERVE_AUTH_EXEMPT_HEALTH", "true")  # exempt: the key is not sent
+        assert healthcheck.probe_headers({"POOLSERVE_API_KEY": "s3cret"}) == {}

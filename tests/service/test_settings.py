@@ -47,3 +47,8 @@ def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None
     assert default_repository() == ROOT / "model_repository"
     monkeypatch.chdir(ROOT)
     assert default_repository() == ROOT / "model_repository"
+
+
+def test_the_log_level_is_read_in_either_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POOLSERVE_LOG_LEVEL", "WARNING")
+    assert Settings().log_level == "warning"

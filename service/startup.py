@@ -1,0 +1,110 @@
+"""What is checked before any server process starts, for ``poolserve serve`` and the container's entry
+point (``python -m poolserve.service.supervisor``) alike.
+
+A server that cannot work should refuse to start, in one line that names what to change, rather than
+print a framework's traceback, restart forever, or run without ever becoming ready:
+
+- settings that parse (a bad ``POOLSERVE_*`` value names its variable);
+- a repository that is a folder (models are only discovered at start-up);
+- the execution provider, when ``strict_provider`` demands it;
+- a worker count the cores can carry (each worker loads every model);
+- a socket that binds.
+
+Variables that look like a misspelt setting (``POOLSERVE_WORKRES``) are warned about: they are
+otherwise ignored in silence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import NoReturn
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from poolserve.service.cores import available_cores
+from poolserve.service.errors import ProviderUnavailable
+from poolserve.service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "POOLSERVE_"
+WORKERS_PER_CORE = 4  # beyond this many workers per core, each mostly waits for the others
+
+
+class StartupError(Exception):
+    """The server cannot start; the message (one line per problem) says what to change."""
+
+
+def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
+    """``Settings`` from the environment and ``overrides``; a bad value is a ``StartupError`` naming it."""
+    try:
+        return Settings(**dict(overrides or {}))  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False):
+            field = ".".join(str(part) for part in error["loc"])
+            value = error.get("input")
+            given = f"={value!r}" if isinstance(value, str | int | float) else ""
+            lines.append(f"{ENV_PREFIX}{field.upper()}{given}: {error['msg']}")
+        raise StartupError("\n".join(lines)) from None
+    except SettingsError as exc:  # a list or dict setting whose value is not JSON
+        raise StartupError(f"{exc}; list settings take JSON, e.g. '[\"https://a.example\"]'") from None
+
+
+def check_settings(settings: Settings, providers: Callable[[], list[str]] | None = None) -> None:
+    """Refuse what cannot serve: see the module's docstring. ``providers``: onnxruntime's available
+    execution providers (default: ask onnxruntime)."""
+    if not settings.repository.is_dir():
+        raise StartupError(f"{ENV_PREFIX}REPOSITORY={str(settings.repository)!r}: not a folder")
+    if settings.strict_provider:
+        from poolserve.service.runtime.providers import select_providers
+
+        if providers is None:
+            import onnxruntime as ort
+
+            providers = ort.get_available_providers
+        try:
+            select_providers(settings.execution_provider, providers(), strict=True)
+        except ProviderUnavailable as exc:
+            raise StartupError(f"{ENV_PREFIX}STRICT_PROVIDER: {exc}") from None
+    cores = available_cores()
+    if settings.workers > WORKERS_PER_CORE * cores:
+        raise StartupError(
+            f"{ENV_PREFIX}WORKERS={settings.workers}: more than {WORKERS_PER_CORE} per core on "
+            f"{cores} core(s); each worker loads every model (docs/deploy.md)"
+        )
+
+
+def bind(settings: Settings, listen: Callable[[str, int], socket.socket]) -> socket.socket:
+    try:
+        return listen(settings.host, settings.port)
+    except OSError as exc:  # in use, not an address of this host, not allowed
+        reason = exc.strerror or str(exc)
+        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
+
+
+def refuse(error: StartupError, program: str) -> NoReturn:
+    """Print the error, one line per problem, and exit with status 2 (a usage error: nothing started)."""
+    for line in str(error).splitlines():
+        print(f"{program}: {line}", file=sys.stderr)
+    sys.exit(2)
+
+
+def warn_misspelt(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Warn about ``POOLSERVE_*`` variables close to a setting's name but not one; returns the warnings."""
+    known = [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    warnings = []
+    for name in sorted(environ):
+        if name.startswith(ENV_PREFIX) and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                warnings.append(f"{name} is not a setting and is ignored; did you mean {close[0]}?")
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
