@@ -105,25 +105,45 @@ def load_weights(module: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        unsupported = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
+        if unsupported:  # torch.save(model): a pickled module, which weights_only refuses to run
+            raise UserModelError(
+                f"{path}: holds pickled Python objects, not only tensors ({unsupported[0]}); a whole "
+                "model saved with torch.save(model)? save model.state_dict() instead"
+            ) from exc
         raise UserModelError(
             f"{path}: not a state_dict torch.load(weights_only=True) accepts: {_one_line(exc)}"
         ) from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not _is_state_dict(state):
+        nested = [k for k, v in state.items() if _is_state_dict(v)] if isinstance(state, dict) else []
+        hint = f"; it holds one under {nested[0]!r}: save that entry on its own" if nested else ""
         raise UserModelError(
-            f"{path}: expected a state_dict (parameter name -> tensor), got {type(state).__name__}"
+            f"{path}: expected a state_dict (parameter name -> tensor), got a {type(state).__name__} "
+            f"holding other values{hint}"
         )
-    expected = set(module.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = [
             f"missing keys {_listed(missing)}" if missing else "",
             f"unexpected keys {_listed(unexpected)}" if unexpected else "",
         ]
         raise UserModelError(f"{path}: weights do not match the model: {'; '.join(p for p in parts if p)}")
+    differ = [
+        f"{k} {tuple(state[k].shape)} for {tuple(v.shape)}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape
+    ]
+    if differ:
+        raise UserModelError(f"{path}: weights do not match the model's shapes: {_listed(differ)}")
     try:
         module.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # shapes that differ
+    except RuntimeError as exc:
         raise UserModelError(f"{path}: weights do not match the model: {_one_line(exc)}") from exc
+
+
+def _is_state_dict(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values())
 
 
 def load_labels(path: Path) -> list[str]:
@@ -135,8 +155,10 @@ def load_labels(path: Path) -> list[str]:
 
 def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
     """Every image in ``directory``, preprocessed exactly as the service will: (n, C, H, W) float32."""
-    from poolserve.service.imaging.image_decoder import decode_image
-    from poolserve.service.imaging.preprocess import preprocess
+    from poolserve.service.imaging.preprocess import decode_and_preprocess
+    from poolserve.service.settings import Settings
+
+    reduced_jpeg = Settings().reduced_jpeg_decode  # large JPEGs at reduced scale, as the service decodes them
 
     if not directory.is_dir():
         raise UserModelError(f"{directory}: no such samples directory")
@@ -146,7 +168,10 @@ def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
     tensors = []
     for file in files:
         try:
-            tensors.append(preprocess(decode_image(file.read_bytes(), _MAX_SAMPLE_PIXELS), preprocessing)[0])
+            batch, _ = decode_and_preprocess(
+                [file.read_bytes()], preprocessing, _MAX_SAMPLE_PIXELS, reduced_jpeg=reduced_jpeg
+            )
+            tensors.append(batch[0])
         except Exception as exc:
             raise UserModelError(f"{file}: cannot be decoded: {_one_line(exc)}") from exc
     return np.stack(tensors)

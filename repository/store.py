@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +40,43 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover(root: Path) -> list[EntryLocation]:
-    """Every ``<name>/<version>`` folder under ``root``, newest version last; other files are ignored."""
+def discover(root: Path, on_skip: Callable[[Path, str], None] | None = None) -> list[EntryLocation]:
+    """Every ``<name>/<version>`` folder under ``root`` that can be an entry, newest version last.
+
+    Files, and folders whose names start with ``.`` (an export's staging folder, ``.git``), are passed
+    over in silence. Any other folder that cannot be an entry (a name the service does not take, a
+    version that is not a number, a version folder without a manifest, such as one being filled) is
+    skipped, and ``on_skip(folder, why)`` hears of it: an operator's model must not just be missing.
+    A version folder without a manifest (one being filled, say) does not hide the older versions beside
+    it; a model with no manifest at all is still found, so that loading it fails with the reason.
+    """
     if not root.is_dir():
         raise RepositoryError(f"model repository {root} is not a directory")
+    skip = on_skip or (lambda folder, why: None)
     found: list[EntryLocation] = []
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and _NAME.match(p.name)):
-        for version_dir in model_dir.iterdir():
-            if version_dir.is_dir() and version_dir.name.isdigit() and int(version_dir.name) >= 1:
-                found.append(EntryLocation(model_dir.name, int(version_dir.name), version_dir))
+    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not _NAME.match(model_dir.name):
+            skip(model_dir, "not a model name (lowercase letters, digits, '.', '_', '-'; at most 64)")
+            continue
+        versions: list[EntryLocation] = []
+        bare: list[EntryLocation] = []  # version folders without a manifest
+        for version_dir in sorted(
+            p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+        ):
+            name = version_dir.name
+            if not (name.isdigit() and str(int(name)) == name and int(name) >= 1):
+                skip(version_dir, "not a version number (1, 2, ...)")
+                continue
+            location = EntryLocation(model_dir.name, int(name), version_dir)
+            (versions if (version_dir / MANIFEST_FILENAME).is_file() else bare).append(location)
+        if versions:
+            for location in bare:
+                skip(location.directory, f"holds no {MANIFEST_FILENAME}; older versions serve")
+        elif bare:  # nothing else to serve: listed, and failed with the reason, where the API shows it
+            versions.append(max(bare, key=lambda e: e.version))
+        elif not any(p.name.startswith(".") for p in model_dir.iterdir()):  # not an export in progress
+            skip(model_dir, "holds no version folder (<name>/1/manifest.json)")
+        found.extend(versions)
     return sorted(found, key=lambda e: (e.name, e.version))
 
 

@@ -133,7 +133,7 @@ class ModelRegistry:
     def discover(self) -> None:
         """Find the newest version of every model; reading manifests is cheap, loading comes later."""
         try:
-            locations = latest_versions(discover(self.root))
+            locations = latest_versions(discover(self.root, self._skipped))
         except RepositoryError as exc:
             log.error("model repository unusable: %s", exc)
             locations = []
@@ -146,6 +146,9 @@ class ModelRegistry:
             self._entries[entry.name] = entry
         if not self._entries:
             log.error("no models found in %s", self.root)
+
+    def _skipped(self, folder: Path, why: str) -> None:
+        log.warning("model repository: skipping %s: %s", folder.relative_to(self.root), why)
 
     async def load_all(self) -> None:
         """Load every discovered model, one at a time, off the event loop; failures stay per model."""

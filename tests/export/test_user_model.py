@@ -216,8 +216,20 @@ def test_factory_and_weights_errors(tmp_path: Path):
     with pytest.raises(UserModelError, match=r"missing keys 0\.weight; unexpected keys extra\.weight"):
         load_weights(module, tmp_path / "renamed.pt")
     torch.save({"0.weight": Payload()}, tmp_path / "pickled.pt")  # an arbitrary object: never unpickled
-    with pytest.raises(UserModelError, match="weights_only=True"):
+    with pytest.raises(UserModelError, match=r"holds pickled Python objects, not only tensors \(.*Payload"):
         load_weights(module, tmp_path / "pickled.pt")
+    torch.save(module, tmp_path / "whole.pt")  # torch.save(model), the common slip
+    with pytest.raises(UserModelError, match=r"Sequential.*a whole model saved with torch\.save\(model\)\?"):
+        load_weights(module, tmp_path / "whole.pt")
+    torch.save({"state_dict": module.state_dict(), "epoch": 3}, tmp_path / "checkpoint.pt")
+    with pytest.raises(UserModelError, match=r"holds one under 'state_dict': save that entry on its own"):
+        load_weights(module, tmp_path / "checkpoint.pt")
+    wider = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3))
+    torch.save(wider.state_dict(), tmp_path / "wider.pt")
+    with pytest.raises(
+        UserModelError, match=r"model's shapes: 2\.weight \(3, 8\) for \(2, 8\), 2\.bias \(3,\) for \(2,\)"
+    ):
+        load_weights(module, tmp_path / "wider.pt")
 
 
 def test_the_command_fails_in_one_line_with_a_non_zero_exit(tmp_path: Path):
@@ -269,3 +281,21 @@ def test_a_package_import_leaves_sys_path_as_it_was(tmp_path: Path, monkeypatch:
     finally:
         sys.modules.pop("mypkg_path", None)
     assert sys.path == before
+
+
+def test_samples_are_decoded_as_the_service_decodes_them(tmp_path: Path):
+    """A JPEG far larger than the input is decoded at reduced scale by the service: samples too."""
+    from poolserve.export.user_loading import load_samples
+    from poolserve.repository.manifest import Preprocessing
+    from poolserve.service.imaging.preprocess import decode_and_preprocess
+
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (240, 240), dtype=np.uint8)).save(samples / "big.jpg", quality=90)
+    spec = Preprocessing(color_mode="L", height=12, width=12, mean=[0.5], std=[0.5])
+    blob = (samples / "big.jpg").read_bytes()
+    served, _ = decode_and_preprocess([blob], spec, 1 << 24, reduced_jpeg=True)
+    full, _ = decode_and_preprocess([blob], spec, 1 << 24, reduced_jpeg=False)
+    assert not np.array_equal(served, full)  # the reduced decode shows in the pixels
+    np.testing.assert_array_equal(load_samples(samples, spec), served)
