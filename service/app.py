@@ -82,7 +82,9 @@ async def load_models(registry: ModelRegistry, settings: Settings, metrics: Serv
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Models load in the background: /health/live answers at once, /health/ready once they are in."""
+    """Models load in the background: /health/live answers at once, /health/ready once they are in.
+    With ``app.state.serve_after_load`` (a replacement server beside others, ``poolserve.service.supervisor``)
+    start-up ends, and the server accepts connections, only once they are in."""
     settings, metrics = app.state.settings, app.state.metrics
     registry = build_registry(settings, metrics)
     registry.discover()
@@ -90,6 +92,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loading = asyncio.create_task(load_models(registry, settings, metrics), name="load-models")
     watchdog = build_watchdog(settings, registry)
     watchdog.start()
+    if getattr(app.state, "serve_after_load", False):
+        await registry.wait_loaded()
     try:
         with GcPauseRecorder(metrics.gc_paused):
             yield

@@ -57,11 +57,13 @@ def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
     )
 
 
-def serve_on(sock: socket.socket, settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain for ``shutdown_grace_s`` and return (exit status 0)."""
+def serve_on(sock: socket.socket, settings: Settings, serve_after_load: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT, then drain for ``shutdown_grace_s`` and return (exit status 0).
+    ``serve_after_load``: accept connections only once the models have loaded (``app.lifespan``)."""
     # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; a clean stop exits 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = create_app(settings)
+    app.state.serve_after_load = serve_after_load
     DrainingServer(server_config(app, settings), app).run(sockets=[sock])
 
 
@@ -78,11 +80,14 @@ def follow_parent() -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="an inherited listening socket")
+    parser.add_argument(
+        "--serve-after-load", action="store_true", help="accept connections once the models have loaded"
+    )
     args = parser.parse_args(argv)
     follow_parent()
     # Wrapping the descriptor (not socket.fromfd, which duplicates it) lets uvicorn's shutdown close the
     # listener itself, so the port stops accepting as soon as the drain starts.
-    serve_on(socket.socket(fileno=args.fd), Settings())
+    serve_on(socket.socket(fileno=args.fd), Settings(), args.serve_after_load)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ stop it: the socket closes (no new connections), every server drains its request
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -87,11 +88,16 @@ class Supervisor:
         return self._drain()
 
     def _start(self, worker: Worker) -> None:
+        command = [sys.executable, "-m", "poolserve.service.serve", "--fd", str(self._fd)]
+        # A replacement beside servers that still run takes connections only once its models are in:
+        # accepting earlier would answer its share "still loading" while the others could serve it.
+        # The first start, or a lone server's restart, accepts at once: its probes say it is loading.
+        replacing = worker.started != 0.0
+        if replacing and any(w.process is not None and w is not worker for w in self._workers):
+            command.append("--serve-after-load")
         worker.started = time.monotonic()
         worker.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "poolserve.service.serve", "--fd", str(self._fd)],
-            pass_fds=[self._fd],
-            env=self._env,
+            command, pass_fds=[self._fd], env=self._env
         )
 
     def _died(self, worker: Worker, code: int, now: float) -> None:
@@ -109,7 +115,12 @@ class Supervisor:
 
     def _drain(self) -> int:
         """Close the socket, pass SIGTERM on to every server, wait for them (killing stragglers)."""
-        self._sock.close()  # each server's copy closes as its drain starts: then the port refuses
+        # Stop listening for every process at once: shutdown acts on the socket all the servers share, where
+        # closing our descriptor would leave it listening in theirs, queuing connections nobody accepts
+        # (reset when the last server exits) while the servers drain for up to their grace period.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()
         running = [w.process for w in self._workers if w.process is not None]
         for process in running:
             if process.poll() is None:

@@ -38,7 +38,11 @@ def _repository(root: Path) -> Path:
 def test_every_folder_is_an_entry_or_reported(tmp_path: Path) -> None:
     root = _repository(tmp_path)
     skipped: dict[str, str] = {}
-    found = discover(root, lambda folder, why: skipped.setdefault(folder.relative_to(root).as_posix(), why))
+
+    def skip(folder: Path, why: str) -> None:
+        skipped[folder.relative_to(root).as_posix()] = why
+
+    found = discover(root, skip)
     assert [(e.name, e.version) for e in latest_versions(found)] == [
         ("no-manifest", 1),
         ("staged", 1),

@@ -111,7 +111,10 @@ def test_a_killed_worker_is_replaced_while_the_other_keeps_serving(digit_files: 
             assert sorted(now) == sorted([second, replacement])  # the survivor was left alone
             with only(second, now):  # the new one is loading its models; the survivor answers
                 assert label_from(to_second, digit) == digit.label
-        wait_until_serving(url, replacement, now, digit)
+        # A fresh connection only the replacement can take (the survivor is stopped) waits until its
+        # models are in: a replacement accepts nothing it would answer "still loading".
+        with only(replacement, now), httpx.Client(base_url=url, timeout=60) as to_replacement:
+            assert label_from(to_replacement, digit) == digit.label
         assert server_processes(supervisor.pid) == now
         assert supervisor.poll() is None
 
@@ -161,6 +164,25 @@ def test_sigterm_drains_every_worker_within_the_grace_period(digit_files: list[D
         assert grace_s - 1 < took < grace_s + 20  # it waited for the slow request, then stopped
         assert server_processes(supervisor.pid) == []
         assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+def test_the_port_stops_listening_at_sigterm_even_before_the_workers_react() -> None:
+    """Servers that have not yet handled their SIGTERM (stopped, here) still hold the shared socket: were
+    it left listening, the kernel would queue new connections that nobody accepts, and reset them when the
+    last server exits. The supervisor stops it listening for all of them at once."""
+    with supervised_server(REPOSITORY, workers="2") as (supervisor, url):
+        workers = server_processes(supervisor.pid)
+        port = int(url.rsplit(":", 1)[1])
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            supervisor.send_signal(signal.SIGTERM)
+            time.sleep(1)  # the supervisor drains; its servers cannot, yet
+            assert not accepts(port)
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+        assert supervisor.wait(timeout=30) == 0
 
 
 def read_all(connection: socket.socket) -> bytes:
