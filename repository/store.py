@@ -96,8 +96,12 @@ def read_manifest(location: EntryLocation) -> Manifest:
         raise RepositoryError(f"{location.manifest_path}: manifest is missing") from exc
     try:
         manifest = Manifest.model_validate_json(raw)
-    except ValidationError as exc:
-        raise RepositoryError(f"{location.manifest_path}: invalid manifest: {exc}") from exc
+    except ValidationError as exc:  # one line, without the inputs and documentation links pydantic adds
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'manifest'}: {e['msg']}"
+            for e in exc.errors(include_url=False)[:5]
+        )
+        raise RepositoryError(f"{location.manifest_path}: invalid manifest: {problems}") from exc
     if (manifest.name, manifest.version) != (location.name, location.version):
         raise RepositoryError(
             f"{location.manifest_path}: says {manifest.name}/{manifest.version}, "

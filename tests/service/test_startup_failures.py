@@ -52,6 +52,8 @@ def test_broken_entries_fail_alone_with_a_reason(tmp_path: Path, caplog: pytest.
         reasons = {m["name"]: m["reason"] for m in httpx.get(f"{url}/v1/models").json()["models"]}
         assert "missing" in reasons["no-onnx"] and "missing" in reasons["no-manifest"]
         assert "invalid manifest" in reasons["bad-manifest"]
+        assert "\n" not in reasons["bad-manifest"] and "pydantic.dev" not in reasons["bad-manifest"]
+        assert "{not json" not in reasons["bad-manifest"]  # what was sent is the operator's file, not echoed
         assert "onnxruntime could not load" in reasons["garbage-onnx"]
         assert not any(str(tmp_path) in (r or "") for r in reasons.values())  # no server paths
         refused = httpx.post(f"{url}/v1/models/garbage-onnx/classify", json={"images": []})
