@@ -44,6 +44,7 @@ def session_for(proto: onnx.ModelProto | bytes) -> ort.InferenceSession:
     data = proto if isinstance(proto, bytes) else proto.SerializeToString()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = 4  # fatal only: a failing run raises, and the exception says why
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 

@@ -147,10 +147,15 @@ def _is_state_dict(value: object) -> bool:
 
 
 def load_labels(path: Path) -> list[str]:
-    """One label per line; blank lines are ignored."""
+    """One label per line; blank lines are ignored, and a UTF-8 byte order mark (as editors on Windows
+    write it) is not part of the first label. Two classes of one name would be told apart by nobody."""
     if not path.is_file():
         raise UserModelError(f"{path}: no such labels file")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    labels = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UserModelError(f"{path}: labels {', '.join(map(repr, repeated))} appear more than once")
+    return labels
 
 
 def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:

@@ -69,7 +69,9 @@ def _preprocessing(
     scale: float,
 ) -> Preprocessing:
     channels, height, width = shape
-    mode: str = color_mode or ("L" if channels == 1 else "RGB")  # pydantic checks the literal
+    mode: str = color_mode or ("L" if channels == 1 else "RGB")
+    if mode not in ("L", "RGB", "BGR"):
+        raise UserModelError(f"color mode {mode!r}: use L, RGB or BGR")
     if (mode == "L") != (channels == 1):
         raise UserModelError(
             f"--color {mode} makes {1 if mode == 'L' else 3} channels; the input has {channels}"
@@ -90,12 +92,23 @@ def _preprocessing(
         ) from None
 
 
+def _one_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
 def _task_hint(exc: Exception, task: Task) -> str:
     """A forward that wants more arguments than the images is, most likely, a region model exported as a
     classifier: the default task feeds the images alone."""
     missing = isinstance(exc, TypeError) and "missing" in str(exc) and "required positional" in str(exc)
     if missing and task is Task.CLASSIFICATION:
         return "; a region model? pass --task region-features (task='region-features' in Python)"
+    surplus = isinstance(exc, TypeError) and "positional argument" in str(exc) and "were given" in str(exc)
+    if surplus and task is Task.REGION_FEATURES:
+        return (
+            "; a region model is called as forward(images, boxes, box_batch_indices): boxes (K, 4) and "
+            "each box's image index (K,), not torchvision's (K, 5) rois"
+        )
     return ""
 
 
@@ -188,7 +201,14 @@ def export_model(
         raise UserModelError(f"repository {repository} is a file, not a folder")
     if (repository / name / str(version) / MODEL_FILENAME).exists() and not overwrite:
         raise UserModelError(str(EntryExists(repository / name / str(version))))
-    task = Task(task)
+    try:
+        task = Task(task)
+    except ValueError:
+        raise UserModelError(f"task {task!r}: use one of {', '.join(t.value for t in Task)}") from None
+    if len(input_shape) != 3:
+        raise UserModelError(f"input_shape {tuple(input_shape)}: give (channels, height, width)")
+    if isinstance(labels, str):
+        raise UserModelError("labels: give a list of names, one per class, not one string")
     shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
     preprocessing = _preprocessing(shape, color_mode, mean, std, scale)
     roi = _roi_settings(module) if task is Task.REGION_FEATURES else None
@@ -213,14 +233,20 @@ def export_model(
     try:
         proto, pooling = export_audited(module, example, signature)
         check_graph(proto)
-        parity = compare(proto, module, cases, tolerance)
-        check_batch_independence(proto, cases, tolerance)
     except (UnsupportedPoolingError, ExportError) as exc:
         raise UserModelError(str(exc)) from exc
     except Exception as exc:  # the exporter's own errors (an operator ONNX lacks, a trace failure)
-        lines = str(exc).strip().splitlines()
+        raise UserModelError(f"ONNX export failed: {_one_line(exc)}") from exc
+    try:
+        parity = compare(proto, module, cases, tolerance)
+        check_batch_independence(proto, cases, tolerance)
+    except ExportError as exc:
+        raise UserModelError(str(exc)) from exc
+    except Exception as exc:  # onnxruntime's own error types, running the exported graph
         raise UserModelError(
-            f"ONNX export failed: {type(exc).__name__}: {lines[0] if lines else ''}"
+            f"the exported graph fails in onnxruntime on batches of {', '.join(map(str, BATCH_SIZES))}: "
+            f"{_one_line(exc)}; does the model fix its batch size (view(2, -1), a constant reshape)? "
+            "use x.flatten(1) or x.view(x.size(0), -1)"
         ) from exc
     reference = f"torch {torch.__version__} eager (random inputs" + (
         " and sample images)" if samples else ")"

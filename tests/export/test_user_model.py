@@ -53,6 +53,20 @@ class LargeLogits(Small):
         return super().forward(images) * 1e5
 
 
+class FixedBatch(Small):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # the batch of the example, traced as a constant
+        return self.head(self.pool(self.conv(images)).view(2, -1))
+
+
+class TorchvisionStyle(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.roi = RoIAlign(2, spatial_scale=1.0, sampling_ratio=-1)
+
+    def forward(self, images: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return self.roi(images, rois[:, 1:], rois[:, 0].long()).flatten(1)
+
+
 class ReturnsDict(Small):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {"logits": super().forward(images)}
@@ -99,6 +113,16 @@ def _written(repository: Path) -> list[Path]:
             "output features: image",
         ),
         (Small(), {"labels": ["a", "b"]}, "2 labels for 3 output classes"),
+        (FixedBatch(), {}, "the exported graph fails in onnxruntime on batches of 1, 2, 7: "),
+        (
+            TorchvisionStyle(),
+            {"task": "region-features"},
+            "is called as forward(images, boxes, box_batch_indices)",
+        ),
+        (Small(), {"task": "detection"}, "task 'detection': use one of classification, region-features"),
+        (Small(), {"input_shape": (1, 12)}, "input_shape (1, 12): give (channels, height, width)"),
+        (Small(), {"color_mode": "rgb"}, "color mode 'rgb': use L, RGB or BGR"),
+        (Small(), {"labels": "abc"}, "labels: give a list of names, one per class, not one string"),
         (Small(), {"name": "My Net"}, "name 'My Net'"),
         (Small(), {"color_mode": "RGB"}, "--color RGB makes 3 channels; the input has 1"),
         (Small(), {"mean": [0.5, 0.5]}, "preprocessing"),
@@ -118,6 +142,12 @@ def _written(repository: Path) -> list[Path]:
         "batch-dependent",
         "region-batch-dependent",
         "labels",
+        "fixed-batch",
+        "torchvision-style-region",
+        "unknown-task",
+        "short-shape",
+        "lower-case-color",
+        "labels-as-string",
         "name",
         "color",
         "mean",
@@ -299,3 +329,13 @@ def test_samples_are_decoded_as_the_service_decodes_them(tmp_path: Path):
     full, _ = decode_and_preprocess([blob], spec, 1 << 24, reduced_jpeg=False)
     assert not np.array_equal(served, full)  # the reduced decode shows in the pixels
     np.testing.assert_array_equal(load_samples(samples, spec), served)
+
+
+def test_a_labels_file_loses_its_byte_order_mark_and_may_not_repeat_a_label(tmp_path: Path):
+    from poolserve.export.user_loading import load_labels
+
+    (tmp_path / "labels.txt").write_text("\ufeffcat\ndog\n\n", encoding="utf-8")
+    assert load_labels(tmp_path / "labels.txt") == ["cat", "dog"]
+    (tmp_path / "twice.txt").write_text("cat\ndog\ncat\n", encoding="utf-8")
+    with pytest.raises(UserModelError, match="labels 'cat' appear more than once"):
+        load_labels(tmp_path / "twice.txt")
