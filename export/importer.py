@@ -125,8 +125,16 @@ def self_check(
         except Exception as exc:  # onnxruntime's own error types; the message says what failed
             raise ModelImportError(f"onnxruntime fails at batch {len(batch)}: {exc}") from exc
         out = np.asarray(out, dtype=np.float32)
-        if out.shape != (len(batch), len(spec.labels)):
-            raise ModelImportError(f"output {scores.name!r} has shape {out.shape} at batch {len(batch)}")
+        wanted = (len(batch), len(spec.labels))
+        if out.ndim == 2 and out.shape[0] == wanted[0] and out.shape[1] != wanted[1]:
+            raise ModelImportError(
+                f"the spec has {wanted[1]} labels; output {scores.name!r} has {out.shape[1]} scores per image"
+            )
+        if out.shape != wanted:
+            raise ModelImportError(
+                f"output {scores.name!r} has shape {out.shape} at batch {len(batch)}; expected {wanted}: "
+                "a row of scores per image, one per label"
+            )
         if not np.isfinite(out).all():
             raise ModelImportError(f"output {scores.name!r} is not finite")
         return out

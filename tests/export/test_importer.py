@@ -107,7 +107,7 @@ def test_softmax_is_detected_or_refused(ppocr_spec: ImportSpec, tmp_path: Path):
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"labels": ["a", "b", "c"]}, "has shape"),
+        ({"labels": ["a", "b", "c"]}, "the spec has 3 labels; output .scores. has 2 scores per image"),
         ({"preprocessing": {**GRAY, "height": 48, "width": 192}}, "axis 1"),
         ({"preprocessing": {**RGB, "height": 32, "width": 100}}, "axis 2"),
         ({"image_input": "image"}, "no image input named"),
@@ -213,6 +213,10 @@ def test_cli_inspects_and_imports(ppocr_onnx: Path, tmp_path: Path):
     inspected = runner.invoke(app, ["import", str(ppocr_onnx), "--spec", str(PPOCR_SPEC), "--inspect"])
     assert inspected.exit_code == 0, inspected.output
     assert json.loads(inspected.output)["pooling_ops"] == {"GlobalAveragePool": 10, "MaxPool": 1}
+    without_spec = runner.invoke(app, ["import", str(ppocr_onnx), "--inspect"])  # before writing a spec
+    assert without_spec.exit_code == 0 and json.loads(without_spec.output) == json.loads(inspected.output)
+    no_spec = runner.invoke(app, ["import", str(ppocr_onnx), "--repository", str(tmp_path)])
+    assert no_spec.exit_code == 2 and "needed to import" in no_spec.output
     args = ["import", str(ppocr_onnx), "--spec", str(PPOCR_SPEC), "--repository", str(tmp_path)]
     args += ["--name", "cls"]
     imported = runner.invoke(app, args)
