@@ -90,8 +90,11 @@ def read_boxes(path: Path) -> BoxTable:
             boxes[name].append([x, y, x + w, y + h])
             categories[name].append(int(annotation.get("category_id", -1)))
         return BoxTable(boxes, categories)
+    except FileNotFoundError:
+        raise DatasetError(f"--boxes {path}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DatasetError(f"--boxes {path}: not a COCO or JSON Lines box file ({exc!r})") from None
+        what = f"{type(exc).__name__}: {exc}" if not isinstance(exc, KeyError) else f"no {exc} field"
+        raise DatasetError(f"--boxes {path}: not a COCO or JSON Lines box file ({what})") from None
 
 
 def build_items(listing: Listing, table: BoxTable | None) -> list[Item]:

@@ -22,7 +22,7 @@ from poolserve.extract.boxes import check_image_boxes
 from poolserve.extract.dataset import Item
 from poolserve.extract.job import JobSpec, ModelRef
 from poolserve.extract.pipeline import Progress, ProgressSink
-from poolserve.extract.prepare import InputError, ItemError, read_image_file
+from poolserve.extract.prepare import InputError, ItemError, image_detail, read_image_file
 from poolserve.extract.rows import ImageResult, Ranked
 from poolserve.extract.shards import Shard, write_shard
 from poolserve.service.api.error_table import slug
@@ -86,7 +86,7 @@ class HttpExtractor:
         try:
             return _Ready(item, blob, size, check_image_boxes(item.boxes, size, self._job.limits.max_boxes))
         except ServiceError as exc:
-            raise InputError(slug(type(exc)), exc.detail) from None
+            raise InputError(slug(type(exc)), image_detail(exc.detail)) from None
 
     async def _request(self, ready: list[_Ready]) -> tuple[list[ImageResult], list[ItemError]]:
         model, job = self._job.model, self._job
@@ -104,7 +104,7 @@ class HttpExtractor:
         except BadInput as exc:
             if len(ready) > 1:
                 return await self._each(ready)
-            return [], [ItemError(ready[0].item.key, exc.type.rsplit("/", 1)[-1], exc.detail)]
+            return [], [ItemError(ready[0].item.key, exc.type.rsplit("/", 1)[-1], image_detail(exc.detail))]
         return [
             ImageResult(
                 r.item.key,

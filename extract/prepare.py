@@ -36,6 +36,12 @@ class InputLimits:
     reduced_jpeg: bool = True
 
 
+def image_detail(detail: str) -> str:
+    """A service message about a request's only image, as a dataset's error row says it: the row names
+    the image already, and ``images[0]`` means nothing in a dataset."""
+    return detail.removeprefix("images[0]: ")
+
+
 class InputError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -84,7 +90,7 @@ def prepare_image(item: Item, spec: Preprocessing, limits: InputLimits) -> Prepa
             return PreparedImage(item, transform.original_size, tensor, None, None)
         boxes = check_image_boxes(item.boxes, transform.original_size, limits.max_boxes)
     except ServiceError as exc:
-        raise InputError(slug(type(exc)), exc.detail) from None
+        raise InputError(slug(type(exc)), image_detail(exc.detail)) from None
     return PreparedImage(item, transform.original_size, tensor, boxes, map_boxes(boxes, transform))
 
 

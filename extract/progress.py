@@ -67,7 +67,9 @@ class ProgressReport:
 
     def _line(self) -> None:
         self._logged_done = self._done
-        print(f"extract: {self._done}/{self._total} images, {self._rates()}", file=sys.stderr, flush=True)
+        # A resumed job with nothing left did no work this run: it has no rate to report.
+        done = "every one done before this run" if self._new_images == 0 and self._done else self._rates()
+        print(f"extract: {self._done}/{self._total} images, {done}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

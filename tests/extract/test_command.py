@@ -69,6 +69,17 @@ def test_an_empty_dataset_boxes_for_a_classifier_and_a_file_as_output_stop_the_j
         expect_exit=2,
     )
     assert "--boxes is for region-features models only" in said.output
+    said = extract(
+        REGION_MODEL,
+        "--images",
+        dataset.images,
+        "--boxes",
+        tmp_path / "none.json",
+        "--output",
+        tmp_path / "o",
+        expect_exit=2,
+    )
+    assert said.output.strip().endswith("none.json: no such file"), said.output
     (tmp_path / "a-file").write_text("")
     said = extract(CLASSIFIER, "--images", dataset.images, "--output", tmp_path / "a-file", expect_exit=2)
     assert said.output.strip().endswith("is a file; extraction writes a folder of shards")

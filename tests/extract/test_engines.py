@@ -55,6 +55,8 @@ def test_errors_list_exactly_the_bad_inputs(region_local: Path) -> None:
     assert {e["image"]: e["reason"] for e in errors(region_local)} == BAD_REGION_INPUTS
     outside = next(e for e in errors(region_local) if e["image"] == "outside.png")
     assert "wholly outside" in outside["detail"]
+    broken = next(e for e in errors(region_local) if e["image"] == "broken.png")
+    assert broken["detail"] == "the data is not a readable image"  # the row names the image: no images[0]
 
 
 def test_jsonl_boxes_give_the_coco_rows(dataset: Dataset, region_local: Path, tmp_path: Path) -> None:

@@ -82,6 +82,8 @@ def test_resume_after_kill_equals_an_uninterrupted_run(digits: Path, tmp_path: P
     assert (resumed / "errors.jsonl").read_text() == (whole / "errors.jsonl").read_text() == ""
     assert {p: p.stat().st_mtime_ns for p in finished} == finished, "finished shards were redone"
     assert not list(resumed.glob(".tmp-*"))
+    again = extract(*_args(digits, resumed), "--resume", expect_exit=0)  # nothing left to do
+    assert again.stderr.strip().endswith("images, every one done before this run"), again.stderr
 
 
 def test_an_existing_job_is_never_overwritten_or_mixed(digits: Path, tmp_path: Path) -> None:
