@@ -9,8 +9,13 @@ because the RoI ops need >= 16 and onnxruntime 1.32 has no RoiAlign/MaxRoiPool k
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -95,7 +100,7 @@ def export_audited(
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", UserWarning)
-        with audited(model, rewrite=True) as audit:
+        with audited(model, rewrite=True) as audit, _stdout_silenced():
             torch.onnx.export(
                 model,
                 example_inputs,
@@ -112,6 +117,25 @@ def export_audited(
     if written != {opset}:
         raise ExportError(f"asked for opset {opset}, the exporter wrote {sorted(written)}")
     return proto, audit.layers
+
+
+@contextlib.contextmanager
+def _stdout_silenced() -> Iterator[None]:
+    """The process's standard output (file descriptor 1) discarded meanwhile: when an export fails, the
+    TorchScript exporter's C++ logger prints the whole graph there (its log switch stays on whatever one
+    asks), burying the one line that says what failed; the exception still carries it."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
 
 
 def export_provenance(

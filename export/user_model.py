@@ -97,6 +97,17 @@ def _one_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
+def _export_reason(exc: Exception) -> str:
+    """The exporter's error in one line: its first line, and the clause saying why and what to do where
+    it has one (``... because it is not constant. Please try to make things ... static``), which comes
+    after the graph node the first line names."""
+    first = _one_line(exc)
+    why = re.search(r"\b(because .*?)(?:\s+\[Caused by|$)", " ".join(str(exc).split()))
+    if why is None or why.group(1) in first:
+        return first
+    return f"{first[:200]}... {why.group(1)}"
+
+
 def _task_hint(exc: Exception, task: Task) -> str:
     """A forward that wants more arguments than the images is, most likely, a region model exported as a
     classifier: the default task feeds the images alone."""
@@ -236,7 +247,7 @@ def export_model(
     except (UnsupportedPoolingError, ExportError) as exc:
         raise UserModelError(str(exc)) from exc
     except Exception as exc:  # the exporter's own errors (an operator ONNX lacks, a trace failure)
-        raise UserModelError(f"ONNX export failed: {_one_line(exc)}") from exc
+        raise UserModelError(f"ONNX export failed: {_export_reason(exc)}") from exc
     try:
         parity = compare(proto, module, cases, tolerance)
         check_batch_independence(proto, cases, tolerance)

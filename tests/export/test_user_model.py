@@ -67,6 +67,14 @@ class TorchvisionStyle(nn.Module):
         return self.roi(images, rois[:, 1:], rois[:, 0].long()).flatten(1)
 
 
+class ShapeDependent(Small):
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # a kernel read from the input's shape
+        y = self.conv(images)
+        return self.head(
+            nn.functional.avg_pool2d(y, kernel_size=(y.shape[2], y.shape[3])).flatten(1).repeat(1, 4)
+        )
+
+
 class ReturnsDict(Small):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
         return {"logits": super().forward(images)}
@@ -339,3 +347,17 @@ def test_a_labels_file_loses_its_byte_order_mark_and_may_not_repeat_a_label(tmp_
     (tmp_path / "twice.txt").write_text("cat\ndog\ncat\n", encoding="utf-8")
     with pytest.raises(UserModelError, match="labels 'cat' appear more than once"):
         load_labels(tmp_path / "twice.txt")
+
+
+def test_an_export_failure_is_one_line_with_the_exporters_reason_and_prints_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+):
+    with pytest.raises(UserModelError) as failed:
+        export_model(ShapeDependent(), name="shape", input_shape=(1, 12, 12), repository=tmp_path / "repo")
+    message = str(failed.value)
+    assert message.startswith("ONNX export failed: SymbolicValueError: ") and "\n" not in message
+    assert message.endswith(
+        "because it is not constant. Please try to make things (e.g. kernel sizes) static if possible."
+    )
+    out, _ = capfd.readouterr()
+    assert out == ""  # the exporter's graph dump went nowhere
