@@ -252,6 +252,83 @@ def test_json_data_must_hold_numbers_of_the_datatype(
     assert _json_infer(client, name, [image]).status_code == 200
 
 
+def _nested(depth: int) -> list[Any]:
+    data: list[Any] = [0.0]
+    for _ in range(depth - 1):
+        data = [data]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("shape", "data", "fragment"),
+    [
+        ([1] * 65, [0.0], "'shape' has 65 dimensions; at most 32"),
+        ([1] * 33, [0.0], "'shape' has 33 dimensions; at most 32"),
+        ([1, 1, 28, 28], _nested(33), "'data' nests lists more than 32 deep"),
+        ([1, 1, 28, 28], _nested(200), "'data' nests lists more than 32 deep"),
+        ([1, 1, 28, 28], [1e300] * 784, "'data' holds numbers beyond FP32's range"),
+    ],
+    ids=["65-dims", "33-dims", "33-deep", "200-deep", "past-fp32"],
+)
+def test_shapes_and_data_numpy_cannot_hold_are_400s_not_500s(
+    client: httpx.Client, manifests: dict[str, Manifest], shape: list[int], data: list[Any], fragment: str
+) -> None:
+    name = CLASSIFIERS[0]
+    image = {"name": manifests[name].io.image.name, "shape": shape, "datatype": "FP32", "data": data}
+    body = orjson.dumps({"inputs": [image]})  # nests deeper than the json module writes
+    response = client.post(
+        f"/v2/models/{name}/infer", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert fragment in response.json()["error"]
+    binary = {**image, "parameters": {"binary_data_size": 4}}
+    del binary["data"]
+    header = orjson.dumps({"inputs": [binary]})
+    body = header + np.zeros(1, np.float32).tobytes()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    response = client.post(f"/v2/models/{name}/infer", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+
+
+def test_a_non_finite_image_a_classification_request_and_a_numeric_id_are_refused(
+    client: httpx.Client, manifests: dict[str, Manifest]
+) -> None:
+    name = CLASSIFIERS[0]
+    io = manifests[name].io
+    pixels = np.zeros((1, 1, 28, 28), np.float32)
+    pixels[0, 0, 3, 3] = np.nan
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": io.image.name,
+                    "shape": [1, 1, 28, 28],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": pixels.nbytes},
+                }
+            ]
+        }
+    )
+    response = client.post(
+        f"/v2/models/{name}/infer",
+        content=header + pixels.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 400 and "holds NaN or infinity" in response.json()["error"], response.text
+    image = {"name": io.image.name, "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}
+    assert io.scores is not None
+    ranked = {"name": io.scores.name, "parameters": {"classification": 3}}
+    response = client.post(f"/v2/models/{name}/infer", json={"inputs": [image], "outputs": [ranked]})
+    assert (
+        response.status_code == 400
+        and "classification extension is not supported" in response.json()["error"]
+    )
+    response = client.post(f"/v2/models/{name}/infer", json={"id": 5, "inputs": [image]})
+    assert response.status_code == 400 and "'id' must be a string" in response.json()["error"]
+    response = client.post(f"/v2/models/{name}/infer", json={"id": "5", "inputs": [image]})
+    assert response.status_code == 200 and response.json()["id"] == "5"
+
+
 def test_json_integers_are_not_truncated_from_fractions(
     client: httpx.Client, manifests: dict[str, Manifest]
 ) -> None:

@@ -49,9 +49,14 @@ class WireTensor:
     array: np.ndarray
 
 
+MAX_DIMS = 32  # numpy's limit on the nesting it walks; no poolserve model's tensors come near it
+
+
 def checked_shape(name: str, shape: object) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise InvalidRequest(f"input {name!r}: 'shape' must be a list of non-negative integers")
+    if len(shape) > MAX_DIMS:
+        raise InvalidRequest(f"input {name!r}: 'shape' has {len(shape)} dimensions; at most {MAX_DIMS}")
     return tuple(shape)
 
 
@@ -79,15 +84,22 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: objec
         values = np.asarray(data, dtype=object)  # the JSON values as they are, walked once
     except ValueError:  # nested lists of unequal lengths
         raise InvalidRequest(f"input {name!r}: 'data' is not a list of equal-length rows") from None
+    except RuntimeError:  # numpy's limit on nesting
+        values = None
+    if values is None or values.ndim > MAX_DIMS:  # numpy iterates at most MAX_DIMS dimensions
+        raise InvalidRequest(f"input {name!r}: 'data' nests lists more than {MAX_DIMS} deep")
     wrong = set(map(type, values.flat)) - _JSON_VALUE_TYPES[dtype.kind]
     if wrong:
         kinds = ", ".join(sorted(_JSON_NAMES.get(t, t.__name__) for t in wrong))
         expected = _EXPECTED[dtype.kind]
         raise InvalidRequest(f"input {name!r}: 'data' holds {kinds}; {datatype} takes {expected}")
     try:
-        array = values.astype(dtype).reshape(-1)
+        with np.errstate(over="ignore"):  # a number past a float type's range: refused just below
+            array = values.astype(dtype).reshape(-1)
     except (ValueError, TypeError, OverflowError):
         raise InvalidRequest(f"input {name!r}: 'data' holds values that are not {datatype}") from None
+    if dtype.kind == "f" and not np.isfinite(array).all():  # JSON has no NaN or infinity: an overflow
+        raise InvalidRequest(f"input {name!r}: 'data' holds numbers beyond {datatype}'s range")
     if array.size != math.prod(shape):
         raise InvalidRequest(
             f"input {name!r}: 'data' has {array.size} elements; shape {list(shape)} needs {math.prod(shape)}"
@@ -237,10 +249,17 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(spec.get("name"), str):
                 raise InvalidRequest("each requested output needs a string 'name'")
             out_params = _object(spec.get("parameters", {}), "output 'parameters'")
+            if "classification" in out_params:  # answered with raw scores, a client would misread them
+                raise InvalidRequest(
+                    "the classification extension is not supported: request the scores output and rank "
+                    "them, or use /v1/models/{name}/classify"
+                )
             outputs.append(RequestedOutput(spec["name"], _flag(out_params, "binary_data", binary_default)))
     request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequest("'id' must be a string")
     return InferRequest(
-        id=request_id if isinstance(request_id, str) else None,
+        id=request_id,
         inputs=inputs,
         outputs=outputs,
         binary_output=binary_default,

@@ -85,6 +85,12 @@ async def infer(
     """Every output the model gives, by name, for already-preprocessed input tensors."""
     tensors = _by_name(model.io, inputs)
     images = tensors[model.io.image.name]
+    if images.dtype.kind == "f" and not np.isfinite(images).all():
+        # A preprocessed image is finite; NaN or infinity would come back as scores JSON cannot carry.
+        # (Boxes are checked with the rest of the box policy, which names the row.)
+        raise InvalidRequest(
+            f"input {model.io.image.name!r} holds NaN or infinity; images are finite numbers"
+        )
     if len(images) > limits.max_images:
         raise LimitExceeded(f"{len(images)} images; at most {limits.max_images}")
     if len(images) == 0:
