@@ -9,7 +9,9 @@ from dataclasses import dataclass
 import httpx
 
 
-@dataclass
+# eq=False: exceptions compare and hash by identity, as Python's own do (a dataclass's generated __eq__
+# would make them unhashable: no sets of failures, no use as dict keys).
+@dataclass(eq=False)
 class PoolserveError(Exception):
     """A request the service refused or failed; ``detail`` is the service's own explanation."""
 
@@ -34,7 +36,7 @@ class ModelNotFound(PoolserveError):
     """404: no model of that name."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Unavailable(PoolserveError):
     """503: the model is loading, failed, or its queue is full; ``retry_after_s`` when the server says."""
 
@@ -45,7 +47,7 @@ class ServerError(PoolserveError):
     """500, 504 and anything else unexpected."""
 
 
-@dataclass
+@dataclass(eq=False)
 class ConnectionFailed(PoolserveError):
     """No HTTP answer: the connection was refused or dropped, the host name did not resolve, or the
     request timed out. ``status`` is 0; ``detail`` says which, in a few words; ``retryable`` says whether
@@ -89,8 +91,10 @@ def connection_failed(exc: httpx.TransportError) -> ConnectionFailed:
     """The client's own error for a transport failure, so callers catch ``PoolserveError`` alone."""
     if isinstance(exc, httpx.ConnectError):
         return ConnectionFailed(0, _connect_detail(exc), title="connection failed", retryable=True)
-    if isinstance(exc, httpx.RemoteProtocolError):
-        detail = f"the server dropped the connection ({exc})"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+        # Dropped or reset, as a kept-alive connection can be when the server closes it just as the
+        # request goes out; inference changes nothing on the server, so sending it again is safe.
+        detail = f"the server dropped the connection ({exc or type(exc).__name__})"
         return ConnectionFailed(0, detail, title="connection failed", retryable=True)
     if isinstance(exc, httpx.TimeoutException):
         detail = _TIMEOUTS.get(type(exc), "timed out")
@@ -130,4 +134,18 @@ def error_from(response: httpx.Response) -> PoolserveError:
     title = str(body.get("title", response.reason_phrase))
     if status == 503:
         return Unavailable(status, detail, type_, title, retry_after(response))
+    if status == 404 and not type_.endswith("/model-not-found"):  # another path: a wrong base URL?
+        return ServerError(
+            status, f"{detail} ({response.request.url}: is the base URL poolserve's?)", type_, title
+        )
     return _BY_STATUS.get(status, ServerError)(status, detail, type_, title)
+
+
+def refused(detail: str) -> BadInput:
+    """A request the client will not send, for a reason the server would refuse it for too."""
+    return BadInput(0, detail, title="refused before sending")
+
+
+def unexpected_answer(status: int, detail: str) -> ServerError:
+    """A 2xx answer this client cannot read (not poolserve's, or from another version of it)."""
+    return ServerError(status, detail, title="unexpected answer")

@@ -6,20 +6,22 @@ Transport (httpx's ``Client`` or ``AsyncClient``) and waiting are the only diffe
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 import numpy as np
 
-from poolserve.client.errors import ConnectionFailed, Unavailable, error_from
+from poolserve.client.errors import ConnectionFailed, Unavailable, error_from, refused, unexpected_answer
 
 ImageInput = bytes | str | os.PathLike[str]
 Encoding = Literal["float32", "float16"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,27 +86,66 @@ def _files(images: Sequence[ImageInput]) -> list[tuple[str, tuple[str, bytes, st
 
 
 def classify_call(name: str, images: Sequence[ImageInput], top_k: int) -> Call:
+    if not images:
+        raise refused("no images: pass at least one")
     return Call("POST", f"/v1/models/{name}/classify", {"top_k": top_k}, _files(images))
 
 
 def features_call(
     name: str, images: Sequence[ImageInput], boxes: Sequence[Any], top_k: int, encoding: Encoding
 ) -> Call:
+    if not images:
+        raise refused("no images: pass at least one")
     if len(boxes) != len(images):
-        raise ValueError(f"boxes needs one list per image: {len(boxes)} lists for {len(images)} images")
-    per_image = [np.asarray(b, np.float64).reshape(-1, 4).tolist() for b in boxes]
+        raise refused(f"boxes needs one list per image: {len(boxes)} lists for {len(images)} images")
+    if encoding not in ("float32", "float16"):
+        raise refused(f"encoding {encoding!r}: float32 or float16")
+    per_image = []
+    for i, image_boxes in enumerate(boxes):
+        try:
+            array = np.asarray(image_boxes, np.float64).reshape(-1, 4)
+        except (ValueError, TypeError):
+            raise refused(f"boxes[{i}] must be a list of [x1, y1, x2, y2] boxes (4 numbers each)") from None
+        if not np.isfinite(array).all():
+            raise refused(f"boxes[{i}] holds NaN or infinity; coordinates are finite numbers")
+        per_image.append(array.tolist())
     wire_encoding = "float16-base64" if encoding == "float16" else "float32"
     params = {"top_k": top_k, "encoding": wire_encoding}
     return Call(
-        "POST", f"/v1/models/{name}/features", params, _files(images), {"boxes": json.dumps(per_image)}
+        "POST",
+        f"/v1/models/{name}/features",
+        params,
+        _files(images),
+        {"boxes": json.dumps(per_image, allow_nan=False)},
     )
 
 
 def checked(response: httpx.Response) -> Any:
     """The JSON body of a 2xx response; the typed error otherwise."""
     if response.is_success:
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("content-type", "no content type")
+            raise unexpected_answer(
+                response.status_code, f"the answer is not JSON ({kind}): a proxy in between?"
+            ) from None
     raise error_from(response)
+
+
+def _shaped(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``parse``, raising the client's own error for a body without the fields it reads."""
+
+    @functools.wraps(parse)
+    def reading(body: Any) -> T:
+        try:
+            return parse(body)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise unexpected_answer(
+                200, f"the answer lacks what this client reads ({type(exc).__name__}: {exc})"
+            ) from None
+
+    return reading
 
 
 def retry_wait(exc: Exception, attempt: int, max_wait_s: float) -> float | None:
@@ -126,6 +167,7 @@ def _predictions(raw: list[dict[str, Any]]) -> list[Prediction]:
     return [Prediction(str(p["label"]), int(p["index"]), float(p["score"])) for p in raw]
 
 
+@_shaped
 def parse_classify(body: dict[str, Any]) -> ClassifyResult:
     return ClassifyResult(
         body["model"], body["version"], [_predictions(r["predictions"]) for r in body["results"]]
@@ -139,6 +181,7 @@ def _features(raw: list[Any], dim: int, encoding: str) -> np.ndarray:
     return np.asarray(raw, np.float32).reshape(-1, dim)
 
 
+@_shaped
 def parse_features(body: dict[str, Any]) -> FeaturesResult:
     dim, encoding = int(body["feature_dim"]), str(body["encoding"])
     images = []
@@ -155,10 +198,12 @@ def parse_features(body: dict[str, Any]) -> FeaturesResult:
     return FeaturesResult(body["model"], body["version"], dim, images)
 
 
+@_shaped
 def parse_models(body: dict[str, Any]) -> list[ModelSummary]:
     return [parse_model(m) for m in body["models"]]
 
 
+@_shaped
 def parse_model(info: dict[str, Any]) -> ModelSummary:
     return ModelSummary(
         name=info["name"],

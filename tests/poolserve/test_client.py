@@ -21,6 +21,7 @@ from poolserve.client import (
     ModelNotFound,
     PoolserveClient,
     PoolserveError,
+    ServerError,
     Unauthorized,
     Unavailable,
 )
@@ -180,3 +181,66 @@ def test_a_timeout_is_not_retried(silent_server: str) -> None:
     ):
         client.model("lenet5-mnist")
     assert (str(failed.value), failed.value.retryable) == ("timed out waiting for the answer", False)
+
+
+def test_the_client_refuses_what_the_server_would_before_sending(
+    client: PoolserveClient, canvas_files: list[CanvasFile]
+) -> None:
+    canvas = canvas_files[0].path
+    for call, says in [
+        (lambda: client.classify(CLASSIFIER, []), "no images: pass at least one"),
+        (
+            lambda: client.features(REGION_MODEL, [canvas], [[[float("nan"), 2, 3, 4]]]),
+            "boxes[0] holds NaN or infinity",
+        ),
+        (
+            lambda: client.features(REGION_MODEL, [canvas], [[[1, 2, 3]]]),
+            "boxes[0] must be a list of [x1, y1, x2, y2]",
+        ),
+        (
+            lambda: client.features(REGION_MODEL, [canvas], [[], []]),
+            "boxes needs one list per image: 2 lists for 1",
+        ),
+        (lambda: client.features(REGION_MODEL, [canvas], [[]], encoding="int8"), "encoding 'int8'"),  # type: ignore[arg-type]
+    ]:
+        with pytest.raises(BadInput) as refused:
+            call()
+        assert refused.value.status == 0 and says in refused.value.detail, refused.value
+        assert hash(refused.value)  # usable in sets and as keys, as exceptions are
+
+
+def _answering(status: int, body: bytes, content_type: str = "application/json") -> httpx.MockTransport:
+    return httpx.MockTransport(
+        lambda request: httpx.Response(status, content=body, headers={"content-type": content_type})
+    )
+
+
+def test_answers_the_client_cannot_read_are_its_own_errors() -> None:
+    not_found = b'{"type": "/problems/not-found", "title": "Not Found", "status": 404, "detail": "Not Found"}'
+    for transport, says in [
+        (_answering(200, b"<html>hi</html>", "text/html"), r"the answer is not JSON \(text/html\)"),
+        (_answering(200, b'{"items": []}'), "lacks what this client reads"),
+        (_answering(404, not_found), "is the base URL poolserve's"),
+    ]:
+        with (
+            PoolserveClient("http://elsewhere", transport=transport) as odd,
+            pytest.raises(ServerError, match=says),
+        ):
+            odd.models()
+
+
+def test_a_reset_connection_is_retried() -> None:
+    calls = 0
+
+    def reset_once(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+        return httpx.Response(200, json={"models": []})
+
+    with PoolserveClient(
+        "http://poolserve", transport=httpx.MockTransport(reset_once), retries=2, max_wait_s=0.01
+    ) as c:
+        assert c.models() == []
+    assert calls == 2
