@@ -228,6 +228,26 @@ def test_malformed_bodies_get_protocol_errors(
     assert fragment in response.json()["error"]
 
 
+def test_binary_body_mistakes_are_named(client: httpx.Client, manifests: dict[str, Manifest]) -> None:
+    name = CLASSIFIERS[0]
+    pixels = np.zeros((1, 1, 28, 28), np.float32).tobytes()
+    tensor = {"name": manifests[name].io.image.name, "shape": [1, 1, 28, 28], "datatype": "FP32"}
+
+    def send(spec: dict[str, Any], with_length: bool = True) -> str:
+        header = orjson.dumps({"inputs": [spec]})
+        headers = {"Inference-Header-Content-Length": str(len(header))} if with_length else {}
+        response = client.post(f"/v2/models/{name}/infer", content=header + pixels, headers=headers)
+        assert response.status_code == 400, response.text
+        return str(response.json()["error"])
+
+    sized = {**tensor, "parameters": {"binary_data_size": len(pixels)}}
+    assert "needs the Inference-Header-Content-Length header" in send(sized, with_length=False)
+    assert "binary_data_size 3136.0 is not a byte count" in send(
+        {**tensor, "parameters": {"binary_data_size": 3136.0}}
+    )
+    assert "gives both 'data' and parameters.binary_data_size" in send({**sized, "data": [0.0] * 784})
+
+
 def _json_infer(client: httpx.Client, name: str, inputs: list[dict[str, Any]]) -> httpx.Response:
     return client.post(f"/v2/models/{name}/infer", json={"inputs": inputs})
 

@@ -211,7 +211,8 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     try:
         doc = _object(orjson.loads(header), "the request")
     except orjson.JSONDecodeError:
-        raise InvalidRequest("request header is not valid JSON") from None
+        hint = f" (binary tensor data needs the {HEADER_LENGTH} header)" if header_length is None else ""
+        raise InvalidRequest(f"request header is not valid JSON{hint}") from None
     parameters = _object(doc.get("parameters", {}), "'parameters'")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -226,8 +227,12 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         dtype_for(name, spec.get("datatype"))
         datatype: str = spec["datatype"]
         size = _object(spec.get("parameters", {}), f"input {name!r} 'parameters'").get("binary_data_size")
+        if size is not None and "data" in spec:
+            raise InvalidRequest(f"input {name!r} gives both 'data' and parameters.binary_data_size")
         if size is not None:
-            if type(size) is not int or size < 0 or offset + size > len(binary):
+            if type(size) is not int or size < 0:
+                raise InvalidRequest(f"input {name!r}: binary_data_size {size!r} is not a byte count")
+            if offset + size > len(binary):
                 raise InvalidRequest(f"input {name!r}: binary_data_size {size!r} runs past the body")
             array = from_bytes(name, datatype, shape, binary[offset : offset + size])
             offset += size
