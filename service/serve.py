@@ -48,6 +48,7 @@ def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
         app,
         http=protocol_class(),
         header_timeout_s=settings.header_timeout_s,
+        write_timeout_s=settings.request_timeout_s,
         timeout_keep_alive=settings.keep_alive_timeout_s,
         limit_concurrency=settings.max_connections,
         log_level=settings.log_level,

@@ -1,11 +1,19 @@
-"""uvicorn's HTTP protocols with a deadline on request headers.
+"""uvicorn's HTTP protocols, limiting slow or hostile clients: head deadline and size, write deadline.
 
-uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but a connection that has sent
-part of a request head (or nothing at all) waits forever: thousands of them hold as many file
-descriptors. These subclasses give every request head ``header_timeout_s`` from its first byte (or from
-the connection's opening) to be complete; past it the connection is closed without a response, as
-nginx's ``client_header_timeout`` does. Once the head is in, the body is bounded by the request's own
-time limit (``request_timeout_s``), which the app enforces.
+- **Head deadline.** uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but a
+  connection that has sent part of a request head (or nothing at all) waits forever: thousands of them
+  hold as many file descriptors. Every request head gets ``header_timeout_s`` from its first byte (or
+  from the connection's opening) to be complete; past it the connection is closed without a response,
+  as nginx's ``client_header_timeout`` does. Once the head is in, the body is bounded by the request's
+  own time limit (``request_timeout_s``), which the app enforces.
+- **Head size.** httptools keeps every header line it is sent, so within that deadline one connection
+  could make the server hold a head of any size (20 MB cost 500 MB here). A head still incomplete past
+  ``MAX_HEAD_BYTES`` is answered 431 and the connection closed, as nginx's ``large_client_header_buffers``.
+- **Write deadline.** A client that stops reading its response leaves it in the server's write buffer;
+  closing such a connection waits for the buffer to drain, which never happens, so the connection, its
+  slot under ``max_connections`` and the buffered response were held for good. Once the transport's
+  buffer is full, the client has ``write_timeout_s`` to start reading again, else the connection is
+  aborted (its buffer dropped), as nginx's ``send_timeout`` does.
 """
 
 from __future__ import annotations
@@ -17,13 +25,22 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers and proxies stay far below
+_HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\ncontent-length: 38\r\n\r\nthe request head exceeds 65536 bytes\r\n"
+)
+
 
 class ServerConfig(uvicorn.Config):
-    """uvicorn's config plus the header deadline, which the protocols below read."""
+    """uvicorn's config plus the header and write deadlines, which the protocols below read."""
 
-    def __init__(self, *args: Any, header_timeout_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, header_timeout_s: float, write_timeout_s: float = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.header_timeout_s = header_timeout_s
+        self.write_timeout_s = write_timeout_s
 
 
 class _HeaderDeadline:
@@ -37,6 +54,9 @@ class _HeaderDeadline:
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
         self._header_timeout_s: float = getattr(config, "header_timeout_s", 0.0)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # received of the request head in progress
+        self._write_timeout_s: float = getattr(config, "write_timeout_s", 0.0)
+        self._write_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -45,13 +65,39 @@ class _HeaderDeadline:
     def data_received(self, data: bytes) -> None:
         if self._header_timer is None and self._between_requests():
             self._arm()  # the first bytes of the next request on a kept-alive connection
+        heading = self._between_requests()
         super().data_received(data)  # type: ignore[misc]
         if not self._between_requests():
             self._disarm()  # the head is complete: a request is in progress
+        elif heading and not self.transport.is_closing():
+            self._head_bytes += len(data)  # counted only while the head is still incomplete after it
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._disarm()
+                self.transport.write(_HEAD_TOO_LARGE)
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()  # type: ignore[misc]
+        if self._write_timeout_s > 0 and self._write_timer is None:
+            self._write_timer = self.loop.call_later(self._write_timeout_s, self._stalled_reader)
+
+    def resume_writing(self) -> None:
+        self._stop_write_timer()
+        super().resume_writing()  # type: ignore[misc]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_write_timer()
         super().connection_lost(exc)  # type: ignore[misc]
+
+    def _stop_write_timer(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _stalled_reader(self) -> None:
+        self._write_timer = None
+        self.transport.abort()  # close() would wait for a buffer the client never drains
 
     def _between_requests(self) -> bool:
         return self.cycle is None or bool(self.cycle.response_complete)
@@ -61,6 +107,7 @@ class _HeaderDeadline:
             self._header_timer = self.loop.call_later(self._header_timeout_s, self._expire)
 
     def _disarm(self) -> None:
+        self._head_bytes = 0
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None

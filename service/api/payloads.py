@@ -97,14 +97,34 @@ def _b64(text: str, where: str) -> bytes:
         raise InvalidRequest(f"{where} is not valid base64") from None
 
 
-def _json_model(body: bytes, model: type[JSONBody]) -> JSONBody:
+def _json_model(body: bytes, model: type[JSONBody], limits: RequestLimits) -> JSONBody:
     try:
-        return model.model_validate(orjson.loads(body))
+        doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise InvalidRequest("the body is not valid JSON") from None
+    _check_counts(doc, limits)
+    try:
+        return model.model_validate(doc)
     except ValidationError as exc:
         where = ", ".join(".".join(str(p) for p in e["loc"]) + ": " + e["msg"] for e in exc.errors()[:5])
         raise InvalidField(f"the JSON body does not match the expected shape ({where})") from None
+
+
+def _check_counts(doc: object, limits: RequestLimits) -> None:
+    """The image and box limits, on the parsed JSON before anything walks its items: validating and
+    decoding 680,000 items only to refuse them by count held the event loop for seconds."""
+    if not isinstance(doc, dict):
+        return  # the schema check says what is wrong with it
+    images = doc.get("images", doc.get("items"))
+    if isinstance(images, list):
+        _check_images_count(len(images), limits)
+    items = doc.get("items")
+    if isinstance(items, list):
+        boxes = sum(
+            len(i["boxes"]) for i in items if isinstance(i, dict) and isinstance(i.get("boxes"), list)
+        )
+        if boxes > limits.max_boxes:
+            raise LimitExceeded(f"{boxes} boxes; at most {limits.max_boxes} per request")
 
 
 MAX_FORM_FIELDS = 8  # parts beyond the images that are parsed before the form is refused for its fields
@@ -147,9 +167,13 @@ async def _multipart_images(
 def _check_images(images: list[bytes], limits: RequestLimits) -> list[bytes]:
     if not images:
         raise InvalidField("no images in the request: expected at least one")
-    if len(images) > limits.max_images:
-        raise LimitExceeded(f"{len(images)} images; at most {limits.max_images} per request")
+    _check_images_count(len(images), limits)
     return images
+
+
+def _check_images_count(count: int, limits: RequestLimits) -> None:
+    if count > limits.max_images:
+        raise LimitExceeded(f"{count} images; at most {limits.max_images} per request")
 
 
 def _is_box(box: object) -> bool:
@@ -187,7 +211,7 @@ async def parse_classify(request: Request, limits: RequestLimits) -> ImagePayloa
     elif media_type in MEDIA_TYPES:
         images = [await request.body()]
     elif media_type == "application/json":
-        parsed = _json_model(await request.body(), ClassifyJSON)
+        parsed = _json_model(await request.body(), ClassifyJSON, limits)
         images = [_b64(s, f"images[{i}]") for i, s in enumerate(parsed.images)]
     else:
         raise UnsupportedMediaType(
@@ -210,10 +234,13 @@ async def parse_features(request: Request, limits: RequestLimits) -> RegionPaylo
             raise InvalidRequest("form field 'boxes' is not valid JSON") from None
         if not isinstance(per_image, list) or len(per_image) != len(images):
             raise InvalidField(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
+        total = sum(len(b) for b in per_image if isinstance(b, list))
+        if total > limits.max_boxes:  # before the boxes are walked one by one
+            raise LimitExceeded(f"{total} boxes; at most {limits.max_boxes} per request")
         boxes = [boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
         box_path = "boxes[{image}][{box}]"
     elif media_type == "application/json":
-        parsed = _json_model(await request.body(), FeaturesJSON)
+        parsed = _json_model(await request.body(), FeaturesJSON, limits)
         images = [_b64(item.image, f"items[{i}].image") for i, item in enumerate(parsed.items)]
         boxes = [boxes_array(item.boxes, f"items[{i}].boxes") for i, item in enumerate(parsed.items)]
         box_path = "items[{image}].boxes[{box}]"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from poolserve.service.app import create_app
 from poolserve.service.serve import DrainingServer, server_config
 from poolserve.service.settings import Settings
-from tests.service.conftest import REPOSITORY, DigitFile
+from tests.service.conftest import REPOSITORY, CanvasFile, DigitFile
 
 HEADER_TIMEOUT_S = 1.0
 MAX_CONNECTIONS = 100
@@ -108,3 +109,71 @@ def test_a_body_that_stops_arriving_is_answered_504_within_the_request_time_limi
         )
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 504"), reply[:100]
+
+
+def read_until_closed(sock: socket.socket, deadline: float) -> tuple[bytes, bool]:
+    """Everything the server sends until it closes the connection (True) or ``deadline`` passes (False)."""
+    received = b""
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return received, True
+        except TimeoutError:
+            return received, False
+        if not chunk:
+            return received, True
+        received += chunk
+    return received, False
+
+
+def test_a_head_past_64_kib_is_refused_431_and_one_below_is_served(url: str) -> None:
+    start = b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n"
+    lines = [b"X-Pad-%d: %s\r\n" % (i, b"a" * 100) for i in range(700)]
+    padding = b"".join(lines)  # 78 KB of headers
+    with connect(url) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # closed once past the cap
+            sock.sendall(start + padding)  # never finished: the cap, not the deadline, ends it
+        reply, closed = read_until_closed(sock, time.monotonic() + HEADER_TIMEOUT_S / 2)
+    assert reply.startswith(b"HTTP/1.1 431") and closed, reply[:100]
+    with connect(url) as sock:
+        sock.sendall(start + b"".join(lines[:350]) + b"\r\n")  # 39 KB, complete
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_that_stops_reading_is_dropped_once_its_response_stalls(
+    url: str, canvas_files: list[CanvasFile]
+) -> None:
+    """Its responses fill the server's write buffer: after the write deadline (the request time limit,
+    2 s here) the connection is aborted, freeing its slot and the buffered responses, instead of being
+    held for as long as the client keeps its socket open."""
+    canvas = canvas_files[0].path.read_bytes()
+    boundary = b"b0undary"
+    boxes = b"[" + b",".join([b"[0, 0, 10, 10]"] * 1024) + b"]"
+    body = (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="images"; filename="c.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n"
+        + canvas
+        + b"\r\n--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="boxes"\r\n\r\n['
+        + boxes
+        + b"]\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
+    head = (
+        b"POST /v1/models/digits-roialign/features HTTP/1.1\r\nHost: localhost\r\n"
+        b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    )
+    host, port = url.removeprefix("http://").split(":")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        sock.connect((host, int(port)))
+        sock.sendall((head + body) * 3)  # three ~1.5 MB answers, pipelined, none read
+        time.sleep(2 + 6)  # the write deadline, with slack for a loaded machine
+        received, closed = read_until_closed(sock, time.monotonic() + 10)
+    assert closed, "the connection was held open"
+    assert len(received) < 3 * 1_000_000, "every response was delivered: the connection was not dropped"

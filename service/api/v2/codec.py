@@ -244,7 +244,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     if offset != len(binary):
         raise InvalidRequest(f"{len(binary) - offset} bytes of binary data belong to no input")
     binary_default = _flag(parameters, "binary_data_output", False)
-    outputs = None
+    outputs: list[RequestedOutput] | None = None
     if "outputs" in doc:
         if not isinstance(doc["outputs"], list):
             raise InvalidRequest("'outputs' must be a list")
@@ -259,6 +259,8 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
                     "the classification extension is not supported: request the scores output and rank "
                     "them, or use /v1/models/{name}/classify"
                 )
+            if any(o.name == spec["name"] for o in outputs):  # each copy would be encoded in full
+                raise InvalidRequest(f"output {spec['name']!r} requested twice")
             outputs.append(RequestedOutput(spec["name"], _flag(out_params, "binary_data", binary_default)))
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
