@@ -33,32 +33,23 @@ def serve(
 ) -> None:
     """Serve the model repository over HTTP (settings also from POOLSERVE_* variables and .env)."""
     # lazily: `poolserve --help` should not pay for the server stack
-    from poolserve.service.startup import (
-        StartupError,
-        bind,
-        check_settings,
-        load_settings,
-        refuse,
-        warn_misspelt,
-    )
+    from poolserve.service.startup import StartupError, checked_settings, refuse
     from poolserve.service.supervisor import listen, serve_supervised
 
     given = {"host": host, "port": port, "repository": repository, "workers": workers}
     overrides = {k: v for k, v in given.items() if v is not None}
     try:
-        settings = load_settings(overrides)
+        settings = checked_settings(overrides)
         if not supervise and settings.workers > 1:
             raise typer.BadParameter(
                 "several workers need the supervisor; drop --no-supervise", param_hint="--workers"
             )
-        check_settings(settings)
-        warn_misspelt()
         if supervise:
             # The server process reads its settings from the environment: the command line's go there.
             env = {f"POOLSERVE_{k.upper()}": str(v) for k, v in overrides.items()}
             sys.exit(serve_supervised(settings, env))
         from poolserve.service.serve import serve_on
 
-        serve_on(bind(settings, listen), settings)
+        serve_on(listen(settings.host, settings.port), settings)
     except StartupError as exc:
         refuse(exc, "poolserve serve")

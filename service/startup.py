@@ -8,7 +8,7 @@ print a framework's traceback, restart forever, or run without ever becoming rea
 - a repository that is a folder (models are only discovered at start-up);
 - the execution provider, when ``strict_provider`` demands it;
 - a worker count the cores can carry (each worker loads every model);
-- a socket that binds.
+- a socket that binds (``poolserve.service.supervisor.listen`` raises the same ``StartupError``).
 
 Variables that look like a misspelt setting (``POOLSERVE_WORKRES``) are warned about: they are
 otherwise ignored in silence.
@@ -19,7 +19,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import NoReturn
@@ -57,6 +56,15 @@ def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
         raise StartupError(f"{exc}; list settings take JSON, e.g. '[\"https://a.example\"]'") from None
 
 
+def checked_settings(overrides: Mapping[str, object] | None = None) -> Settings:
+    """What every way of starting the server does first: ``load_settings``, ``check_settings``, and
+    the warning about misspelt variables."""
+    settings = load_settings(overrides)
+    check_settings(settings)
+    warn_misspelt()
+    return settings
+
+
 def check_settings(settings: Settings, providers: Callable[[], list[str]] | None = None) -> None:
     """Refuse what cannot serve: see the module's docstring. ``providers``: onnxruntime's available
     execution providers (default: ask onnxruntime)."""
@@ -79,14 +87,6 @@ def check_settings(settings: Settings, providers: Callable[[], list[str]] | None
             f"{ENV_PREFIX}WORKERS={settings.workers}: more than {WORKERS_PER_CORE} per core on "
             f"{cores} core(s); each worker loads every model (docs/deploy.md)"
         )
-
-
-def bind(settings: Settings, listen: Callable[[str, int], socket.socket]) -> socket.socket:
-    try:
-        return listen(settings.host, settings.port)
-    except OSError as exc:  # in use, not an address of this host, not allowed
-        reason = exc.strerror or str(exc)
-        raise StartupError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from None
 
 
 def refuse(error: StartupError, program: str) -> NoReturn:

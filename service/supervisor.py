@@ -27,7 +27,7 @@ from types import FrameType
 
 from poolserve.service.cores import available_cores, intra_op_threads_per_worker
 from poolserve.service.settings import Settings
-from poolserve.service.startup import StartupError, bind, check_settings, load_settings, refuse, warn_misspelt
+from poolserve.service.startup import StartupError, checked_settings, refuse
 
 log = logging.getLogger("poolserve.service.supervisor")
 
@@ -41,11 +41,16 @@ CLEAN_EXITS = (0, -signal.SIGTERM, 128 + signal.SIGTERM)
 
 
 def listen(host: str, port: int) -> socket.socket:
+    """The listening socket every server process inherits; a ``StartupError`` when it cannot bind."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(BACKLOG)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:  # in use, not an address of this host, not allowed
+        sock.close()
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     return sock
 
@@ -164,7 +169,7 @@ def server_env(settings: Settings, overrides: dict[str, str] | None = None) -> d
 
 def serve_supervised(settings: Settings, env_overrides: dict[str, str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    sock = bind(settings, listen)
+    sock = listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     env = server_env(settings, env_overrides)
     threads = env.get("POOLSERVE_INTRA_OP_THREADS")
@@ -176,10 +181,7 @@ def serve_supervised(settings: Settings, env_overrides: dict[str, str] | None = 
 def main(argv: Sequence[str] | None = None) -> None:
     """The container's entry point: ``poolserve serve`` with every setting from the environment."""
     try:
-        settings = load_settings()
-        check_settings(settings)
-        warn_misspelt()
-        code = serve_supervised(settings)
+        code = serve_supervised(checked_settings())
     except StartupError as exc:
         refuse(exc, "poolserve")
     sys.exit(code)
