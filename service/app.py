@@ -82,9 +82,8 @@ async def load_models(registry: ModelRegistry, settings: Settings, metrics: Serv
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Models load in the background: /health/live answers at once, /health/ready once they are in.
-    With ``app.state.serve_after_load`` (a replacement server beside others, ``poolserve.service.supervisor``)
-    start-up ends, and the server accepts connections, only once they are in."""
+    """Models load in the background: /health/live answers at once, /health/ready once they are in;
+    with ``serve_after_load`` (``create_app``) start-up waits for them."""
     settings, metrics = app.state.settings, app.state.metrics
     registry = build_registry(settings, metrics)
     registry.discover()
@@ -92,7 +91,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     loading = asyncio.create_task(load_models(registry, settings, metrics), name="load-models")
     watchdog = build_watchdog(settings, registry)
     watchdog.start()
-    if getattr(app.state, "serve_after_load", False):
+    if app.state.serve_after_load:
         await registry.wait_loaded()
     try:
         with GcPauseRecorder(metrics.gc_paused):
@@ -121,7 +120,9 @@ def configure_logging(level: str) -> None:
         logger.addHandler(handler)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, serve_after_load: bool = False) -> FastAPI:
+    """``serve_after_load``: start-up ends (and the server accepts connections) only once the models
+    are in, for a replacement server beside others (``poolserve.service.supervisor``)."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
     app = FastAPI(
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.serve_after_load = serve_after_load
     app.state.limits = RequestLimits.of(settings)
     app.state.metrics = ServiceMetrics()
     error_responses.install(app)

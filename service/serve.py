@@ -60,11 +60,10 @@ def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
 
 def serve_on(sock: socket.socket, settings: Settings, serve_after_load: bool = False) -> None:
     """Serve until SIGTERM/SIGINT, then drain for ``shutdown_grace_s`` and return (exit status 0).
-    ``serve_after_load``: accept connections only once the models have loaded (``app.lifespan``)."""
+    ``serve_after_load``: accept connections only once the models have loaded (``create_app``)."""
     # uvicorn re-raises the SIGTERM it handled once its graceful shutdown is done; a clean stop exits 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    app = create_app(settings)
-    app.state.serve_after_load = serve_after_load
+    app = create_app(settings, serve_after_load)
     DrainingServer(server_config(app, settings), app).run(sockets=[sock])
 
 

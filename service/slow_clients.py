@@ -26,9 +26,10 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers and proxies stay far below
+_HEAD_TOO_LARGE_BODY = f"the request head exceeds {MAX_HEAD_BYTES} bytes\r\n".encode()
 _HEAD_TOO_LARGE = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\ncontent-length: 38\r\n\r\nthe request head exceeds 65536 bytes\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_HEAD_TOO_LARGE_BODY), _HEAD_TOO_LARGE_BODY)
 )
 
 
@@ -43,7 +44,7 @@ class ServerConfig(uvicorn.Config):
         self.write_timeout_s = write_timeout_s
 
 
-class _HeaderDeadline:
+class _ClientLimits:
     """Mixed into a uvicorn protocol: both keep ``cycle``, ``transport`` and ``loop`` under these names."""
 
     cycle: Any
@@ -118,11 +119,11 @@ class _HeaderDeadline:
             self.transport.close()
 
 
-class HttpToolsWithHeaderDeadline(_HeaderDeadline, HttpToolsProtocol):  # type: ignore[misc]
+class HttpToolsWithClientLimits(_ClientLimits, HttpToolsProtocol):  # type: ignore[misc]
     pass
 
 
-class H11WithHeaderDeadline(_HeaderDeadline, H11Protocol):  # type: ignore[misc]
+class H11WithClientLimits(_ClientLimits, H11Protocol):  # type: ignore[misc]
     pass
 
 
@@ -131,5 +132,5 @@ def protocol_class() -> type[asyncio.Protocol]:
     try:
         import httptools  # noqa: F401
     except ImportError:  # pragma: no cover - the runtime lock and the dev venv both have it
-        return H11WithHeaderDeadline
-    return HttpToolsWithHeaderDeadline
+        return H11WithClientLimits
+    return HttpToolsWithClientLimits
