@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -38,6 +39,7 @@ class RegionPayload:
 
 
 JSONBody = TypeVar("JSONBody", bound=BaseModel)
+BoxListsT = TypeVar("BoxListsT", bound=Sequence[Sized])
 
 
 # The request bodies each route accepts, as pydantic models: the JSON ones validate bodies here; all of
@@ -120,11 +122,8 @@ def _check_counts(doc: object, limits: RequestLimits) -> None:
         _check_images_count(len(images), limits)
     items = doc.get("items")
     if isinstance(items, list):
-        boxes = sum(
-            len(i["boxes"]) for i in items if isinstance(i, dict) and isinstance(i.get("boxes"), list)
-        )
-        if boxes > limits.max_boxes:
-            raise LimitExceeded(f"{boxes} boxes; at most {limits.max_boxes} per request")
+        boxes = [i["boxes"] for i in items if isinstance(i, dict) and isinstance(i.get("boxes"), list)]
+        check_boxes(boxes, limits.max_boxes)
 
 
 MAX_FORM_FIELDS = 8  # parts beyond the images that are parsed before the form is refused for its fields
@@ -197,7 +196,8 @@ def check_top_k(k: int, limits: RequestLimits) -> int:
     return k
 
 
-def check_boxes(boxes: list[np.ndarray], max_boxes: int) -> list[np.ndarray]:
+def check_boxes(boxes: BoxListsT, max_boxes: int) -> BoxListsT:
+    """``boxes``, one list (or array) of boxes per image, unless they hold more than ``max_boxes``."""
     total = sum(len(b) for b in boxes)
     if total > max_boxes:
         raise LimitExceeded(f"{total} boxes; at most {max_boxes} per request")
@@ -234,18 +234,18 @@ async def parse_features(request: Request, limits: RequestLimits) -> RegionPaylo
             raise InvalidRequest("form field 'boxes' is not valid JSON") from None
         if not isinstance(per_image, list) or len(per_image) != len(images):
             raise InvalidField(f"form field 'boxes' needs one list of boxes per image ({len(images)})")
-        total = sum(len(b) for b in per_image if isinstance(b, list))
-        if total > limits.max_boxes:  # before the boxes are walked one by one
-            raise LimitExceeded(f"{total} boxes; at most {limits.max_boxes} per request")
+        check_boxes([b for b in per_image if isinstance(b, list)], limits.max_boxes)  # before walking them
         boxes = [boxes_array(b, f"boxes[{i}]") for i, b in enumerate(per_image)]
         box_path = "boxes[{image}][{box}]"
     elif media_type == "application/json":
-        parsed = _json_model(await request.body(), FeaturesJSON, limits)
-        images = [_b64(item.image, f"items[{i}].image") for i, item in enumerate(parsed.items)]
+        parsed = _json_model(await request.body(), FeaturesJSON, limits)  # counts images and boxes
+        images = _check_images(
+            [_b64(item.image, f"items[{i}].image") for i, item in enumerate(parsed.items)], limits
+        )
         boxes = [boxes_array(item.boxes, f"items[{i}].boxes") for i, item in enumerate(parsed.items)]
         box_path = "items[{image}].boxes[{box}]"
     else:
         raise UnsupportedMediaType(
             f"unsupported Content-Type {media_type!r}; send multipart/form-data or application/json"
         )
-    return RegionPayload(_check_images(images, limits), check_boxes(boxes, limits.max_boxes), box_path)
+    return RegionPayload(images, boxes, box_path)
