@@ -27,7 +27,8 @@ class UserModelError(Exception):
     """The model, its weights or the options cannot become an entry; the message says what to fix."""
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -48,7 +49,7 @@ def _import_file(path: Path) -> object:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(spec.name, None)
-        raise UserModelError(f"{path}: cannot be imported: {_one_line(exc)}") from exc
+        raise UserModelError(f"{path}: cannot be imported: {one_line(exc)}") from exc
     finally:
         sys.path.remove(str(path.parent.resolve()))
     return module
@@ -64,7 +65,7 @@ def _import_module(name: str) -> object:
     try:
         return importlib.import_module(name)
     except Exception as exc:
-        raise UserModelError(f"{name}: cannot be imported: {_one_line(exc)}") from exc
+        raise UserModelError(f"{name}: cannot be imported: {one_line(exc)}") from exc
     finally:
         if added:
             sys.path.remove(here)
@@ -86,7 +87,7 @@ def build_module(factory: Callable[[], nn.Module], target: str) -> nn.Module:
     try:
         module = factory()
     except Exception as exc:
-        raise UserModelError(f"{target}() failed: {_one_line(exc)}") from exc
+        raise UserModelError(f"{target}() failed: {one_line(exc)}") from exc
     if not isinstance(module, nn.Module):
         raise UserModelError(f"{target}() returned {type(module).__name__}, not a torch.nn.Module")
     return module
@@ -112,7 +113,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
                 "model saved with torch.save(model)? save model.state_dict() instead"
             ) from exc
         raise UserModelError(
-            f"{path}: not a state_dict torch.load(weights_only=True) accepts: {_one_line(exc)}"
+            f"{path}: not a state_dict torch.load(weights_only=True) accepts: {one_line(exc)}"
         ) from exc
     if not _is_state_dict(state):
         nested = [k for k, v in state.items() if _is_state_dict(v)] if isinstance(state, dict) else []
@@ -139,7 +140,7 @@ def load_weights(module: nn.Module, path: Path) -> None:
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise UserModelError(f"{path}: weights do not match the model: {_one_line(exc)}") from exc
+        raise UserModelError(f"{path}: weights do not match the model: {one_line(exc)}") from exc
 
 
 def _is_state_dict(value: object) -> bool:
@@ -178,5 +179,5 @@ def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
             )
             tensors.append(batch[0])
         except Exception as exc:
-            raise UserModelError(f"{file}: cannot be decoded: {_one_line(exc)}") from exc
+            raise UserModelError(f"{file}: cannot be decoded: {one_line(exc)}") from exc
     return np.stack(tensors)

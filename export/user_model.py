@@ -43,7 +43,7 @@ from poolserve.export.parity import (
 )
 from poolserve.export.pooling_rules import UnsupportedPoolingError
 from poolserve.export.roi_symbolics import roi_settings
-from poolserve.export.user_loading import UserModelError, load_samples
+from poolserve.export.user_loading import UserModelError, load_samples, one_line
 from poolserve.export.user_quantize import require_images, write_quantized_entry
 from poolserve.models.roi import RoIAlign, RoIPool
 from poolserve.repository.manifest import (
@@ -92,16 +92,11 @@ def _preprocessing(
         ) from None
 
 
-def _one_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
-
-
 def _export_reason(exc: Exception) -> str:
     """The exporter's error in one line: its first line, and the clause saying why and what to do where
     it has one (``... because it is not constant. Please try to make things ... static``), which comes
     after the graph node the first line names."""
-    first = _one_line(exc)
+    first = one_line(exc)
     why = re.search(r"\b(because .*?)(?:\s+\[Caused by|$)", " ".join(str(exc).split()))
     if why is None or why.group(1) in first:
         return first
@@ -256,7 +251,7 @@ def export_model(
     except Exception as exc:  # onnxruntime's own error types, running the exported graph
         raise UserModelError(
             f"the exported graph fails in onnxruntime on batches of {', '.join(map(str, BATCH_SIZES))}: "
-            f"{_one_line(exc)}; does the model fix its batch size (view(2, -1), a constant reshape)? "
+            f"{one_line(exc)}; does the model fix its batch size (view(2, -1), a constant reshape)? "
             "use x.flatten(1) or x.view(x.size(0), -1)"
         ) from exc
     reference = f"torch {torch.__version__} eager (random inputs" + (
