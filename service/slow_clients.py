@@ -7,7 +7,7 @@
   as nginx's ``client_header_timeout`` does. Once the head is in, the body is bounded by the request's
   own time limit (``request_timeout_s``), which the app enforces.
 - **Head size.** httptools keeps every header line it is sent, so within that deadline one connection
-  could make the server hold a head of any size (20 MB cost 500 MB here). A head still incomplete past
+  could make the server hold a head of any size, in memory. A head still incomplete past
   ``MAX_HEAD_BYTES`` is answered 431 and the connection closed, as nginx's ``large_client_header_buffers``.
 - **Write deadline.** A client that stops reading its response leaves it in the server's write buffer;
   closing such a connection waits for the buffer to drain, which never happens, so the connection, its
