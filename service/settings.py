@@ -101,7 +101,7 @@ class Settings(BaseSettings):
 
     # HTTP connections (docs/limits.md): a request head must be complete this long after its first byte;
     # an idle kept-alive connection closes after keep_alive_timeout_s; past max_connections open
-    # connections (or requests in progress), new requests get 503 (uvicorn's limit_concurrency)
+    # connections (or requests in progress), new requests get 503 + Retry-After (slow_clients)
     header_timeout_s: float = Field(default=10.0, gt=0)
     keep_alive_timeout_s: int = Field(default=5, ge=1)
     max_connections: int = Field(default=1000, ge=1)

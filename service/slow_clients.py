@@ -8,29 +8,78 @@
   own time limit (``request_timeout_s``), which the app enforces.
 - **Head size.** httptools keeps every header line it is sent, so within that deadline one connection
   could make the server hold a head of any size, in memory. A head still incomplete past
-  ``MAX_HEAD_BYTES`` is answered 431 and the connection closed, as nginx's ``large_client_header_buffers``.
+  ``MAX_HEAD_BYTES`` is answered 431 (problem+json) and the connection closed, as nginx's
+  ``large_client_header_buffers``.
 - **Write deadline.** A client that stops reading its response leaves it in the server's write buffer;
   closing such a connection waits for the buffer to drain, which never happens, so the connection, its
   slot under ``max_connections`` and the buffered response were held for good. Once the transport's
   buffer is full, the client has ``write_timeout_s`` to start reading again, else the connection is
   aborted (its buffer dropped), as nginx's ``send_timeout`` does.
+- **Connection limit.** Past ``max_connections`` open connections (or requests in progress) a request is
+  answered at once with the service's own 503 (problem+json, or ``{"error"}`` under ``/v2``) with
+  ``Retry-After``, and its connection closed; uvicorn's would be a bare ``text/plain`` 503.
+- **Unparseable requests.** A request line or head that is not HTTP/1.1 is answered 400 problem+json
+  and the connection closed, instead of uvicorn's ``text/plain`` line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from poolserve.service.api.error_responses import PROBLEM_MEDIA_TYPE, problem_body, send_error
+from poolserve.service.api.error_table import ErrorInfo
+
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers and proxies stay far below
-_HEAD_TOO_LARGE_BODY = f"the request head exceeds {MAX_HEAD_BYTES} bytes\r\n".encode()
-_HEAD_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
-    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_HEAD_TOO_LARGE_BODY), _HEAD_TOO_LARGE_BODY)
+_HEAD_TOO_LARGE = ErrorInfo(
+    431,
+    "/problems/head-too-large",
+    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
 )
+_MALFORMED = ErrorInfo(
+    400,
+    "/problems/malformed-http",
+    "the request is not valid HTTP/1.1: its request line or headers could not be parsed",
+)
+CONNECTION_LIMIT_RETRY_AFTER_S = 1
+
+
+def _raw_problem(info: ErrorInfo, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """A whole problem+json response, closing its connection, for errors found before there is a
+    request to hand the app (and so no path: ``instance`` is empty)."""
+    body = problem_body(info, "")
+    head = [b"HTTP/1.1 %d %s" % (info.status, info.title.encode())]
+    head += [name + b": " + value for name, value in default_headers]
+    head += [
+        b"content-type: " + PROBLEM_MEDIA_TYPE.encode(),
+        b"content-length: %d" % len(body),
+        b"connection: close",
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+@functools.lru_cache(maxsize=8)  # one per limit, not one per connection
+def over_connection_limit(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app that answers a request past ``limit`` connections or requests in progress."""
+    info = ErrorInfo(
+        503,
+        "/problems/too-many-connections",
+        f"the server has {limit} connections or requests in progress, its limit (max_connections); "
+        f"retry after {CONNECTION_LIMIT_RETRY_AFTER_S} s",
+        {"Retry-After": str(CONNECTION_LIMIT_RETRY_AFTER_S), "Connection": "close"},
+    )
+
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_error(scope, send, info)
+
+    return refuse
 
 
 class ServerConfig(uvicorn.Config):
@@ -50,6 +99,11 @@ class _ClientLimits:
     cycle: Any
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    tasks: set[asyncio.Task[None]]
+    limit_concurrency: int | None
+    logger: Any
+    server_state: Any
 
     def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)  # type: ignore[call-arg]
@@ -58,6 +112,28 @@ class _ClientLimits:
         self._head_bytes = 0  # received of the request head in progress
         self._write_timeout_s: float = getattr(config, "write_timeout_s", 0.0)
         self._write_timer: asyncio.TimerHandle | None = None
+        # uvicorn checks its limit_concurrency before it reads ``self.app`` for a new request, and answers
+        # text/plain past it; with the check moved into the ``app`` property below, the answer is ours.
+        self._connection_limit: int | None = self.limit_concurrency
+        self._refuse = over_connection_limit(self._connection_limit or 0)
+        self.limit_concurrency = None
+
+    # uvicorn's protocols assign ``self.app`` once (the loaded app) and read it once per request.
+    @property
+    def app(self) -> Any:
+        limit = self._connection_limit
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            self.logger.warning("Exceeded concurrency limit.")
+            return self._refuse
+        return self._app
+
+    @app.setter
+    def app(self, value: Any) -> None:
+        self._app = value
+
+    def send_400_response(self, msg: str) -> None:
+        self.transport.write(_raw_problem(_MALFORMED, self.server_state.default_headers))
+        self.transport.close()
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -74,7 +150,7 @@ class _ClientLimits:
             self._head_bytes += len(data)  # counted only while the head is still incomplete after it
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._disarm()
-                self.transport.write(_HEAD_TOO_LARGE)
+                self.transport.write(_raw_problem(_HEAD_TOO_LARGE, self.server_state.default_headers))
                 self.transport.close()
 
     def pause_writing(self) -> None:

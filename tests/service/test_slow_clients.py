@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -137,6 +138,7 @@ def test_a_head_past_64_kib_is_refused_431_and_one_below_is_served(url: str) -> 
             sock.sendall(start + padding)  # never finished: the cap, not the deadline, ends it
         reply, closed = read_until_closed(sock, time.monotonic() + HEADER_TIMEOUT_S / 2)
     assert reply.startswith(b"HTTP/1.1 431") and closed, reply[:100]
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["type"] == "/problems/head-too-large"
     with connect(url) as sock:
         sock.sendall(start + b"".join(lines[:350]) + b"\r\n")  # 39 KB, complete
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
@@ -177,3 +179,50 @@ def test_a_client_that_stops_reading_is_dropped_once_its_response_stalls(
         received, closed = read_until_closed(sock, time.monotonic() + 10)
     assert closed, "the connection was held open"
     assert len(received) < 3 * 1_000_000, "every response was delivered: the connection was not dropped"
+
+
+def test_over_the_connection_cap_the_refusal_is_the_services_own_503_with_retry_after(url: str) -> None:
+    idle = [connect(url) for _ in range(MAX_CONNECTIONS)]
+    try:
+        deadline = time.monotonic() + 10
+        while (reply := httpx.get(f"{url}/v1/models")).status_code != 503:
+            assert time.monotonic() < deadline, f"never refused over the cap (last {reply.status_code})"
+        v2 = httpx.get(f"{url}/v2/models/lenet5-mnist")
+    finally:
+        for sock in idle:
+            sock.close()
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.headers["retry-after"] == "1"
+    assert reply.headers["connection"] == "close"
+    problem = reply.json()
+    assert problem["status"] == 503 and problem["instance"] == "/v1/models"
+    assert "max_connections" in problem["detail"] and str(MAX_CONNECTIONS) in problem["detail"]
+    assert v2.status_code == 503 and v2.headers["content-type"] == "application/json"
+    assert "max_connections" in v2.json()["error"]
+    # The slots come back once the idle connections close.
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/health/live").status_code != 200:
+        assert time.monotonic() < deadline, "the cap never released"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"NOT-A-METHOD / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nBad Header Line\r\n\r\n",
+        b"\x16\x03\x01\x02\x00",
+    ],
+    ids=["method", "header", "tls-hello"],
+)
+def test_a_request_that_is_not_http_is_answered_400_problem_json_and_closed(
+    url: str, request_bytes: bytes
+) -> None:
+    with connect(url) as sock:
+        sock.sendall(request_bytes)
+        reply, closed = read_until_closed(sock, time.monotonic() + 10)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and closed, reply[:200]
+    assert b"content-type: application/problem+json" in head.lower()
+    problem = json.loads(body)
+    assert problem["status"] == 400 and "not valid HTTP/1.1" in problem["detail"]
