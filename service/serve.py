@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import uvicorn
 from fastapi import FastAPI
 
+from poolserve.service.api.middleware import quiet_expected_drops
 from poolserve.service.app import create_app
 from poolserve.service.settings import Settings
 from poolserve.service.slow_clients import ServerConfig, protocol_class
@@ -44,7 +45,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
-    return ServerConfig(
+    config = ServerConfig(
         app,
         http=protocol_class(),
         header_timeout_s=settings.header_timeout_s,
@@ -56,6 +57,8 @@ def server_config(app: FastAPI, settings: Settings) -> ServerConfig:
         timeout_graceful_shutdown=settings.shutdown_grace_s,
         server_header=False,  # no "Server: uvicorn" for fingerprinting; the Date header stays
     )
+    quiet_expected_drops()  # after the config, which sets up the server's loggers
+    return config
 
 
 def serve_on(sock: socket.socket, settings: Settings, serve_after_load: bool = False) -> None:

@@ -8,7 +8,8 @@ them:
 - the body size limit: 413 from ``Content-Length`` before anything is read; a body of undeclared length
   (chunked) is counted as it streams, and ``receive`` raises ``PayloadTooLarge`` past the limit;
 - the time limit (``Deadlines``, below): 504 once the request has run ``timeout_s``;
-  the cancellation also drops its queued inference;
+  the cancellation also drops its queued inference; past it mid-response, too late for a status, the
+  connection is dropped (``ResponseCutShortError``), logged once as a warning and counted as 504;
 - the app's ``DecodeSlots`` for the request (``poolserve.service.api.offload``);
 - the error boundary: an exception that reaches it is answered through the one error table in its route
   family's shape, as the app's exception handlers would (the inference routes, dispatched past those
@@ -30,13 +31,34 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from poolserve.service import errors
 from poolserve.service.api.error_responses import send_error
-from poolserve.service.api.error_table import describe
+from poolserve.service.api.error_table import STATUS, describe
 from poolserve.service.api.offload import DecodeSlots, current_decode_slots
 from poolserve.service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request its client abandoned; never sent
+SERVER_LOGGER = "uvicorn.error"
+
+
+class ResponseCutShortError(TimeoutError):
+    """Raised to the server to have it drop a connection whose response has started but cannot finish in
+    time: raising is the only way an ASGI app can. The guard has logged it; the server need not."""
+
+
+class ServerLogFilter(logging.Filter):
+    """Keeps the server's "Exception in ASGI application" traceback out of the log for a
+    ``ResponseCutShortError``: an expected outcome, already logged as one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], ResponseCutShortError))
+
+
+def quiet_expected_drops() -> None:
+    """Installs ``ServerLogFilter`` on the server's logger, once per process (logging is process-wide)."""
+    server_log = logging.getLogger(SERVER_LOGGER)
+    if not any(isinstance(f, ServerLogFilter) for f in server_log.filters):
+        server_log.addFilter(ServerLogFilter())
 
 
 class Deadline:
@@ -181,8 +203,13 @@ class RequestGuard:
             if not deadline.absorb():
                 raise
             if response.started:  # too late for a status code; let the server drop the connection
-                log.warning("%s %s ran past its time limit mid-response", scope["method"], scope["path"])
-                raise TimeoutError from None
+                log.warning(
+                    "%s %s ran past its time limit mid-response; its connection is dropped",
+                    scope["method"],
+                    scope["path"],
+                )
+                response.status = STATUS[errors.RequestTimeout]  # for the metrics: what the request came to
+                raise ResponseCutShortError from None
             seconds = self.deadlines.seconds
             timeout = errors.RequestTimeout(f"the request took longer than {seconds:g} s")
             await send_error(scope, response, describe(timeout))

@@ -4,13 +4,19 @@ apart from the others (the served app's own limits are in test_limits.py and tes
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import threading
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
+import httpx
 import orjson
 import pytest
+import uvicorn
 
-from poolserve.service.api.middleware import RequestGuard
+from poolserve.service.api.middleware import RequestGuard, quiet_expected_drops
 from poolserve.service.api.offload import DecodeSlots, current_decode_slots
 from poolserve.service.metrics import ServiceMetrics
 
@@ -106,6 +112,16 @@ def test_unexpected_errors_become_a_500_in_the_route_familys_shape() -> None:
     assert b"secret" not in v1[1]["body"] + v2[1]["body"]
 
 
+def counted_statuses(metrics: ServiceMetrics) -> dict[str, float]:
+    return {
+        s.labels["status"]: s.value
+        for family in metrics.registry.collect()
+        if family.name == "poolserve_http_requests"
+        for s in family.samples
+        if s.name.endswith("_total")
+    }
+
+
 def test_metrics_count_the_guards_own_answers_and_the_apps() -> None:
     metrics = ServiceMetrics()
 
@@ -114,14 +130,7 @@ def test_metrics_count_the_guards_own_answers_and_the_apps() -> None:
 
     asyncio.run(call(guarded(never_answers, timeout_s=0, metrics=metrics)))
     asyncio.run(call(guarded(at_once, metrics=metrics)))
-    counted = {
-        s.labels["status"]: s.value
-        for family in metrics.registry.collect()
-        if family.name == "poolserve_http_requests"
-        for s in family.samples
-        if s.name.endswith("_total")
-    }
-    assert counted == {"504": 1.0, "200": 1.0}
+    assert counted_statuses(metrics) == {"504": 1.0, "200": 1.0}
 
 
 def test_the_app_decodes_under_the_guards_slots() -> None:
@@ -135,3 +144,48 @@ def test_the_app_decodes_under_the_guards_slots() -> None:
     asyncio.run(call(RequestGuard(looks, ServiceMetrics(), 1024, 30.0, slots)))
     assert seen == [slots]
     assert current_decode_slots.get() is None
+
+
+class RecordList(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_response_cut_short_by_the_deadline_is_dropped_quietly_and_counted_504() -> None:
+    """Past the limit mid-response (here a stream that stalls; served, a client that reads too slowly) it
+    is too late for a status: the server has to drop the connection. That is an expected outcome: the
+    guard logs one warning and counts a 504; the server logs no traceback at ERROR for it."""
+    metrics = ServiceMetrics()
+
+    async def stalls_mid_stream(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        await asyncio.Event().wait()
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(guarded(stalls_mid_stream, timeout_s=0.5, metrics=metrics), log_level="info")
+    quiet_expected_drops()
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    records: list[logging.LogRecord] = []
+    handler = RecordList(records)
+    server_log = logging.getLogger("uvicorn.error")  # it does not propagate to pytest's capture
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        server_log.addHandler(handler)
+        with pytest.raises(httpx.RemoteProtocolError):  # the body ends before its chunked end
+            httpx.get(f"http://127.0.0.1:{sock.getsockname()[1]}/v1/models/m/classify", timeout=30)
+    finally:
+        server_log.removeHandler(handler)
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert not [r for r in records if r.levelno >= logging.ERROR], [r.getMessage() for r in records]
+    assert counted_statuses(metrics) == {"504": 1.0}
