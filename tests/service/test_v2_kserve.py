@@ -363,8 +363,18 @@ def test_a_non_finite_image_a_classification_request_and_a_numeric_id_are_refuse
     assert response.status_code == 200 and response.json()["id"] == "5"
 
 
+@pytest.mark.parametrize(
+    ("index", "reason"),
+    [
+        (0.7, "fractional numbers; INT64 takes integers"),
+        (2.0, "numbers written with a decimal point or an exponent (2.0, 1e3); INT64 takes integers"),
+        (2**64, "integers outside INT64's range; INT64 takes integers"),
+        (-(2**63) - 1, "integers outside INT64's range; INT64 takes integers"),
+        (2**63, "integers outside INT64's range [-9223372036854775808, 9223372036854775807]"),
+    ],
+)
 def test_json_integers_are_not_truncated_from_fractions(
-    client: httpx.Client, manifests: dict[str, Manifest]
+    client: httpx.Client, manifests: dict[str, Manifest], index: float, reason: str
 ) -> None:
     name = REGION_MODELS[0]
     io = manifests[name].io
@@ -373,10 +383,10 @@ def test_json_integers_are_not_truncated_from_fractions(
     assert isinstance(c, int) and isinstance(h, int) and isinstance(w, int)
     image = {"name": io.image.name, "shape": [1, c, h, w], "datatype": "FP32", "data": [0.0] * (c * h * w)}
     boxes = {"name": io.boxes.name, "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 8, 8]}
-    indices = {"name": io.box_batch_indices.name, "shape": [1], "datatype": "INT64", "data": [0.7]}
+    indices = {"name": io.box_batch_indices.name, "shape": [1], "datatype": "INT64", "data": [index]}
     response = _json_infer(client, name, [image, boxes, indices])
     assert response.status_code == 400, response.text
-    assert "fractional numbers; INT64 takes integers" in response.json()["error"]
+    assert reason in response.json()["error"]
     indices["data"] = [0]
     assert _json_infer(client, name, [image, boxes, indices]).status_code == 200
 

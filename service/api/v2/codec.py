@@ -90,13 +90,18 @@ def from_json_data(name: str, datatype: str, shape: tuple[int, ...], data: objec
         raise InvalidRequest(f"input {name!r}: 'data' nests lists more than {MAX_DIMS} deep")
     wrong = set(map(type, values.flat)) - _JSON_VALUE_TYPES[dtype.kind]
     if wrong:
-        kinds = ", ".join(sorted(_JSON_NAMES.get(t, t.__name__) for t in wrong))
+        kinds = ", ".join(sorted(_wrong_kind(t, values, dtype, datatype) for t in wrong))
         expected = _EXPECTED[dtype.kind]
         raise InvalidRequest(f"input {name!r}: 'data' holds {kinds}; {datatype} takes {expected}")
     try:
         with np.errstate(over="ignore"):  # a number past a float type's range: refused just below
             array = values.astype(dtype).reshape(-1)
-    except (ValueError, TypeError, OverflowError):
+    except OverflowError:  # only integers reach here for an integer type
+        limits = np.iinfo(dtype)
+        raise InvalidRequest(
+            f"input {name!r}: 'data' holds integers outside {datatype}'s range [{limits.min}, {limits.max}]"
+        ) from None
+    except (ValueError, TypeError):
         raise InvalidRequest(f"input {name!r}: 'data' holds values that are not {datatype}") from None
     if dtype.kind == "f" and not np.isfinite(array).all():  # JSON has no NaN or infinity: an overflow
         raise InvalidRequest(f"input {name!r}: 'data' holds numbers beyond {datatype}'s range")
@@ -117,6 +122,22 @@ _JSON_NAMES = {
     dict: "objects",
 }
 _EXPECTED = {"b": "true or false", "i": "integers", "u": "integers", "f": "numbers"}
+
+
+def _wrong_kind(value_type: type, values: np.ndarray, dtype: np.dtype[Any], datatype: str) -> str:
+    """What the JSON values of ``value_type`` in ``values`` are, for a datatype that does not take them.
+
+    JSON parsing gives a float for ``2.0`` and ``1e3``, and for an integer past 64 bits: none of them
+    is a fraction, and calling them one would send the client looking for a decimal point it never wrote.
+    """
+    if value_type is not float or dtype.kind not in "iu":
+        return _JSON_NAMES.get(value_type, value_type.__name__)
+    floats = [v for v in values.flat if type(v) is float]
+    if not all(v.is_integer() for v in floats):
+        return "fractional numbers"
+    if any(abs(v) >= 2.0**63 for v in floats):
+        return f"integers outside {datatype}'s range"
+    return "numbers written with a decimal point or an exponent (2.0, 1e3)"
 
 
 def from_bytes(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> np.ndarray:
