@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # The same threshold places /v2's tensor parsing and encoding (poolserve.service.api.offload).
     inline_decode_max_bytes: int = Field(default=8192, ge=0)
     # SIGTERM: stop accepting, give in-flight requests this long (uvicorn's timeout_graceful_shutdown)
-    shutdown_grace_s: int = Field(default=30, ge=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     # dynamic batching; None keeps each manifest's own batching defaults
     max_batch_size: int | None = Field(default=None, ge=1)

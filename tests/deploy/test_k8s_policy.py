@@ -29,7 +29,7 @@ def image_drain_seconds() -> int:
     (cmd,) = re.findall(r"^CMD (\[.*\])$", runtime_stage, re.MULTILINE)
     flag = k8s_policy.GRACE_FLAG.search(" ".join(json.loads(cmd)))
     env = re.search(r"\bPOOLSERVE_SHUTDOWN_GRACE_S=(\d+)", runtime_stage)
-    default: int = Settings.model_fields["shutdown_grace_s"].default
+    default = int(Settings.model_fields["shutdown_grace_s"].default)
     return int(flag.group(1)) if flag else int(env.group(1)) if env else default
 
 

@@ -83,7 +83,7 @@ def test_a_stalled_inference_answers_503_turns_unready_and_the_process_is_replac
 def test_sigterm_ends_the_process_within_its_grace_although_an_inference_never_returns(
     repository: Path,
 ) -> None:
-    grace_s = 2
+    grace_s = 1.5  # fractions of a second are taken
     # The watchdog stays out of it (600 s): SIGTERM alone has to end a process with a stuck thread.
     with supervised_server(repository, stall_min_s="600", shutdown_grace_s=str(grace_s)) as (supervisor, url):
         with ThreadPoolExecutor(1) as pool:
