@@ -75,7 +75,9 @@ def _headers(api_key: str | None) -> dict[str, str]:
 class PoolserveClient:
     """Blocking client. ``retries``: how many times a 503 or a refused connection is retried, waiting
     what ``Retry-After`` says (else backing off exponentially), never more than ``max_wait_s``.
-    ``transport``: httpx's, e.g. ``httpx.ASGITransport(app)`` to call an app in-process."""
+    ``transport``: a synchronous httpx transport (``httpx.HTTPTransport(...)``, ``httpx.MockTransport``);
+    to call an app in-process, use ``AsyncPoolserveClient`` with ``httpx.ASGITransport(app)``, which is
+    asynchronous, inside the app's lifespan."""
 
     def __init__(
         self,
@@ -86,6 +88,11 @@ class PoolserveClient:
         max_wait_s: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(
+                f"PoolserveClient needs a synchronous httpx transport, not {type(transport).__name__}; "
+                "for an asynchronous one such as httpx.ASGITransport, use AsyncPoolserveClient"
+            )
         self._http = httpx.Client(
             base_url=base_url, headers=_headers(api_key), timeout=timeout_s, transport=transport
         )
@@ -97,7 +104,7 @@ class PoolserveClient:
     def model(self, name: str) -> ModelSummary:
         return parse_model(self._send(Call("GET", f"/v1/models/{name}")))
 
-    def classify(self, name: str, images: Sequence[ImageInput], top_k: int = 5) -> ClassifyResult:
+    def classify(self, name: str, images: Sequence[ImageInput], top_k: int | None = None) -> ClassifyResult:
         return parse_classify(self._send(classify_call(name, images, top_k)))
 
     def features(
@@ -105,7 +112,7 @@ class PoolserveClient:
         name: str,
         images: Sequence[ImageInput],
         boxes: Sequence[Any],
-        top_k: int = 5,
+        top_k: int | None = None,
         encoding: Encoding = "float32",
     ) -> FeaturesResult:
         """``boxes``: per image, a (k, 4) array or list of ``[x1, y1, x2, y2]`` in original pixels."""
@@ -144,7 +151,9 @@ class PoolserveClient:
 
 
 class AsyncPoolserveClient:
-    """The same calls as ``PoolserveClient``, awaitable; one instance serves many concurrent calls."""
+    """The same calls as ``PoolserveClient``, awaitable; one instance serves many concurrent calls.
+    ``transport``: an asynchronous httpx transport, e.g. ``httpx.ASGITransport(app)`` to call an app
+    in-process (inside its lifespan: ``async with app.router.lifespan_context(app)``)."""
 
     def __init__(
         self,
@@ -172,7 +181,9 @@ class AsyncPoolserveClient:
     async def model(self, name: str) -> ModelSummary:
         return parse_model(await self._send(Call("GET", f"/v1/models/{name}")))
 
-    async def classify(self, name: str, images: Sequence[ImageInput], top_k: int = 5) -> ClassifyResult:
+    async def classify(
+        self, name: str, images: Sequence[ImageInput], top_k: int | None = None
+    ) -> ClassifyResult:
         return parse_classify(await self._send(classify_call(name, images, top_k)))
 
     async def features(
@@ -180,7 +191,7 @@ class AsyncPoolserveClient:
         name: str,
         images: Sequence[ImageInput],
         boxes: Sequence[Any],
-        top_k: int = 5,
+        top_k: int | None = None,
         encoding: Encoding = "float32",
     ) -> FeaturesResult:
         return parse_features(await self._send(features_call(name, images, boxes, top_k, encoding)))

@@ -85,14 +85,19 @@ def _files(images: Sequence[ImageInput]) -> list[tuple[str, tuple[str, bytes, st
     return [("images", (f"image-{i}", _bytes(im), "application/octet-stream")) for i, im in enumerate(images)]
 
 
-def classify_call(name: str, images: Sequence[ImageInput], top_k: int) -> Call:
+def _top_k(top_k: int | None) -> dict[str, Any]:
+    """Sent only when asked for: otherwise the server's default (5, or its max_top_k if lower)."""
+    return {} if top_k is None else {"top_k": top_k}
+
+
+def classify_call(name: str, images: Sequence[ImageInput], top_k: int | None) -> Call:
     if not images:
         raise refused("no images: pass at least one")
-    return Call("POST", f"/v1/models/{name}/classify", {"top_k": top_k}, _files(images))
+    return Call("POST", f"/v1/models/{name}/classify", _top_k(top_k), _files(images))
 
 
 def features_call(
-    name: str, images: Sequence[ImageInput], boxes: Sequence[Any], top_k: int, encoding: Encoding
+    name: str, images: Sequence[ImageInput], boxes: Sequence[Any], top_k: int | None, encoding: Encoding
 ) -> Call:
     if not images:
         raise refused("no images: pass at least one")
@@ -110,7 +115,7 @@ def features_call(
             raise refused(f"boxes[{i}] holds NaN or infinity; coordinates are finite numbers")
         per_image.append(array.tolist())
     wire_encoding = "float16-base64" if encoding == "float16" else "float32"
-    params = {"top_k": top_k, "encoding": wire_encoding}
+    params = {**_top_k(top_k), "encoding": wire_encoding}
     return Call(
         "POST",
         f"/v1/models/{name}/features",

@@ -7,9 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import State
 
 from poolserve.service.api.limits import RequestLimits
-from poolserve.service.errors import Unauthorized
+from poolserve.service.errors import ModelNotReady, Unauthorized
 from poolserve.service.metrics import ServiceMetrics
 from poolserve.service.runtime.registry import ModelEntry, ModelRegistry
 from poolserve.service.runtime.runtime import Runtime
@@ -29,9 +30,23 @@ async def get_limits(request: Request) -> RequestLimits:
     return limits
 
 
-async def get_runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
+NOT_STARTED = (
+    "the service has not started: its lifespan, which loads the models, has not run (uvicorn runs it; "
+    "in-process, enter app.router.lifespan_context(app) first)"
+)
+
+
+def runtime_of(state: State) -> Runtime:
+    """The app's runtime, made by its lifespan. An app called without its lifespan (an in-process ASGI
+    transport, a server started with ``lifespan="off"``) has none: 503, not an AttributeError's 500."""
+    runtime: Runtime | None = getattr(state, "runtime", None)
+    if runtime is None:
+        raise ModelNotReady(NOT_STARTED)
     return runtime
+
+
+async def get_runtime(request: Request) -> Runtime:
+    return runtime_of(request.app.state)
 
 
 async def get_registry(request: Request) -> ModelRegistry:

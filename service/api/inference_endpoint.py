@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from poolserve.service.api.deps import authorize, tagged_model
+from poolserve.service.api.deps import authorize, runtime_of, tagged_model
 from poolserve.service.api.limits import RequestLimits
 from poolserve.service.runtime.registry import ModelEntry
 from poolserve.service.runtime.runtime import Runtime
@@ -85,7 +85,7 @@ class InferenceEndpoint(Generic[QueryT]):
         request = Request(scope, receive, send)
         state = scope["app"].state
         settings: Settings = state.settings
-        runtime: Runtime = state.runtime
+        runtime = runtime_of(state)
         await authorize(settings, request)
         entry = tagged_model(runtime.registry, scope["path_params"]["name"], request)
         query = parse_query(request, self.query) if scope["query_string"] else self.no_query

@@ -190,7 +190,23 @@ def boxes_array(raw: object, where: str) -> np.ndarray:
     return np.asarray(raw, dtype=np.float64).reshape(-1, 4)
 
 
-def check_top_k(k: int, limits: RequestLimits) -> int:
+DEFAULT_TOP_K = 5
+
+
+class TopKQuery(BaseModel):
+    """The query of a route that ranks labels; the routes' own query models derive from it."""
+
+    top_k: int = Field(
+        DEFAULT_TOP_K, ge=1, description=f"labels per result; {DEFAULT_TOP_K}, or max_top_k if lower"
+    )
+
+
+def check_top_k(query: TopKQuery, limits: RequestLimits) -> int:
+    """The ``top_k`` a request asked for, refused past ``max_top_k``; one that did not ask gets the
+    default, lowered to ``max_top_k`` where an operator set that lower (a default is not a request)."""
+    k = query.top_k
+    if "top_k" not in query.model_fields_set:
+        return min(k, limits.max_top_k)
     if k > limits.max_top_k:
         raise LimitExceeded(f"top_k is {k}; at most {limits.max_top_k}")
     return k

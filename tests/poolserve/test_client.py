@@ -26,6 +26,7 @@ from poolserve.client import (
     Unavailable,
 )
 from poolserve.repository.manifest import Manifest
+from poolserve.service.app import create_app
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, CanvasFile, DigitFile, running_server
 
@@ -99,6 +100,36 @@ def test_the_api_key_is_sent(digit_files: list[DigitFile]) -> None:
             anonymous.models()
         with PoolserveClient(url, api_key="s3cret") as keyed:
             assert keyed.classify(CLASSIFIER, [digit_files[0].path]).predictions[0][0].label == "0"
+
+
+def test_top_k_left_out_is_the_servers_default(digit_files: list[DigitFile]) -> None:
+    """A server whose max_top_k is below the usual 5 still answers a client that did not ask for more."""
+    with running_server(Settings(repository=REPOSITORY, max_top_k=3)) as url, PoolserveClient(url) as c:
+        assert [len(p) for p in c.classify(CLASSIFIER, [digit_files[0].path]).predictions] == [3]
+        with pytest.raises(BadInput, match="top_k is 4; at most 3"):
+            c.classify(CLASSIFIER, [digit_files[0].path], top_k=4)
+
+
+def test_in_process_through_the_async_client_and_asgi_transport(digit_files: list[DigitFile]) -> None:
+    app = create_app(Settings(repository=REPOSITORY))
+
+    async def scenario() -> tuple[str, int]:
+        transport = httpx.ASGITransport(app)
+        async with AsyncPoolserveClient("http://in-process", transport=transport, retries=0) as c:
+            with pytest.raises(Unavailable, match="lifespan"):  # no models without the lifespan
+                await c.classify(CLASSIFIER, [digit_files[0].path])
+            async with app.router.lifespan_context(app):
+                await c.models()
+                for _ in range(600):  # the models load in the background
+                    if (await c.model(CLASSIFIER)).status == "ready":
+                        break
+                    await asyncio.sleep(0.05)
+                result = await c.classify(CLASSIFIER, [digit_files[0].path])
+        return result.predictions[0][0].label, len(result.predictions[0])
+
+    assert asyncio.run(scenario()) == (digit_files[0].label, 5)
+    with pytest.raises(TypeError, match="use AsyncPoolserveClient"):
+        PoolserveClient("http://in-process", transport=httpx.ASGITransport(app))  # type: ignore[arg-type]
 
 
 def _busy_then_ok(busy: int) -> tuple[httpx.MockTransport, list[float]]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,6 +11,10 @@ from PIL import Image
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
+DATA = Path(__file__).parents[1] / "data"
+CLASSIFY = "/v1/models/lenet5-mnist/classify"
+FEATURES = "/v1/models/digits-roialign/features"
+
 LIMITS = Settings(
     repository=REPOSITORY,
     max_body_bytes=200_000,
@@ -17,6 +22,7 @@ LIMITS = Settings(
     max_images_per_request=3,
     api_key="s3cret",
     cors_origins=["https://app.example"],
+    max_top_k=3,  # below the default top_k of 5
 )
 
 
@@ -82,3 +88,23 @@ def test_cors_allows_only_configured_origins(limited: httpx.Client) -> None:
 
     assert preflight("https://app.example").headers["access-control-allow-origin"] == "https://app.example"
     assert "access-control-allow-origin" not in preflight("https://evil.example").headers
+
+
+def test_a_max_top_k_below_the_default_lowers_the_default_and_refuses_only_asking_for_more(
+    limited: httpx.Client,
+) -> None:
+    digit = (DATA / "digits" / "7_700.png").read_bytes()
+    buffer = io.BytesIO()  # a canvas within this server's max_image_pixels
+    Image.open(DATA / "canvases" / "canvas_1.png").crop((0, 0, 100, 100)).save(buffer, format="PNG")
+    canvas = buffer.getvalue()
+    unasked = limited.post(CLASSIFY, content=digit, headers={"content-type": "image/png"})
+    assert unasked.status_code == 200, unasked.text
+    assert len(unasked.json()["results"][0]["predictions"]) == 3
+    boxes = {"boxes": "[[[18, 49, 28, 64]]]"}
+    regions = limited.post(FEATURES, files={"images": ("c.png", canvas, "image/png")}, data=boxes)
+    assert regions.status_code == 200, regions.text
+    assert len(regions.json()["results"][0]["boxes"][0]["predictions"]) == 3
+    asked = limited.post(CLASSIFY, params={"top_k": 4}, content=digit, headers={"content-type": "image/png"})
+    assert asked.status_code == 422 and asked.json()["detail"] == "top_k is 4; at most 3"
+    fewer = limited.post(CLASSIFY, params={"top_k": 2}, content=digit, headers={"content-type": "image/png"})
+    assert len(fewer.json()["results"][0]["predictions"]) == 2

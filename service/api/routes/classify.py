@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.responses import Response
 
 from poolserve.service.api.deps import LimitsDep, ModelEntryDep, RuntimeDep, SettingsDep
@@ -14,7 +14,14 @@ from poolserve.service.api.inference_endpoint import (
     openapi_body,
 )
 from poolserve.service.api.offload import decode_images
-from poolserve.service.api.payloads import ClassifyForm, ClassifyJSON, check_top_k, parse_classify
+from poolserve.service.api.payloads import (
+    DEFAULT_TOP_K,
+    ClassifyForm,
+    ClassifyJSON,
+    TopKQuery,
+    check_top_k,
+    parse_classify,
+)
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.schemas import ClassifyResponse
 from poolserve.service.imaging.image_decoder import MEDIA_TYPES
@@ -25,13 +32,15 @@ PATH = "/v1/models/{name}/classify"
 router = APIRouter(tags=["inference"])
 
 
-class ClassifyQuery(BaseModel):
-    top_k: int = Field(5, ge=1, description="classes per image, best first")
+class ClassifyQuery(TopKQuery):
+    top_k: int = Field(
+        DEFAULT_TOP_K, ge=1, description="classes per image, best first; by default 5, or max_top_k if lower"
+    )
 
 
 async def classify(call: InferenceCall[ClassifyQuery]) -> Response:
     model = call.entry.serving().for_task(ClassifierIO)
-    k = check_top_k(call.query.top_k, call.limits)
+    k = check_top_k(call.query, call.limits)
     payload = await parse_classify(call.request, call.limits)
     images, _ = await decode_images(payload.images, model.manifest.preprocessing, call.limits, call.settings)
     output = await call.runtime.classify(model, images)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import Field, TypeAdapter
 from starlette.responses import Response
 
 from poolserve.repository.manifest import Manifest
@@ -18,7 +18,14 @@ from poolserve.service.api.inference_endpoint import (
 )
 from poolserve.service.api.negotiation import preferred
 from poolserve.service.api.offload import decode_images
-from poolserve.service.api.payloads import FeaturesForm, FeaturesJSON, check_top_k, parse_features
+from poolserve.service.api.payloads import (
+    DEFAULT_TOP_K,
+    FeaturesForm,
+    FeaturesJSON,
+    TopKQuery,
+    check_top_k,
+    parse_features,
+)
 from poolserve.service.api.region_json import Encoding, region_results_json
 from poolserve.service.api.responses import OrjsonResponse
 from poolserve.service.api.schemas import FeaturesResponse
@@ -50,14 +57,16 @@ def _json(
     return region_results_json(manifest, boxes, output, encoding, k)
 
 
-class FeaturesQuery(BaseModel):
-    top_k: int = Field(5, ge=1, description="labels per box, for models with scores")
+class FeaturesQuery(TopKQuery):
+    top_k: int = Field(
+        DEFAULT_TOP_K, ge=1, description="labels per box (models with scores); 5, or max_top_k if lower"
+    )
     encoding: Encoding = Field("float32", description="how JSON carries each feature vector")
 
 
 async def features(call: InferenceCall[FeaturesQuery]) -> Response:
     model = call.entry.serving().for_task(RegionIO)
-    k = check_top_k(call.query.top_k, call.limits)
+    k = check_top_k(call.query, call.limits)
     payload = await parse_features(call.request, call.limits)
     images, transforms = await decode_images(
         payload.images, model.manifest.preprocessing, call.limits, call.settings
