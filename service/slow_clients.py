@@ -9,7 +9,7 @@
 - **Head size.** httptools keeps every header line it is sent, so within that deadline one connection
   could make the server hold a head of any size, in memory. A head still incomplete past
   ``MAX_HEAD_BYTES`` is answered 431 (problem+json) and the connection closed, as nginx's
-  ``large_client_header_buffers``.
+  ``large_client_header_buffers``; so is one that arrives whole, in one read, past it.
 - **Write deadline.** A client that stops reading its response leaves it in the server's write buffer;
   closing such a connection waits for the buffer to drain, which never happens, so the connection, its
   slot under ``max_connections`` and the buffered response were held for good. Once the transport's
@@ -48,6 +48,9 @@ _MALFORMED = ErrorInfo(
     "/problems/malformed-http",
     "the request is not valid HTTP/1.1: its request line or headers could not be parsed",
 )
+_HEAD_TOO_LARGE_CLOSE = ErrorInfo(
+    _HEAD_TOO_LARGE.status, _HEAD_TOO_LARGE.type, _HEAD_TOO_LARGE.detail, {"Connection": "close"}
+)
 CONNECTION_LIMIT_RETRY_AFTER_S = 1
 
 
@@ -63,6 +66,16 @@ def _raw_problem(info: ErrorInfo, default_headers: list[tuple[bytes, bytes]]) ->
         b"connection: close",
     ]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _head_bytes(scope: Scope) -> int:
+    """About the size of a request's head as sent: its target and its header lines."""
+    target = len(scope["raw_path"]) + len(scope["query_string"])
+    return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+async def _refuse_long_head(scope: Scope, receive: Receive, send: Send) -> None:
+    await send_error(scope, send, _HEAD_TOO_LARGE_CLOSE)
 
 
 @functools.lru_cache(maxsize=8)  # one per limit, not one per connection
@@ -97,6 +110,7 @@ class _ClientLimits:
     """Mixed into a uvicorn protocol: both keep ``cycle``, ``transport`` and ``loop`` under these names."""
 
     cycle: Any
+    scope: Any  # the request being read: complete, with its headers, when ``app`` is read
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
     connections: set[Any]
@@ -112,19 +126,24 @@ class _ClientLimits:
         self._head_bytes = 0  # received of the request head in progress
         self._write_timeout_s: float = getattr(config, "write_timeout_s", 0.0)
         self._write_timer: asyncio.TimerHandle | None = None
+        self._long_chunk = False
         # uvicorn checks its limit_concurrency before it reads ``self.app`` for a new request, and answers
         # text/plain past it; with the check moved into the ``app`` property below, the answer is ours.
         self._connection_limit: int | None = self.limit_concurrency
         self._refuse = over_connection_limit(self._connection_limit or 0)
         self.limit_concurrency = None
 
-    # uvicorn's protocols assign ``self.app`` once (the loaded app) and read it once per request.
+    # uvicorn's protocols assign ``self.app`` once (the loaded app) and read it once per request, when its
+    # head is complete and before its task starts: the place for checks on the request as a whole.
     @property
     def app(self) -> Any:
         limit = self._connection_limit
-        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+        # ``connections`` counts this one; ``tasks`` not yet this request's: at most ``limit`` of each.
+        if limit is not None and (len(self.connections) > limit or len(self.tasks) >= limit):
             self.logger.warning("Exceeded concurrency limit.")
             return self._refuse
+        if self._long_chunk and _head_bytes(self.scope) > MAX_HEAD_BYTES:
+            return _refuse_long_head
         return self._app
 
     @app.setter
@@ -143,6 +162,8 @@ class _ClientLimits:
         if self._header_timer is None and self._between_requests():
             self._arm()  # the first bytes of the next request on a kept-alive connection
         heading = self._between_requests()
+        # Only a chunk this long can complete a head past the cap; then the head is measured (``app``).
+        self._long_chunk = self._head_bytes + len(data) > MAX_HEAD_BYTES
         super().data_received(data)  # type: ignore[misc]
         if not self._between_requests():
             self._disarm()  # the head is complete: a request is in progress

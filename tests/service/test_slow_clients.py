@@ -144,6 +144,36 @@ def test_a_head_past_64_kib_is_refused_431_and_one_below_is_served(url: str) -> 
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")
 
 
+@pytest.mark.parametrize("path", ["/health/live", "/v2/health/live"])
+def test_a_whole_head_past_64_kib_in_one_read_is_refused_431_too(url: str, path: str) -> None:
+    head = b"GET %s HTTP/1.1\r\nHost: localhost\r\nX-Big: %s\r\n\r\n" % (path.encode(), b"a" * 70_000)
+    with connect(url) as sock:
+        sock.sendall(head)
+        reply, closed = read_until_closed(sock, time.monotonic() + 10)
+    status, _, body = reply.partition(b"\r\n\r\n")
+    assert status.startswith(b"HTTP/1.1 431") and closed, reply[:200]
+    detail = json.loads(body)["error"] if path.startswith("/v2") else json.loads(body)["detail"]
+    assert "65536 bytes" in detail
+    with connect(url) as sock:  # a long body behind a short head, in one read, is not a long head
+        sock.sendall(
+            b"POST /v1/models/lenet5-mnist/classify HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: image/png\r\nContent-Length: 70000\r\n\r\n" + b"\0" * 70_000
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400")  # not a PNG; not 431
+
+
+def test_max_connections_connections_are_all_served(url: str) -> None:
+    idle = [connect(url) for _ in range(MAX_CONNECTIONS - 1)]
+    try:
+        # Served in the order they connected: once the last answers, the server holds every one.
+        idle[-1].sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert idle[-1].recv(4096).startswith(b"HTTP/1.1 200")
+        assert httpx.get(f"{url}/health/live").status_code == 200  # the limit's own connection
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 def test_a_client_that_stops_reading_is_dropped_once_its_response_stalls(
     url: str, canvas_files: list[CanvasFile]
 ) -> None:
