@@ -212,8 +212,9 @@ def test_errors(triton: httpclient.InferenceServerClient, manifests: dict[str, M
     ("headers", "body", "fragment"),
     [
         ({"Inference-Header-Content-Length": "999"}, b"{}", "outside"),
-        ({}, b"not json", "JSON"),
-        ({"Inference-Header-Content-Length": "3"}, b"abcdef", "JSON"),
+        ({}, b"not json", "the body is not valid JSON (invalid literal"),
+        ({}, b'{"inputs": NaN}', "the body is not valid JSON (unexpected character"),
+        ({"Inference-Header-Content-Length": "3"}, b"abcdef", "the JSON header (the body's first 3 bytes"),
         ({"Content-Encoding": "gzip"}, b"not gzip", "gzip"),
         ({"Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00garbage", "cut short"),
         ({"Content-Encoding": "gzip"}, gzip.compress(b'{"inputs": []}')[:-8], "cut short"),

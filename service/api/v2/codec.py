@@ -231,9 +231,16 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     header, binary = parts
     try:
         doc = _object(orjson.loads(header), "the request")
-    except orjson.JSONDecodeError:
-        hint = f" (binary tensor data needs the {HEADER_LENGTH} header)" if header_length is None else ""
-        raise InvalidRequest(f"request header is not valid JSON{hint}") from None
+    except orjson.JSONDecodeError as exc:
+        if header_length is None:
+            raise InvalidRequest(
+                f"the body is not valid JSON ({exc}); a body that carries binary tensor data after its "
+                f"JSON needs the {HEADER_LENGTH} header"
+            ) from None
+        raise InvalidRequest(
+            f"the JSON header (the body's first {len(header)} bytes, per {HEADER_LENGTH}) is not valid JSON "
+            f"({exc})"
+        ) from None
     parameters = _object(doc.get("parameters", {}), "'parameters'")
     raw_inputs = doc.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
