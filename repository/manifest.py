@@ -27,6 +27,9 @@ EVALUATION_SAMPLE_SLACK = 1
 QuantizationMode = Literal["int8", "fp16"]
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,6 +75,10 @@ class Preprocessing(_Strict):
     pads the right side with ``pad_value`` (after normalization), as text-line recognizers expect.
     """
 
+    # Every value here becomes float32 arithmetic on every pixel: NaN or infinity would make every score
+    # NaN (served as null), so they are refused where the manifest is read, whoever wrote it.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     color_mode: Literal["L", "RGB", "BGR"]
     height: int = Field(gt=0, le=4096)
     width: int = Field(gt=0, le=4096)
@@ -92,11 +99,19 @@ class Preprocessing(_Strict):
             raise ValueError(f"mean and std need {self.channels} values for color_mode {self.color_mode}")
         if any(s <= 0 for s in self.std):
             raise ValueError("std values must be positive")
+        largest = (255 * abs(self.scale) + max(map(abs, self.mean))) / min(self.std)
+        if not largest < FLOAT32_MAX or not abs(self.pad_value) < FLOAT32_MAX:
+            raise ValueError(
+                "scale, mean, std and pad_value must keep normalized pixels within float32's range "
+                f"(a pixel could reach {largest:g})"
+            )
         return self
 
 
 class RoISettings(_Strict):
     """The RoI pooling inside a region model, as exported (ONNX ``RoiAlign`` or ``MaxRoiPool``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # maps every box
 
     op: Literal["RoiAlign", "MaxRoiPool"]
     output_size: tuple[int, int]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -83,3 +84,34 @@ def test_the_server_serves_the_older_version_and_lists_the_failed_one(
             headers={"content-type": "image/png"},
         )
         assert answer.json()["results"][0]["predictions"][0]["label"] == digit.label
+
+
+def test_a_manifest_with_non_finite_preprocessing_fails_its_model_with_the_reason(
+    tmp_path: Path, digit_files: list[DigitFile]
+) -> None:
+    """NaN or infinity in the preprocessing would make every score NaN (served as null): refused at load."""
+    _entry(tmp_path, "good", "1")
+    for name, field, value in (("nan-scale", "scale", float("nan")), ("inf-std", "std", [float("inf")])):
+        _entry(tmp_path, name, "1")
+        manifest_path = tmp_path / name / "1" / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["preprocessing"][field] = value
+        manifest_path.write_text(json.dumps(manifest))  # json writes NaN and Infinity, as a tool might
+    with (
+        running_server(Settings(repository=tmp_path), wait_ready=False) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        deadline = time.monotonic() + 30
+        by_name = listed(client)
+        while any(m["status"] == "loading" for m in by_name.values()):
+            assert time.monotonic() < deadline, "the models never finished loading"
+            time.sleep(0.05)
+            by_name = listed(client)
+        assert by_name["good"]["status"] == "ready"
+        for name, field in (("nan-scale", "scale"), ("inf-std", "std")):
+            assert by_name[name]["status"] == "failed", by_name[name]
+            assert field in by_name[name]["reason"] and "finite" in by_name[name]["reason"]
+
+
+def listed(client: httpx.Client) -> dict[str, dict[str, str]]:
+    return {m["name"]: m for m in client.get("/v1/models").json()["models"]}
