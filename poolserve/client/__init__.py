@@ -69,7 +69,26 @@ __all__ = [
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
+    if api_key and not (api_key.isascii() and api_key.isprintable()):
+        raise ValueError("api_key must be printable ASCII: it is sent in an HTTP header")
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def checked_base_url(base_url: str) -> httpx.URL:
+    """``base_url`` as httpx reads it; a mistake is named here, not later as a failed connection."""
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"base_url {base_url!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"base_url {base_url!r} must be http://host:port or https://host:port")
+    return url
+
+
+def checked_timeout(timeout_s: float) -> float:
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+    return timeout_s
 
 
 class PoolserveClient:
@@ -94,7 +113,10 @@ class PoolserveClient:
                 "for an asynchronous one such as httpx.ASGITransport, use AsyncPoolserveClient"
             )
         self._http = httpx.Client(
-            base_url=base_url, headers=_headers(api_key), timeout=timeout_s, transport=transport
+            base_url=checked_base_url(base_url),
+            headers=_headers(api_key),
+            timeout=checked_timeout(timeout_s),
+            transport=transport,
         )
         self._retries, self._max_wait_s = retries, max_wait_s
 
@@ -105,7 +127,8 @@ class PoolserveClient:
         return parse_model(self._send(Call("GET", f"/v1/models/{name}")))
 
     def classify(self, name: str, images: Sequence[ImageInput], top_k: int | None = None) -> ClassifyResult:
-        return parse_classify(self._send(classify_call(name, images, top_k)))
+        call = classify_call(name, images, top_k)
+        return parse_classify(self._send(call), call.boxes_sent)
 
     def features(
         self,
@@ -116,7 +139,8 @@ class PoolserveClient:
         encoding: Encoding = "float32",
     ) -> FeaturesResult:
         """``boxes``: per image, a (k, 4) array or list of ``[x1, y1, x2, y2]`` in original pixels."""
-        return parse_features(self._send(features_call(name, images, boxes, top_k, encoding)))
+        call = features_call(name, images, boxes, top_k, encoding)
+        return parse_features(self._send(call), call.boxes_sent)
 
     def _send(self, call: Call) -> Any:
         attempt = 0
@@ -167,9 +191,9 @@ class AsyncPoolserveClient:
     ) -> None:
         limits = httpx.Limits(max_connections=max_connections)
         self._http = httpx.AsyncClient(
-            base_url=base_url,
+            base_url=checked_base_url(base_url),
             headers=_headers(api_key),
-            timeout=timeout_s,
+            timeout=checked_timeout(timeout_s),
             limits=limits,
             transport=transport,
         )
@@ -184,7 +208,8 @@ class AsyncPoolserveClient:
     async def classify(
         self, name: str, images: Sequence[ImageInput], top_k: int | None = None
     ) -> ClassifyResult:
-        return parse_classify(await self._send(classify_call(name, images, top_k)))
+        call = classify_call(name, images, top_k)
+        return parse_classify(await self._send(call), call.boxes_sent)
 
     async def features(
         self,
@@ -194,7 +219,8 @@ class AsyncPoolserveClient:
         top_k: int | None = None,
         encoding: Encoding = "float32",
     ) -> FeaturesResult:
-        return parse_features(await self._send(features_call(name, images, boxes, top_k, encoding)))
+        call = features_call(name, images, boxes, top_k, encoding)
+        return parse_features(await self._send(call), call.boxes_sent)
 
     async def _send(self, call: Call) -> Any:
         attempt = 0

@@ -12,7 +12,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -22,6 +23,7 @@ from poolserve.client.errors import ConnectionFailed, Unavailable, error_from, r
 ImageInput = bytes | str | os.PathLike[str]
 Encoding = Literal["float32", "float16"]
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,36 @@ class Call:
     params: dict[str, Any] | None = None
     files: list[tuple[str, tuple[str, bytes, str]]] | None = None
     data: dict[str, str] | None = None
+    boxes_sent: tuple[int, ...] = ()  # per image sent, its box count (0 for classify): what to get back
 
 
-def _bytes(image: ImageInput) -> bytes:
-    return image if isinstance(image, bytes) else Path(image).read_bytes()
+def _bytes(image: object, index: int) -> bytes:
+    if isinstance(image, bytes):
+        return image
+    if not isinstance(image, str | os.PathLike):
+        raise refused(
+            f"images[{index}] is a {type(image).__name__}: pass an encoded image's bytes or a file path "
+            "(encode an array as PNG first)"
+        )
+    return Path(image).read_bytes()
 
 
 def _files(images: Sequence[ImageInput]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    if isinstance(images, str | bytes | os.PathLike):
+        raise refused("images is a list of images: pass [image], not one image")
+    if not images:
+        raise refused("no images: pass at least one")
     # The service sniffs the format from the bytes; the part's own media type is not trusted.
-    return [("images", (f"image-{i}", _bytes(im), "application/octet-stream")) for i, im in enumerate(images)]
+    return [
+        ("images", (f"image-{i}", _bytes(im, i), "application/octet-stream")) for i, im in enumerate(images)
+    ]
+
+
+def _model_path(name: str, route: str) -> str:
+    """The route's path for model ``name``, quoted, so that a name holding '?' or '#' stays the name."""
+    if "/" in name or name in ("", ".", ".."):  # servers undo the quoting of these: another path
+        raise refused(f"no model can be named {name!r}")
+    return f"/v1/models/{quote(name, safe='')}/{route}"
 
 
 def _top_k(top_k: int | None) -> dict[str, Any]:
@@ -91,16 +114,14 @@ def _top_k(top_k: int | None) -> dict[str, Any]:
 
 
 def classify_call(name: str, images: Sequence[ImageInput], top_k: int | None) -> Call:
-    if not images:
-        raise refused("no images: pass at least one")
-    return Call("POST", f"/v1/models/{name}/classify", _top_k(top_k), _files(images))
+    files = _files(images)
+    return Call("POST", _model_path(name, "classify"), _top_k(top_k), files, boxes_sent=(0,) * len(files))
 
 
 def features_call(
     name: str, images: Sequence[ImageInput], boxes: Sequence[Any], top_k: int | None, encoding: Encoding
 ) -> Call:
-    if not images:
-        raise refused("no images: pass at least one")
+    files = _files(images)
     if len(boxes) != len(images):
         raise refused(f"boxes needs one list per image: {len(boxes)} lists for {len(images)} images")
     if encoding not in ("float32", "float16"):
@@ -118,10 +139,11 @@ def features_call(
     params = {**_top_k(top_k), "encoding": wire_encoding}
     return Call(
         "POST",
-        f"/v1/models/{name}/features",
+        _model_path(name, "features"),
         params,
-        _files(images),
+        files,
         {"boxes": json.dumps(per_image, allow_nan=False)},
+        tuple(map(len, per_image)),
     )
 
 
@@ -138,13 +160,19 @@ def checked(response: httpx.Response) -> Any:
     raise error_from(response)
 
 
-def _shaped(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+class _MismatchError(ValueError):
+    """A well-formed answer to another request: not one result per image, or per box, sent."""
+
+
+def _shaped(parse: Callable[P, T]) -> Callable[P, T]:
     """``parse``, raising the client's own error for a body without the fields it reads."""
 
     @functools.wraps(parse)
-    def reading(body: Any) -> T:
+    def reading(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return parse(body)
+            return parse(*args, **kwargs)
+        except _MismatchError as exc:
+            raise unexpected_answer(200, f"the answer does not match the request: {exc}") from None
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise unexpected_answer(
                 200, f"the answer lacks what this client reads ({type(exc).__name__}: {exc})"
@@ -173,10 +201,17 @@ def _predictions(raw: list[dict[str, Any]]) -> list[Prediction]:
 
 
 @_shaped
-def parse_classify(body: dict[str, Any]) -> ClassifyResult:
+def parse_classify(body: dict[str, Any], boxes_sent: tuple[int, ...]) -> ClassifyResult:
+    _one_result_per_image(body["results"], boxes_sent)
     return ClassifyResult(
         body["model"], body["version"], [_predictions(r["predictions"]) for r in body["results"]]
     )
+
+
+def _one_result_per_image(results: list[Any], boxes_sent: tuple[int, ...]) -> None:
+    # A short answer zipped against the request would pair results with the wrong images, silently.
+    if len(results) != len(boxes_sent):
+        raise _MismatchError(f"{len(results)} results for the {len(boxes_sent)} images sent")
 
 
 def _features(raw: list[Any], dim: int, encoding: str) -> np.ndarray:
@@ -187,11 +222,14 @@ def _features(raw: list[Any], dim: int, encoding: str) -> np.ndarray:
 
 
 @_shaped
-def parse_features(body: dict[str, Any]) -> FeaturesResult:
+def parse_features(body: dict[str, Any], boxes_sent: tuple[int, ...]) -> FeaturesResult:
     dim, encoding = int(body["feature_dim"]), str(body["encoding"])
+    _one_result_per_image(body["results"], boxes_sent)
     images = []
-    for result in body["results"]:
+    for i, (result, sent) in enumerate(zip(body["results"], boxes_sent, strict=True)):
         boxes = result["boxes"]
+        if len(boxes) != sent:
+            raise _MismatchError(f"{len(boxes)} boxes in result {i} for the {sent} sent")
         with_scores = bool(boxes) and boxes[0].get("predictions") is not None
         images.append(
             ImageRegions(

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import socket
 import time
 from collections.abc import Iterator
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 
 from poolserve.client import (
@@ -233,6 +235,12 @@ def test_the_client_refuses_what_the_server_would_before_sending(
             "boxes needs one list per image: 2 lists for 1",
         ),
         (lambda: client.features(REGION_MODEL, [canvas], [[]], encoding="int8"), "encoding 'int8'"),  # type: ignore[arg-type]
+        (lambda: client.classify(CLASSIFIER, str(canvas)), "pass [image], not one image"),
+        (lambda: client.classify(CLASSIFIER, canvas.read_bytes()), "pass [image], not one image"),  # type: ignore[arg-type]
+        (
+            lambda: client.classify(CLASSIFIER, [np.zeros((28, 28), np.uint8)]),  # type: ignore[list-item]
+            "images[0] is a ndarray: pass an encoded image's bytes or a file path",
+        ),
     ]:
         with pytest.raises(BadInput) as refused:
             call()
@@ -258,6 +266,47 @@ def test_answers_the_client_cannot_read_are_its_own_errors() -> None:
             pytest.raises(ServerError, match=says),
         ):
             odd.models()
+
+
+def test_an_answer_for_other_images_or_boxes_than_were_sent_is_refused(
+    client: PoolserveClient, digit_files: list[DigitFile], canvas_files: list[CanvasFile]
+) -> None:
+    """A proxy or another server that drops a result must not shift the rest onto the wrong images."""
+    digits = [d.path for d in digit_files[:2]]
+    honest = client.classify(CLASSIFIER, digits)
+    shaped = {"model": CLASSIFIER, "version": 1, "results": [{"predictions": []}]}
+    with (
+        PoolserveClient("http://short", transport=_answering(200, orjson.dumps(shaped))) as short,
+        pytest.raises(ServerError, match="does not match the request: 1 results for the 2 images sent"),
+    ):
+        short.classify(CLASSIFIER, digits)
+    assert len(honest.predictions) == 2
+    sent = [[[0, 0, 5, 5], [1, 1, 6, 6]]]
+    full = {"model": REGION_MODEL, "version": 1, "feature_dim": 2, "encoding": "float32",
+            "results": [{"boxes": [{"box": [0, 0, 1, 1], "features": [0.0, 0.0]}]}]}  # fmt: skip
+    with (
+        PoolserveClient("http://short", transport=_answering(200, orjson.dumps(full))) as short,
+        pytest.raises(ServerError, match="1 boxes in result 0 for the 2 sent"),
+    ):
+        short.features(REGION_MODEL, [canvas_files[0].path], sent)
+
+
+def test_names_urls_keys_and_timeouts_are_checked_where_they_are_given(client: PoolserveClient) -> None:
+    with pytest.raises(ModelNotFound):  # one path segment, not a query string or a way up
+        client.classify("lenet5-mnist?top_k=1", [b"x"])
+    with pytest.raises(BadInput, match=re.escape("no model can be named '../health'")):
+        client.classify("../health", [b"x"])
+    for kwargs, says in [
+        ({"base_url": "localhost:8000"}, "must be http://host:port"),
+        ({"base_url": "http://[::1"}, "is not a URL"),
+        ({"base_url": "http://h", "timeout_s": 0}, "timeout_s must be a positive number"),
+        ({"base_url": "http://h", "api_key": "k\nX-Injected: 1"}, "api_key must be printable ASCII"),
+        ({"base_url": "http://h", "api_key": "clé"}, "api_key must be printable ASCII"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(says)):
+            PoolserveClient(**kwargs)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match=re.escape(says)):
+            AsyncPoolserveClient(**kwargs)  # type: ignore[arg-type]
 
 
 def test_a_reset_connection_is_retried() -> None:
