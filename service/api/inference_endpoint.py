@@ -67,9 +67,18 @@ def parse_query(request: Request, query: type[QueryT]) -> QueryT:
     try:
         return query.model_validate(dict(request.query_params))
     except ValidationError as exc:
+        unknown = f"unknown; this route takes {', '.join(query.model_fields)}"
         raise RequestValidationError(
-            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_url=False)]
+            [
+                {**e, "loc": ("query", *e["loc"]), "msg": _message(e, unknown)}
+                for e in exc.errors(include_url=False)
+            ]
         ) from None
+
+
+def _message(error: Any, unknown: str) -> str:
+    message: str = unknown if error["type"] == "extra_forbidden" else error["msg"]
+    return message
 
 
 class InferenceEndpoint(Generic[QueryT]):

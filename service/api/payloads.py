@@ -194,7 +194,11 @@ DEFAULT_TOP_K = 5
 
 
 class TopKQuery(BaseModel):
-    """The query of a route that ranks labels; the routes' own query models derive from it."""
+    """The query of a route that ranks labels; the routes' own query models derive from it. Unknown
+    parameters are refused, as unknown form fields are: a misspelt ``topk`` would otherwise be answered
+    with the default, a question the client never asked."""
+
+    model_config = ConfigDict(extra="forbid")
 
     top_k: int = Field(
         DEFAULT_TOP_K, ge=1, description=f"labels per result; {DEFAULT_TOP_K}, or max_top_k if lower"

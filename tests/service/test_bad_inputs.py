@@ -360,6 +360,8 @@ CORPUS: dict[str, tuple[Sender, int, str | None]] = {
     "wrong method on metadata": (lambda h, d: h.delete("/v1/models/lenet5-mnist"), 405, None),
     "unknown route": (lambda h, d: h.get("/v1/nothing-here"), 404, None),
     "top_k 0": (lambda h, d: h.post(CLASSIFY, params={"top_k": 0}, json={}), 422, "validation"),
+    "top_k misspelt": (lambda h, d: h.post(CLASSIFY, params={"topk": 1}, json={}), 422, "validation"),
+    "encoding misspelt": (lambda h, d: h.post(FEATURES, params={"encodin": "x"}, json={}), 422, "validation"),
     "top_k not a number": (
         lambda h, d: h.post(CLASSIFY, params={"top_k": "many"}, json={}),
         422,
@@ -385,6 +387,8 @@ def test_bad_input_is_a_problem(strict: httpx.Client, digit: Digit, case: str) -
     body = assert_problem(send(strict, digit), status, type_)
     if status == 422 and type_ == "validation":
         assert "top_k" in body["detail"] or "encoding" in body["detail"]  # names the parameter
+    if case.endswith("misspelt"):
+        assert "unknown; this route takes top_k" in body["detail"]
 
 
 @pytest.mark.parametrize(
