@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import onnxruntime as ort
 from fastapi import FastAPI
-from fastapi.middleware.cors import CORSMiddleware
 
 from poolserve import __version__
 from poolserve.service.api import error_responses
+from poolserve.service.api.cors import CORS
 from poolserve.service.api.inference_endpoint import InferenceDispatch
 from poolserve.service.api.limits import RequestLimits
 from poolserve.service.api.middleware import RequestGuard
@@ -152,7 +152,7 @@ def create_app(settings: Settings | None = None, serve_after_load: bool = False)
     )
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            CORS,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             # without these a browser's preflight for an authenticated JSON request is refused

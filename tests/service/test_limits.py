@@ -87,7 +87,10 @@ def test_cors_allows_only_configured_origins(limited: httpx.Client) -> None:
         return limited.options("/v1/models/lenet5-mnist/classify", headers=headers)
 
     assert preflight("https://app.example").headers["access-control-allow-origin"] == "https://app.example"
-    assert "access-control-allow-origin" not in preflight("https://evil.example").headers
+    refused = preflight("https://evil.example")
+    assert "access-control-allow-origin" not in refused.headers
+    assert refused.status_code == 400 and refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["type"] == "/problems/cors-refused" and "origin" in refused.json()["detail"]
 
 
 def test_a_max_top_k_below_the_default_lowers_the_default_and_refuses_only_asking_for_more(
