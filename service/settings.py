@@ -103,7 +103,7 @@ class Settings(BaseSettings):
     # an idle kept-alive connection closes after keep_alive_timeout_s; past max_connections open
     # connections (or requests in progress), new requests get 503 + Retry-After (slow_clients)
     header_timeout_s: float = Field(default=10.0, gt=0)
-    keep_alive_timeout_s: int = Field(default=5, ge=1)
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)
 
     # HTTP

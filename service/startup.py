@@ -20,7 +20,7 @@ import difflib
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import NoReturn
 
 from pydantic import ValidationError
@@ -41,16 +41,18 @@ class StartupError(Exception):
 
 
 def load_settings(overrides: Mapping[str, object] | None = None) -> Settings:
-    """``Settings`` from the environment and ``overrides``; a bad value is a ``StartupError`` naming it."""
+    """``Settings`` from the environment and ``overrides`` (command-line options); a bad value is a
+    ``StartupError`` naming it where it was given: ``--port`` or ``POOLSERVE_PORT``."""
+    overrides = dict(overrides or {})
     try:
-        return Settings(**dict(overrides or {}))  # type: ignore[arg-type]
+        return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):
             field = ".".join(str(part) for part in error["loc"])
             value = error.get("input")
             given = f"={value!r}" if isinstance(value, str | int | float) else ""
-            lines.append(f"{ENV_PREFIX}{field.upper()}{given}: {error['msg']}")
+            lines.append(f"{setting_name(field, overrides)}{given}: {error['msg']}")
         raise StartupError("\n".join(lines)) from None
     except SettingsError as exc:  # a list or dict setting whose value is not JSON
         raise StartupError(f"{exc}; list settings take JSON, e.g. '[\"https://a.example\"]'") from None
@@ -60,16 +62,27 @@ def checked_settings(overrides: Mapping[str, object] | None = None) -> Settings:
     """What every way of starting the server does first: ``load_settings``, ``check_settings``, and
     the warning about misspelt variables."""
     settings = load_settings(overrides)
-    check_settings(settings)
+    check_settings(settings, flags=frozenset(overrides or ()))
     warn_misspelt()
     return settings
 
 
-def check_settings(settings: Settings, providers: Callable[[], list[str]] | None = None) -> None:
+def setting_name(field: str, flags: Collection[str]) -> str:
+    """How the user gave setting ``field``: its command-line option if it is in ``flags``, else its
+    environment variable."""
+    return f"--{field.replace('_', '-')}" if field in flags else f"{ENV_PREFIX}{field.upper()}"
+
+
+def check_settings(
+    settings: Settings,
+    providers: Callable[[], list[str]] | None = None,
+    flags: Collection[str] = frozenset(),
+) -> None:
     """Refuse what cannot serve: see the module's docstring. ``providers``: onnxruntime's available
-    execution providers (default: ask onnxruntime)."""
+    execution providers (default: ask onnxruntime); ``flags``: the settings given as options."""
     if not settings.repository.is_dir():
-        raise StartupError(f"{ENV_PREFIX}REPOSITORY={str(settings.repository)!r}: not a folder")
+        name = setting_name("repository", flags)
+        raise StartupError(f"{name}={str(settings.repository)!r}: not a folder")
     if settings.strict_provider:
         from poolserve.service.runtime.providers import select_providers
 
@@ -84,7 +97,7 @@ def check_settings(settings: Settings, providers: Callable[[], list[str]] | None
     cores = available_cores()
     if settings.workers > WORKERS_PER_CORE * cores:
         raise StartupError(
-            f"{ENV_PREFIX}WORKERS={settings.workers}: more than {WORKERS_PER_CORE} per core on "
+            f"{setting_name('workers', flags)}={settings.workers}: more than {WORKERS_PER_CORE} per core on "
             f"{cores} core(s); each worker loads every model (docs/deploy.md)"
         )
 

@@ -52,3 +52,11 @@ def test_defaults_need_no_configuration(monkeypatch: pytest.MonkeyPatch) -> None
 def test_the_log_level_is_read_in_either_case(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POOLSERVE_LOG_LEVEL", "WARNING")
     assert Settings().log_level == "warning"
+
+
+def test_every_duration_takes_fractions_of_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("KEEP_ALIVE_TIMEOUT_S", "SHUTDOWN_GRACE_S", "HEADER_TIMEOUT_S", "REQUEST_TIMEOUT_S"):
+        monkeypatch.setenv(f"POOLSERVE_{variable}", "2.5")
+    settings = Settings()
+    durations = (settings.keep_alive_timeout_s, settings.shutdown_grace_s, settings.header_timeout_s)
+    assert durations == (2.5, 2.5, 2.5) and settings.request_timeout_s == 2.5
