@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from poolserve.repository.manifest import Manifest
-from poolserve.repository.store import discover, latest_versions, read_manifest
+from poolserve.repository.store import RepositoryError, discover, latest_versions, read_manifest
 
 SHIFTED_PREFIX = "shifted_"
 
@@ -51,5 +51,16 @@ def markdown_table(root: Path) -> str:
     return "\n".join(rows)
 
 
+def main(argv: list[str]) -> int:
+    root = Path(argv[0] if argv else "model_repository")
+    try:
+        print(markdown_table(root))
+    except RepositoryError as exc:
+        usage = "python -m poolserve.repository.summary PATH"
+        print(f"summary: {exc}; give its folder: {usage}", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    print(markdown_table(Path(sys.argv[1] if len(sys.argv) > 1 else "model_repository")))
+    sys.exit(main(sys.argv[1:]))
