@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from poolserve.service.api.payloads import boxes_array, check_boxes
+from poolserve.service.errors import InvalidField
 from poolserve.service.runtime.region_inputs import BoxFrame, check_region_inputs
 
 
@@ -26,6 +27,7 @@ def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> 
     """
     boxes = boxes_array(raw, "boxes[0]")
     check_boxes([boxes], max_boxes)
+    _refuse_infinity(boxes)
     check_region_inputs(
         boxes,
         np.zeros(len(boxes), np.int64),
@@ -34,3 +36,13 @@ def check_image_boxes(raw: list[Any], size: tuple[int, int], max_boxes: int) -> 
         lambda row: f"boxes[0][{row}] {[float(v) for v in boxes[row]]}",
     )
     return boxes.astype(np.float32)  # within the image's margin, so float32 holds every one
+
+
+def _refuse_infinity(boxes: np.ndarray) -> None:
+    """A box file's JSON may hold ``Infinity``, which no JSON request to ``/v1`` can: the service's check
+    would call such a box inverted or oversized, so say what it is, as it says of NaN."""
+    rows = np.flatnonzero(np.isinf(boxes).any(axis=1))
+    if len(rows):
+        row = int(rows[0])
+        where = f"boxes[0][{row}] {[float(v) for v in boxes[row]]}"
+        raise InvalidField(f"{where} holds an infinite number; expected finite numbers")

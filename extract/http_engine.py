@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +53,19 @@ def model_ref(info: dict[str, object], name: str, version: int | None) -> ModelR
 
 def header_size(blob: bytes) -> tuple[int, int] | None:
     """(width, height) as boxes refer to them (after EXIF orientation), from the header alone; None when
-    it does not parse, which the server then reports as the image's error."""
+    it does not parse, which the server then reports as the image's error.
+
+    A header past Pillow's own bomb guard is such an image too: the server refuses it as
+    ``image-too-large`` in its own words, with its own limit. Pillow's warning for a header between its
+    guard's two levels is not ours to print: the server's limit decides, per image, in errors.jsonl.
+    """
     try:
-        with Image.open(io.BytesIO(blob)) as image:
-            width, height = image.size
-            turned = image.getexif().get(_ORIENTATION) in _TRANSPOSED
-    except (OSError, ValueError, SyntaxError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(blob)) as image:
+                width, height = image.size
+                turned = image.getexif().get(_ORIENTATION) in _TRANSPOSED
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
     return (height, width) if turned else (width, height)
 

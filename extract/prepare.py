@@ -3,6 +3,7 @@ checked by ``check_image_boxes``. An input that fails becomes an ``ItemError``; 
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,14 +53,24 @@ def read_image_file(item: Item, max_file_bytes: int) -> bytes:
     """The file's bytes, refusing what the endpoint would refuse by size before reading it whole."""
     path = Path(item.path)
     try:
-        size = path.stat().st_size
-        if size > max_file_bytes:
-            raise InputError("file-too-large", f"the file is {size} bytes; at most {max_file_bytes}")
-        return path.read_bytes()
+        status = path.stat()
+        # Only a regular file's size is its length: a device reads without end, a FIFO blocks the job.
+        if not stat.S_ISREG(status.st_mode):
+            raise InputError("unreadable", "not a regular file (a device, FIFO or socket); name image files")
+        if status.st_size > max_file_bytes:
+            raise InputError(
+                "file-too-large", f"the file is {status.st_size} bytes; at most {max_file_bytes}"
+            )
+        with path.open("rb") as handle:
+            blob = handle.read(max_file_bytes + 1)  # it may have grown since
     except FileNotFoundError:
-        raise InputError("missing", "no such file") from None
+        detail = "a symbolic link to a file that does not exist" if path.is_symlink() else "no such file"
+        raise InputError("missing", detail) from None
     except OSError as exc:
         raise InputError("unreadable", exc.strerror or type(exc).__name__) from None
+    if len(blob) > max_file_bytes:
+        raise InputError("file-too-large", f"the file is over {max_file_bytes} bytes")
+    return blob
 
 
 @dataclass(frozen=True)

@@ -52,19 +52,45 @@ class ExtractRequest:
     api_key: str | None = None
 
 
+def _check_server(server: str | None, api_key: str | None) -> str:
+    """``--server`` and ``--api-key`` as the client can use them, refused here in the options' names
+    rather than as an exception from deep in httpx."""
+    if server is None:
+        raise JobError("--engine http needs --server URL")
+    from poolserve.client import checked_api_key, checked_base_url
+
+    try:
+        checked_base_url(server, "--server")
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    try:
+        checked_api_key(api_key)
+    except ValueError:
+        raise JobError("--api-key holds characters no HTTP header can carry (non-ASCII, control)") from None
+    return server
+
+
+def _server_error(request: ExtractRequest, exc: Exception) -> JobError:
+    from poolserve.client import Unauthorized
+
+    if isinstance(exc, Unauthorized):  # the server's own advice is for curl; say it in this tool's terms
+        given = "the --api-key given is wrong" if request.api_key else "no API key was given"
+        return JobError(f"{request.server}: 401: {given}; pass --api-key or set POOLSERVE_API_KEY")
+    return JobError(f"{request.server}: {exc}")
+
+
 def _model_ref(request: ExtractRequest, settings: Settings) -> tuple[ModelRef, LocalModel | None]:
     if request.engine == "http":
-        if request.server is None:
-            raise JobError("--engine http needs --server URL")
+        server = _check_server(request.server, request.api_key)
         from poolserve.client import PoolserveClient, PoolserveError
         from poolserve.extract.http_engine import model_ref
 
         try:
-            with PoolserveClient(request.server, request.api_key, retries=_LOOKUP_RETRIES) as client:
+            with PoolserveClient(server, request.api_key, retries=_LOOKUP_RETRIES) as client:
                 info = client.model(request.name).info
             return model_ref(info, request.name, request.version), None
         except (PoolserveError, ValueError) as exc:
-            raise JobError(f"{request.server}: {exc}") from None
+            raise _server_error(request, exc) from None
     try:
         local = find_model(request.repository or settings.repository, request.name, request.version)
     except RepositoryError as exc:
@@ -123,9 +149,11 @@ def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) ->
     )
     try:
         _run_engine(request, job, local, todo, report)
+        return merge_errors(request.output, shards)
+    except OutputError as exc:  # e.g. the disk filled up: each finished shard is whole, so say how to go on
+        raise JobError(f"{exc} (the shards already written are kept: --resume continues)") from None
     finally:
         report.close()
-    return merge_errors(request.output, shards)
 
 
 def _run_engine(
@@ -165,5 +193,5 @@ def _run_http(request: ExtractRequest, job: JobSpec, todo: list[Shard], report: 
         asyncio.run(go())
     except PoolserveError as exc:  # bad inputs are listed per image; this is the server or the network
         raise JobError(
-            f"{request.server}: {exc} (the shards already written are kept: --resume continues)"
+            f"{_server_error(request, exc)} (the shards already written are kept: --resume continues)"
         ) from None

@@ -29,7 +29,14 @@ _TMP_PREFIX = ".tmp-"
 
 
 class OutputError(Exception):
-    """The output folder holds something this job must not overwrite or mix with."""
+    """The output folder holds something this job must not overwrite or mix with, or cannot be created
+    or written (a read-only or full file system, a path under a file)."""
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's own words for ``exc`` (pyarrow's errors bury them in a longer message)."""
+    text = os.strerror(exc.errno) if exc.errno else str(exc)
+    return text[:1].lower() + text[1:]
 
 
 @dataclass(frozen=True)
@@ -53,16 +60,23 @@ def _errors_path(out: Path, index: int) -> Path:
 
 def _replace_atomically(target: Path, write: Callable[[Path], object]) -> None:
     tmp = target.with_name(_TMP_PREFIX + target.name)
-    write(tmp)
-    with tmp.open("rb") as handle:  # on disk before the rename makes it count
-        os.fsync(handle.fileno())
-    tmp.replace(target)
+    try:
+        write(tmp)
+        with tmp.open("rb") as handle:  # on disk before the rename makes it count
+            os.fsync(handle.fileno())
+        tmp.replace(target)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk: give back what the half-written file holds
+        raise
 
 
 def write_shard(out: Path, index: int, rows: pa.Table, errors: Sequence[ItemError]) -> None:
     lines = "".join(json.dumps(asdict(e)) + "\n" for e in errors)
-    _replace_atomically(_errors_path(out, index), lambda p: p.write_text(lines, encoding="utf-8"))
-    _replace_atomically(shard_path(out, index), lambda p: pq.write_table(rows, p))
+    try:
+        _replace_atomically(_errors_path(out, index), lambda p: p.write_text(lines, encoding="utf-8"))
+        _replace_atomically(shard_path(out, index), lambda p: pq.write_table(rows, p))
+    except OSError as exc:
+        raise OutputError(f"cannot write --output {out}: {_reason(exc)}") from None
 
 
 def _digest(items: Iterable[Item]) -> str:
@@ -76,6 +90,13 @@ def open_output(out: Path, job: JobSpec, items: Sequence[Item], resume: bool) ->
     """Create the folder, or check that a resumed one belongs to this same job; drop stale temp files."""
     record = {"job": job.fingerprint(), "items": len(items), "items_sha256": _digest(items)}
     record_text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+    try:
+        _open_output(out, record_text, resume)
+    except OSError as exc:
+        raise OutputError(f"cannot create --output {out}: {_reason(exc)}") from None
+
+
+def _open_output(out: Path, record_text: str, resume: bool) -> None:
     job_file = out / JOB_FILE
     if job_file.exists():
         if not resume:
@@ -98,9 +119,12 @@ def pending(out: Path, shards: Sequence[Shard]) -> list[Shard]:
 def merge_errors(out: Path, shards: Sequence[Shard]) -> int:
     """``errors.jsonl``: every shard's errors in shard order; returns how many."""
     count = 0
-    with (out / ERRORS_FILE).open("w", encoding="utf-8") as merged:
-        for shard in shards:
-            text = _errors_path(out, shard.index).read_text(encoding="utf-8")
-            merged.write(text)
-            count += text.count("\n")
+    try:
+        with (out / ERRORS_FILE).open("w", encoding="utf-8") as merged:
+            for shard in shards:
+                text = _errors_path(out, shard.index).read_text(encoding="utf-8")
+                merged.write(text)
+                count += text.count("\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write --output {out}: {_reason(exc)}") from None
     return count

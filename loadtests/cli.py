@@ -33,6 +33,9 @@ from poolserve.loadtests.config import (
 EXIT_MISSED = 1
 EXIT_CANNOT_RUN = 2
 DEFAULT_DURATION = "30s"
+# The committed corpus, found from the repository root (where the README's commands run).
+DEFAULT_DIGITS = Path("tests/data/digits")
+DEFAULT_CANVASES = Path("tests/data/canvases")
 ENGINE_SLACK_S = 180.0  # corpus build, locust start-up and shutdown, on a busy 2-core machine
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -48,6 +51,43 @@ def _seconds(text: str, option: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def corpus_dir(given: Path | None, default: Path, option: str) -> Path | None:
+    """A corpus folder: one the operator named must exist (a typo must not quietly change what is sent);
+    the default may be missing (run from another folder), which is said, not hidden."""
+    if given is not None:
+        if not given.is_dir():
+            raise typer.BadParameter(f"{given} is not a folder", param_hint=option)
+        return given.resolve()
+    if default.is_dir():
+        return default.resolve()
+    typer.echo(
+        f"warning: no {default}/ here ({Path.cwd()}): the corpus goes without it; "
+        f"run from the repository root or pass {option} DIR",
+        err=True,
+    )
+    return None
+
+
+def check_host(host: str | None) -> str | None:
+    """``--host`` as a base URL httpx can request; without a scheme it would never be contacted."""
+    if host is None:
+        return None
+    import httpx
+
+    try:
+        url = httpx.URL(host)
+    except httpx.InvalidURL as exc:
+        raise typer.BadParameter(f"{host} is not a URL ({exc})", param_hint="--host") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise typer.BadParameter(f"{host}: expected http://HOST:PORT or https://HOST", param_hint="--host")
+    return host.rstrip("/")
+
+
+def check_repository(repository: Path | None) -> None:
+    if repository is not None and not repository.is_dir():
+        raise typer.BadParameter(f"{repository} is not a folder", param_hint="--repository")
 
 
 def run_directory(output_dir: Path, scenario: Scenario) -> Path:
@@ -66,8 +106,8 @@ def target(host: str | None, repository: Path | None, run_dir: Path, ready_timeo
             typer.echo(f"started a local poolserve at {url} (log: {run_dir / 'server.log'})")
             yield url
         return
-    wait_ready(host.rstrip("/"), ready_timeout_s)
-    yield host.rstrip("/")
+    wait_ready(host, ready_timeout_s)
+    yield host
 
 
 def run_seconds(duration: str | None, step: StepLoad | None, users: int, spawn_rate: float) -> float:
@@ -82,6 +122,11 @@ def run_seconds(duration: str | None, step: StepLoad | None, users: int, spawn_r
 def select_models(available: TargetModels, wanted: list[str] | None) -> TargetModels:
     if not wanted:
         return available
+    ready = available.classification + available.region_features
+    unknown = [name for name in wanted if name not in ready]
+    if unknown:
+        names, listed = ", ".join(unknown), ", ".join(ready) or "none"
+        raise ValueError(f"--model {names}: the target has no ready model of that name (ready: {listed})")
     return TargetModels(
         classification=[m for m in available.classification if m in wanted],
         region_features=[m for m in available.region_features if m in wanted],
@@ -126,8 +171,12 @@ def run(
     think_ms: Annotated[float, typer.Option(min=0, help="mean pause between a user's requests")] = 0.0,
     seed: Annotated[int, typer.Option(help="corpus and request-mix seed")] = 0,
     model: Annotated[list[str] | None, typer.Option(help="only these models (repeatable)")] = None,
-    digits: Annotated[Path, typer.Option(help="held-out digit PNGs")] = Path("tests/data/digits"),
-    canvases: Annotated[Path, typer.Option(help="canvases with boxes")] = Path("tests/data/canvases"),
+    digits: Annotated[
+        Path | None, typer.Option(help=f"held-out digit PNGs [default: {DEFAULT_DIGITS}, if there]")
+    ] = None,
+    canvases: Annotated[
+        Path | None, typer.Option(help=f"canvases with boxes [default: {DEFAULT_CANVASES}, if there]")
+    ] = None,
     api_key: Annotated[str | None, typer.Option(envvar="POOLSERVE_API_KEY", help="X-API-Key to send")] = None,
     output_dir: Annotated[
         Path, typer.Option(help="runs are written to <dir>/loadtest-<scenario>-<UTC>")
@@ -145,6 +194,10 @@ def run(
     duration_s = run_seconds(duration, step, users, spawn_rate)
     slo = Slo(max_error_rate=slo_error_rate, p95_ms=slo_p95_ms, p99_ms=slo_p99_ms, min_rps=slo_min_rps)
     ready_timeout_s = _seconds(ready_timeout, "--ready-timeout")
+    host = check_host(host)
+    check_repository(repository)
+    digits_dir = corpus_dir(digits, DEFAULT_DIGITS, "--digits")
+    canvases_dir = corpus_dir(canvases, DEFAULT_CANVASES, "--canvases")
     run_dir = run_directory(output_dir, scenario)
     try:
         with target(host, repository, run_dir, ready_timeout_s) as base_url:
@@ -162,8 +215,8 @@ def run(
                 think_ms=think_ms,
                 api_key=api_key,
                 models=models,
-                digits_dir=digits.resolve() if digits.is_dir() else None,
-                canvases_dir=canvases.resolve() if canvases.is_dir() else None,
+                digits_dir=digits_dir,
+                canvases_dir=canvases_dir,
                 out_dir=run_dir.resolve(),
             )
             typer.echo(

@@ -34,8 +34,11 @@ def wait_ready(base_url: str, timeout_s: float, process: subprocess.Popen[bytes]
         if process is not None and process.poll() is not None:
             raise TargetUnavailableError(f"the local poolserve exited with status {process.returncode}")
         try:
-            if httpx.get(f"{base_url}/health/ready", timeout=5).status_code == 200:
+            answer = httpx.get(f"{base_url}/health/ready", timeout=5)
+            if answer.status_code == 200:
                 return
+            if process is not None and _serves_nothing(answer):
+                raise TargetUnavailableError("the local poolserve loaded no model it can serve")
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
@@ -60,7 +63,10 @@ def local_poolserve(repository: Path | None, log_path: Path, ready_timeout_s: fl
         process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(base_url, ready_timeout_s, process)
+            try:
+                wait_ready(base_url, ready_timeout_s, process)
+            except TargetUnavailableError as exc:  # the reason is in the server's own log: show it
+                raise TargetUnavailableError(f"{exc}: {_first_error(log_path)} (log: {log_path})") from None
             yield base_url
         finally:
             process.terminate()
@@ -71,9 +77,36 @@ def local_poolserve(repository: Path | None, log_path: Path, ready_timeout_s: fl
                 process.wait()
 
 
+def _serves_nothing(answer: httpx.Response) -> bool:
+    """A poolserve whose loading is over with no model serving (``unavailable``, not ``loading``): a
+    server started here stays that way, so waiting on for it would only delay the reason."""
+    try:
+        return answer.status_code == 503 and answer.json().get("status") == "unavailable"
+    except ValueError:
+        return False
+
+
+def _first_error(log_path: Path) -> str:
+    """The server log's first ERROR line without its logger name, else its last line."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "its log is unreadable"
+    errors = [line.removeprefix("ERROR:").strip() for line in lines if line.startswith("ERROR:")]
+    if errors:
+        logger, _, message = errors[0].partition(": ")
+        return message or logger
+    return lines[-1] if lines else "it logged nothing"
+
+
 def ready_models(base_url: str, api_key: str | None) -> TargetModels:
     headers = {"X-API-Key": api_key} if api_key else {}
     listed = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=10)
+    if listed.status_code == 401:  # httpx's own text says nothing of the option that fixes it
+        given = "the key given is wrong" if api_key else "no key was given"
+        raise TargetUnavailableError(
+            f"{base_url} wants an API key and {given}: pass --api-key or set POOLSERVE_API_KEY"
+        )
     listed.raise_for_status()
     by_task: dict[str, list[str]] = {"classification": [], "region-features": []}
     for model in listed.json().get("models", []):

@@ -69,19 +69,25 @@ __all__ = [
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {checked_api_key(api_key)}"} if api_key else {}
+
+
+def checked_api_key(api_key: str | None) -> str | None:
+    """``api_key``, unless it holds what an HTTP header cannot carry."""
     if api_key and not (api_key.isascii() and api_key.isprintable()):
         raise ValueError("api_key must be printable ASCII: it is sent in an HTTP header")
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return api_key
 
 
-def checked_base_url(base_url: str) -> httpx.URL:
-    """``base_url`` as httpx reads it; a mistake is named here, not later as a failed connection."""
+def checked_base_url(base_url: str, name: str = "base_url") -> httpx.URL:
+    """``base_url`` as httpx reads it; a mistake is named here (as ``name``), not later as a failed
+    connection."""
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
-        raise ValueError(f"base_url {base_url!r} is not a URL: {exc}") from None
+        raise ValueError(f"{name} {base_url!r} is not a URL: {exc}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"base_url {base_url!r} must be http://host:port or https://host:port")
+        raise ValueError(f"{name} {base_url!r} must be http://host:port or https://host:port")
     return url
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import threading
@@ -10,14 +11,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from poolserve.cli import app
 from poolserve.extract.dataset import build_items, list_images, read_boxes
+from poolserve.service.settings import Settings
 from tests.extract.conftest import CLASSIFIER, REGION_MODEL, Dataset
 from tests.extract.helpers import extract, rows
-from tests.service.conftest import REPOSITORY
+from tests.service.conftest import REPOSITORY, running_server
 
 
 def test_a_folder_a_glob_and_a_list_name_the_same_images(dataset: Dataset, tmp_path: Path) -> None:
@@ -166,3 +169,83 @@ def test_the_repository_can_come_from_poolserve_repository(
     monkeypatch.setenv("POOLSERVE_REPOSITORY", str(tmp_path / "nowhere"))
     result = CliRunner().invoke(app, [*argv[:-1], "out2"])
     assert result.exit_code == 2 and "nowhere" in result.output
+
+
+def test_an_output_that_cannot_be_created_stops_the_job_in_one_line(dataset: Dataset, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "sub"
+    said = extract(CLASSIFIER, "--images", dataset.images / "digits", "--output", out, expect_exit=2)
+    assert said.stderr.splitlines() == [f"poolserve extract: cannot create --output {out}: not a directory"]
+
+
+def test_a_full_disk_mid_job_stops_it_in_one_line_and_resume_finishes_it(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_table = pq.write_table
+    written: list[object] = []
+
+    def fills_up(table: object, where: Path) -> None:
+        if written:  # the second shard: the disk is full
+            Path(where).write_bytes(b"PAR1 half")
+            raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left")
+        written.append(where)
+        write_table(table, where)
+
+    monkeypatch.setattr(pq, "write_table", fills_up)
+    out = tmp_path / "out"
+    common: list[str | Path] = [CLASSIFIER, "--images", dataset.images / "digits", "--shard-size", "4"]
+    said = extract(*common, "--output", out, expect_exit=2)
+    assert said.stderr.splitlines()[-1] == (
+        f"poolserve extract: cannot write --output {out}: no space left on device "
+        "(the shards already written are kept: --resume continues)"
+    )
+    assert [p.name for p in out.glob("*.parquet")] == ["part-00000.parquet"]  # whole; no temp file left
+    assert pq.read_table(out / "part-00000.parquet").num_rows == 4
+    monkeypatch.setattr(pq, "write_table", write_table)  # space freed
+    extract(*common, "--output", out, "--resume", expect_exit=0)
+    assert rows(out).num_rows == 10
+
+
+@pytest.mark.parametrize(
+    ("server", "said"),
+    [
+        (
+            "http://[::1",
+            "--server 'http://[::1' is not a URL: Invalid port: ':1'",
+        ),
+        ("localhost:8000", "--server 'localhost:8000' must be http://host:port or https://host:port"),
+    ],
+)
+def test_a_malformed_server_url_stops_the_job_in_one_line(
+    dataset: Dataset, tmp_path: Path, server: str, said: str
+) -> None:
+    done = extract(
+        CLASSIFIER, "--images", dataset.digit_list, "--output", tmp_path / "out",
+        "--engine", "http", "--server", server, expect_exit=2,
+    )  # fmt: skip
+    assert done.stderr.splitlines() == [f"poolserve extract: {said}"]
+
+
+def test_a_server_wanting_a_key_says_how_to_pass_one(
+    dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("POOLSERVE_API_KEY", raising=False)
+    with running_server(Settings(repository=REPOSITORY, api_key="right")) as url:
+        for key, given in ((None, "no API key was given"), ("wrong", "the --api-key given is wrong")):
+            done = extract(
+                CLASSIFIER, "--images", dataset.digit_list, "--output", tmp_path / "out",
+                "--engine", "http", "--server", url, *(("--api-key", key) if key else ()), expect_exit=2,
+            )  # fmt: skip
+            assert done.stderr.splitlines() == [
+                f"poolserve extract: {url}: 401: {given}; pass --api-key or set POOLSERVE_API_KEY"
+            ]
+
+
+def test_a_key_no_http_header_can_carry_is_refused_as_the_key(dataset: Dataset, tmp_path: Path) -> None:
+    done = extract(
+        CLASSIFIER, "--images", dataset.digit_list, "--output", tmp_path / "out",
+        "--engine", "http", "--server", "http://127.0.0.1:9", "--api-key", "ключ", expect_exit=2,
+    )  # fmt: skip
+    assert done.stderr.splitlines() == [
+        "poolserve extract: --api-key holds characters no HTTP header can carry (non-ASCII, control)"
+    ]

@@ -4,6 +4,8 @@ file that lists exactly the bad inputs."""
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +178,38 @@ def test_a_large_jpeg_gets_the_services_numbers_from_every_engine(server_url: st
         REGION_MODEL, *common, "--output", http, "--engine", "http", "--server", server_url, expect_exit=0
     )
     assert_same_rows(rows(http), rows(local))
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels, with next to no data behind it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+def test_headers_past_pillows_bomb_guard_are_one_images_error_in_every_engine(
+    server_url: str, tmp_path: Path
+) -> None:
+    """Pillow raises past 2 x its MAX_IMAGE_PIXELS and warns past 1 x (an error under pytest): neither
+    may stop the http engine's job or print, the image is refused as the local engine refuses it."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "bomb.png").write_bytes(_png_header(50_000, 50_000))
+    (folder / "warns.png").write_bytes(_png_header(10_000, 10_000))
+    (folder / "good.png").write_bytes((DATA / "digits" / "0_0.png").read_bytes())
+    local, http = tmp_path / "local", tmp_path / "http"
+    extract(CLASSIFIER, "--images", folder, "--output", local)
+    said = extract(
+        CLASSIFIER, "--images", folder, "--output", http, "--engine", "http", "--server", server_url
+    )
+    assert "Warning" not in said.output and "Traceback" not in said.output
+    assert {e["image"]: e["reason"] for e in errors(http)} == {
+        "bomb.png": "image-too-large",
+        "warns.png": "image-too-large",
+    }
+    assert [e["reason"] for e in errors(local)] == [e["reason"] for e in errors(http)]
+    assert rows(http).column("image").to_pylist() == ["good.png"]
