@@ -58,13 +58,17 @@ def import_command(
             "needed to import: name, labels, preprocessing, license (only --inspect goes without)",
             param_hint="--spec",
         )
+    overrides = {k: v for k, v in {"name": name, "version": version}.items() if v is not None}
     try:
-        loaded = ImportSpec.from_file(spec)
-        overrides = {k: v for k, v in {"name": name, "version": version}.items() if v is not None}
-        loaded = ImportSpec.model_validate({**loaded.model_dump(), **overrides})
+        loaded = ImportSpec.from_file(spec, overrides)
     except ValidationError as exc:  # before ValueError, its base: one short line per field
-        problems = "".join(f"\n  {problem}" for problem in spec_problems(exc))
-        typer.echo(f"import failed: {spec} is not a valid import spec:{problems}", err=True)
+        problems = spec_problems(exc, overrides)
+        fields = {str(error["loc"][0]) for error in exc.errors() if error["loc"]}
+        if fields and fields <= overrides.keys():  # the options are wrong, not the file
+            typer.echo(f"import failed: {'; '.join(problems)}", err=True)
+        else:
+            listed = "".join(f"\n  {problem}" for problem in problems)
+            typer.echo(f"import failed: {spec} is not a valid import spec:{listed}", err=True)
         raise typer.Exit(1) from None
     except (ValueError, OSError) as exc:  # unreadable file, bad JSON or TOML
         typer.echo(f"import failed: {spec}: {exc}", err=True)

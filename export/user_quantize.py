@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from pydantic import ValidationError
 
-from poolserve.export.entry_writer import EntryExists, write_entry
+from poolserve.export.entry_writer import EntryExists, EntryNotWritten, write_entry
 from poolserve.export.manifest_builder import EntryDescription
 from poolserve.export.parity import InputCase, random_boxes
 from poolserve.export.quantize import quantize
@@ -105,5 +105,5 @@ def write_quantized_entry(
     )
     try:
         return write_entry(repository, graph.proto.SerializeToString(), entry, overwrite)
-    except (EntryExists, ValidationError) as exc:
+    except (EntryExists, EntryNotWritten, ValidationError) as exc:
         raise UserModelError(str(exc).splitlines()[0]) from exc

@@ -3,7 +3,9 @@ the rapidocr-onnxruntime wheel) and on small hand-built graphs that must be refu
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import uses_external_data
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from poolserve.cli import app
-from poolserve.export.importer import ImportSpec, ModelImportError, import_model
+from poolserve.export import entry_writer
+from poolserve.export.importer import ImportSpec, ModelImportError, import_model, spec_problems
 from poolserve.export.inspection import InspectionError, inspect_file
 from poolserve.export.wheels import read_member
 from poolserve.repository.store import discover, read_manifest, verified_model_path
@@ -224,3 +228,81 @@ def test_cli_inspects_and_imports(ppocr_onnx: Path, tmp_path: Path):
     assert json.loads(imported.output)["entry"] == str(tmp_path / "cls" / "1")
     again = runner.invoke(app, args)
     assert again.exit_code == 1 and "already holds a model; pass --overwrite" in again.output
+
+
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        (["0", "0"], "labels '0' appear more than once"),
+        (["", ""], "label 1 of 2 is blank; every class needs a name"),
+        (["0", " "], "label 2 of 2 is blank; every class needs a name"),
+    ],
+)
+def test_labels_export_model_refuses_are_refused_with_its_message(
+    ppocr_spec: ImportSpec, labels: list[str], problem: str
+):
+    with pytest.raises(ValidationError) as refused:
+        _spec(ppocr_spec, labels=labels)
+    assert spec_problems(refused.value) == [f"spec field 'labels': {problem}"]
+    # tests/export/test_user_model.py holds export-model's side: the same words from the same check.
+
+
+def _spec_file(ppocr_spec: ImportSpec, path: Path) -> Path:
+    path.write_text(json.dumps(ppocr_spec.model_dump(mode="json", exclude={"wheel"})))
+    return path
+
+
+def test_a_bad_name_option_is_blamed_on_the_option_not_the_spec(ppocr_spec: ImportSpec, tmp_path: Path):
+    model = _tiny_classifier(tmp_path / "tiny.onnx", softmax=True)
+    spec = _spec_file(ppocr_spec, tmp_path / "spec.json")
+    args = ["import", str(model), "--spec", str(spec), "--repository", str(tmp_path / "repo")]
+    failed = CliRunner().invoke(app, [*args, "--name", "../evil"])
+    assert failed.exit_code == 1
+    assert failed.stderr.splitlines() == [
+        "import failed: --name '../evil': use lowercase letters, digits, '.', '_' and '-' (at most 64)"
+    ]
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("inspect", [False, True])
+@pytest.mark.parametrize(
+    ("what", "problem"), [("missing", ": no such file"), ("folder", " is a folder, not an ONNX file")]
+)
+def test_a_model_path_that_is_no_file_says_so(
+    ppocr_spec: ImportSpec, tmp_path: Path, inspect: bool, what: str, problem: str
+):
+    model = tmp_path / "model.onnx"
+    if what == "folder":
+        model.mkdir()
+    args = ["import", str(model), "--spec", str(_spec_file(ppocr_spec, tmp_path / "spec.json"))]
+    args += ["--repository", str(tmp_path / "repo")] + (["--inspect"] if inspect else [])
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 1
+    assert failed.stderr.splitlines() == [f"import failed: {model}{problem}"]  # not "not a valid ONNX model"
+
+
+def _disk_full(*args: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("refusal", ["through-a-file", "disk-full"])
+def test_an_unwritable_repository_is_named_and_left_as_it_was(
+    ppocr_spec: ImportSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+):
+    model = _tiny_classifier(tmp_path / "tiny.onnx", softmax=True)
+    spec = _spec_file(ppocr_spec, tmp_path / "spec.json")
+    (tmp_path / "a-file").write_text("")
+    if refusal == "through-a-file":
+        repository, reason = tmp_path / "a-file" / "repo", os.strerror(errno.ENOTDIR)
+    else:  # the model file is written, then the manifest finds the disk full
+        monkeypatch.setattr(entry_writer, "write_manifest", _disk_full)
+        repository, reason = tmp_path / "repo", os.strerror(errno.ENOSPC)
+    failed = CliRunner().invoke(
+        app, ["import", str(model), "--spec", str(spec), "--repository", str(repository)]
+    )
+    assert failed.exit_code == 1
+    entry = repository / ppocr_spec.name / "1"
+    assert failed.stderr.splitlines() == [
+        f"import failed: cannot write the model repository entry {entry}: {reason}"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "spec.json", "tiny.onnx"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,7 +14,10 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from typer.testing import CliRunner
 
+from poolserve.cli import app
+from poolserve.export import entry_writer
 from poolserve.export.user_loading import UserModelError, build_module, load_factory, load_weights
 from poolserve.export.user_model import export_model
 from poolserve.ops import RoIAlign
@@ -131,6 +136,8 @@ def _written(repository: Path) -> list[Path]:
         (Small(), {"input_shape": (1, 12)}, "input_shape (1, 12): give (channels, height, width)"),
         (Small(), {"color_mode": "rgb"}, "color mode 'rgb': use L, RGB or BGR"),
         (Small(), {"labels": "abc"}, "labels: give a list of names, one per class, not one string"),
+        (Small(), {"labels": ["a", "b", "a"]}, "labels 'a' appear more than once"),
+        (Small(), {"labels": ["a", " ", "b"]}, "label 2 of 3 is blank; every class needs a name"),
         (Small(), {"name": "My Net"}, "name 'My Net'"),
         (Small(), {"color_mode": "RGB"}, "--color RGB makes 3 channels; the input has 1"),
         (Small(), {"mean": [0.5, 0.5]}, "preprocessing"),
@@ -156,6 +163,8 @@ def _written(repository: Path) -> list[Path]:
         "short-shape",
         "lower-case-color",
         "labels-as-string",
+        "repeated-label",
+        "blank-label",
         "name",
         "color",
         "mean",
@@ -361,3 +370,105 @@ def test_an_export_failure_is_one_line_with_the_exporters_reason_and_prints_noth
     )
     out, _ = capfd.readouterr()
     assert out == ""  # the exporter's graph dump went nowhere
+
+
+def _disk_full(*args: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("refusal", ["through-a-file", "disk-full"])
+def test_an_unwritable_repository_is_one_line_and_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: str
+):
+    net = tmp_path / "net.py"
+    net.write_text(
+        "from torch import nn\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(4, 2))\n"
+    )
+    (tmp_path / "a-file").write_text("")
+    if refusal == "through-a-file":
+        repository, reason = tmp_path / "a-file" / "repo", os.strerror(errno.ENOTDIR)
+    else:  # the model file is written, then the manifest finds the disk full
+        monkeypatch.setattr(entry_writer, "write_manifest", _disk_full)
+        repository, reason = tmp_path / "repo" / "nested", os.strerror(errno.ENOSPC)
+    command = ["export-model", f"{net}:build", "--name", "net", "--input", "1x2x2"]
+    done = CliRunner().invoke(app, [*command, "--repository", str(repository)])
+    assert done.exit_code == 1
+    assert done.stderr.splitlines() == [
+        f"export-model: cannot write the model repository entry {repository / 'net' / '1'}: {reason}"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "net.py"]  # no repo/, no repo/nested/net/
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"cat\ndog\n", None),  # text: read as labels, not refused
+        (
+            "chat\nb\xe9b\xe9\n".encode("latin-1"),
+            "not UTF-8 text; a labels file is UTF-8 text, one label per line",
+        ),
+        (
+            b"PK\x03\x04\x00\x00\x08\x08\x00",
+            "binary, not text; a labels file is UTF-8 text, one label per line",
+        ),
+        (None, "is a folder; a labels file is UTF-8 text, one label per line"),
+    ],
+    ids=["utf-8", "latin-1", "torch-archive", "folder"],
+)
+def test_a_labels_file_that_is_not_utf8_text_is_refused_in_one_line(
+    tmp_path: Path, content: bytes | None, message: str | None
+):
+    from poolserve.export.user_loading import load_labels
+
+    path = tmp_path / "labels.txt"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    if message is None:
+        assert load_labels(path) == ["cat", "dog"]
+        return
+    with pytest.raises(UserModelError) as refused:
+        load_labels(path)
+    assert str(refused.value).startswith(str(path)) and str(refused.value).endswith(message)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"cat\ndog\n", "not a file torch.save wrote (it writes a zip archive); save the weights with"),
+        (b"", "the weights file is empty"),
+        (
+            b"\x80\x02garbage",
+            "not a state_dict torch.load(weights_only=True) accepts: Unsupported operand 103",
+        ),
+        (None, "is a folder; weights are the file torch.save(model.state_dict()) wrote"),
+    ],
+    ids=["text", "empty", "garbage-pickle", "folder"],
+)
+def test_weights_torch_save_did_not_write_are_named_plainly_and_weights_only_stays_true(
+    tmp_path: Path, content: bytes | None, message: str
+):
+    path = tmp_path / "net.pt"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserModelError) as refused:
+        load_weights(nn.Linear(4, 2), path)
+    assert message in str(refused.value)
+    # A text file starting with "c" is no pickled class; and never pass on torch's advice to retry with
+    # weights_only=False, which runs whatever code the file holds.
+    assert "pickled" not in str(refused.value) and "False" not in str(refused.value)
+
+
+def test_a_file_given_as_the_samples_folder_is_called_a_file(tmp_path: Path):
+    from poolserve.export.user_loading import load_samples
+    from poolserve.repository.manifest import Preprocessing
+
+    (tmp_path / "one.png").write_bytes(b"")
+    spec = Preprocessing(color_mode="L", height=4, width=4, mean=[0.5], std=[0.5])
+    with pytest.raises(UserModelError, match=r"one\.png is a file; images are given as a folder of them"):
+        load_samples(tmp_path / "one.png", spec)
+    with pytest.raises(UserModelError, match=r"absent: no such folder of images"):
+        load_samples(tmp_path / "absent", spec)
