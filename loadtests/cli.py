@@ -8,6 +8,7 @@ locust's gevent monkey-patching stays in the engine process.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -91,10 +92,19 @@ def check_repository(repository: Path | None) -> None:
 
 
 def run_directory(output_dir: Path, scenario: Scenario) -> Path:
+    """A new folder for this run, named by its start; runs started in the same second (two terminals, a
+    script) get ``-2``, ``-3``, ... rather than one failing on the other's folder."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = output_dir / f"loadtest-{scenario.value}-{stamp}"
-    path.mkdir(parents=True, exist_ok=False)
-    return path
+    base = output_dir / f"loadtest-{scenario.value}-{stamp}"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in itertools.count(1):
+        path = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")
 
 
 @contextmanager

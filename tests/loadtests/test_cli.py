@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from poolserve.cli import app as poolserve_app
-from poolserve.loadtests.cli import EXIT_CANNOT_RUN, app, run_seconds
-from poolserve.loadtests.config import StepLoad
+from poolserve.loadtests.cli import EXIT_CANNOT_RUN, app, run_directory, run_seconds
+from poolserve.loadtests.config import Scenario, StepLoad
 from poolserve.service.settings import Settings
 from tests.service.conftest import REPOSITORY, running_server
 
@@ -123,3 +123,8 @@ def test_an_unknown_model_is_named(keyed_server: str, tmp_path: Path) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == EXIT_CANNOT_RUN
     assert "--model nosuch: the target has no ready model of that name (ready: " in result.output
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(tmp_path: Path) -> None:
+    folders = [run_directory(tmp_path / "runs", Scenario.MIXED) for _ in range(3)]  # within a second
+    assert len(set(folders)) == 3 and all(folder.is_dir() for folder in folders)
