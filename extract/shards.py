@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -101,8 +102,12 @@ def _open_output(out: Path, record_text: str, resume: bool) -> None:
     if job_file.exists():
         if not resume:
             raise OutputError(f"{out} already holds an extraction; pass --resume or choose another folder")
-        if json.loads(job_file.read_text(encoding="utf-8")) != json.loads(record_text):
-            raise OutputError(f"{out} holds another job (other model, options or inputs); not resuming")
+        there, now = json.loads(job_file.read_text(encoding="utf-8")), json.loads(record_text)
+        if there != now:
+            raise OutputError(
+                f"{out} holds another job ({'; '.join(_differences(there, now))}); not resuming: "
+                "give the same model, options and inputs, or another --output"
+            )
     elif out.exists() and any(out.iterdir()):
         raise OutputError(f"{out} is not empty and holds no extraction job")
     (out / _ERRORS_DIR).mkdir(parents=True, exist_ok=True)
@@ -110,6 +115,18 @@ def _open_output(out: Path, record_text: str, resume: bool) -> None:
         stale.unlink()
     if not job_file.exists():
         job_file.write_text(record_text, encoding="utf-8")
+
+
+def _differences(there: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """What makes a recorded job another one, in the options' terms: ``top_k 5 there, 3 now``."""
+    said = [
+        f"{key} {json.dumps(there['job'].get(key))} there, {json.dumps(value)} now"
+        for key, value in now["job"].items()
+        if there.get("job", {}).get(key) != value
+    ]
+    if (there.get("items"), there.get("items_sha256")) != (now["items"], now["items_sha256"]):
+        said.append(f"other images or boxes: {there.get('items')} there, {now['items']} now")
+    return said or ["recorded by another version of poolserve extract"]
 
 
 def pending(out: Path, shards: Sequence[Shard]) -> list[Shard]:

@@ -91,6 +91,8 @@ def test_an_existing_job_is_never_overwritten_or_mixed(digits: Path, tmp_path: P
     extract(*_args(digits / "copy0", out), expect_exit=0)
     before = rows(out)
     extract(*_args(digits / "copy0", out), expect_exit=2)  # no --resume
-    extract(*_args(digits / "copy0", out), "--resume", "--top-k", "3", expect_exit=2)  # other rows
-    extract(*_args(digits, out), "--resume", expect_exit=2)  # other inputs
+    other_rows = extract(*_args(digits / "copy0", out), "--resume", "--top-k", "3", expect_exit=2)
+    assert "(top_k 5 there, 3 now); not resuming" in other_rows.stderr  # says what differs
+    other_inputs = extract(*_args(digits, out), "--resume", expect_exit=2)
+    assert "(other images or boxes: 100 there, 200 now)" in other_inputs.stderr
     assert_same_rows(rows(out), before, atol=0)
