@@ -25,6 +25,7 @@ class EncodingChoice(StrEnum):
 
 EXIT_INPUT_ERRORS = 1  # the job finished, but errors.jsonl lists inputs that could not be used
 EXIT_UNUSABLE = 2  # the job could not run at all
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT, as shells report it); --resume continues
 
 
 def extract_command(
@@ -94,6 +95,13 @@ def extract_command(
     except JobError as exc:
         typer.echo(f"poolserve extract: {exc}", err=True)
         raise typer.Exit(EXIT_UNUSABLE) from None
+    except KeyboardInterrupt:  # Ctrl-C: say what is kept and how to go on, not a traceback or nothing
+        typer.echo(
+            f"poolserve extract: interrupted; the shards already written in {output} are kept: "
+            "the same command with --resume continues",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if failed:
         typer.echo(f"{failed} inputs could not be used; see {output / 'errors.jsonl'}", err=True)
         raise typer.Exit(EXIT_INPUT_ERRORS)

@@ -42,17 +42,13 @@ def _args(digits: Path, out: Path) -> list[str]:
     ]
 
 
+def _command(digits: Path, out: Path) -> list[str]:
+    extract_args = [*_args(digits, out), "--repository", str(REPOSITORY)]
+    return [sys.executable, "-m", "poolserve", "extract", *extract_args]
+
+
 def _kill_after_shards(digits: Path, out: Path, count: int) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "poolserve",
-        "extract",
-        *_args(digits, out),
-        "--repository",
-        str(REPOSITORY),
-    ]
-    job = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(_command(digits, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while len(shards(out)) < count:
@@ -96,3 +92,24 @@ def test_an_existing_job_is_never_overwritten_or_mixed(digits: Path, tmp_path: P
     other_inputs = extract(*_args(digits, out), "--resume", expect_exit=2)
     assert "(other images or boxes: 100 there, 200 now)" in other_inputs.stderr
     assert_same_rows(rows(out), before, atol=0)
+
+
+def test_ctrl_c_says_what_is_kept_and_resume_finishes(digits: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = _command(digits, out)
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(shards(out)) < 5:
+        assert job.poll() is None, "the job ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the job wrote no shards"
+        time.sleep(0.002)
+    job.send_signal(signal.SIGINT)
+    _, said = job.communicate(timeout=60)
+    assert job.returncode == 130, said
+    assert said.strip().splitlines()[-1] == (
+        f"poolserve extract: interrupted; the shards already written in {out} are kept: "
+        "the same command with --resume continues"
+    )
+    assert "Traceback" not in said
+    extract(*_args(digits, out), "--resume", expect_exit=0)
+    assert rows(out).num_rows == 100 * COPIES
