@@ -69,8 +69,8 @@ class LocalModel:
 
 def parse_model_arg(arg: str) -> tuple[str, int | None]:
     """``MODEL`` or ``MODEL:VERSION``."""
-    name, _, version = arg.partition(":")
-    if version and not version.isdigit():
+    name, colon, version = arg.partition(":")
+    if colon and not version.isdigit():  # "MODEL:" too: a version meant and left out
         raise ValueError(f"{arg!r}: the version after ':' must be a number")
     return name, int(version) if version else None
 

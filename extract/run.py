@@ -70,6 +70,19 @@ def _check_server(server: str | None, api_key: str | None) -> str:
     return server
 
 
+def _check_engine_options(request: ExtractRequest) -> None:
+    """An option for another engine is a mistake to say, not to ignore: ``--server`` without
+    ``--engine http`` would run the model here while the user believes the server does."""
+    if request.server is not None and request.engine != "http":
+        raise JobError(
+            f"--server is for --engine http (this job's engine is {request.engine}): add --engine http"
+        )
+    if request.ray_address is not None and request.engine != "ray":
+        raise JobError(
+            f"--ray-address is for --engine ray (this job's engine is {request.engine}): add --engine ray"
+        )
+
+
 def _server_error(request: ExtractRequest, exc: Exception) -> JobError:
     from poolserve.client import Unauthorized
 
@@ -101,6 +114,7 @@ def _model_ref(request: ExtractRequest, settings: Settings) -> tuple[ModelRef, L
 def run_job(request: ExtractRequest, on_progress: ProgressSink | None = None) -> int:
     """Runs the job; returns how many inputs ``errors.jsonl`` lists. ``on_progress`` hears what the
     progress display hears (finished batches; finished shards with Ray)."""
+    _check_engine_options(request)
     # The service's own limits (POOLSERVE_* variables and .env apply), so every engine refuses alike.
     settings = Settings()
     model, local = _model_ref(request, settings)

@@ -52,6 +52,29 @@ def test_jobs_that_cannot_run_exit_2(dataset: Dataset, tmp_path: Path, model: st
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--server", "http://127.0.0.1:9"], "--server is for --engine http (this job's engine is local)"),
+        (["--ray-address", "auto"], "--ray-address is for --engine ray (this job's engine is local)"),
+    ],
+)
+def test_an_option_of_another_engine_is_refused_not_ignored(
+    dataset: Dataset, tmp_path: Path, args: list[str], said: str
+) -> None:
+    done = extract(
+        CLASSIFIER, "--images", dataset.digit_list, "--output", tmp_path / "out", *args, expect_exit=2
+    )
+    assert said in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_colon_without_a_version_is_refused(dataset: Dataset, tmp_path: Path) -> None:
+    done = extract(
+        f"{CLASSIFIER}:", "--images", dataset.digit_list, "--output", tmp_path / "out", expect_exit=2
+    )
+    assert "the version after ':' must be a number" in done.output
+
+
 def test_an_empty_dataset_boxes_for_a_classifier_and_a_file_as_output_stop_the_job_in_one_line(
     dataset: Dataset, tmp_path: Path
 ) -> None:
