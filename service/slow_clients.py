@@ -38,33 +38,29 @@ from poolserve.service.api.error_responses import PROBLEM_MEDIA_TYPE, problem_bo
 from poolserve.service.api.error_table import ErrorInfo
 
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; browsers and proxies stay far below
+_CLOSE = {"Connection": "close"}  # every answer here ends its connection
 _HEAD_TOO_LARGE = ErrorInfo(
-    431,
-    "/problems/head-too-large",
-    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+    431, "/problems/head-too-large", f"the request line and headers exceed {MAX_HEAD_BYTES} bytes", _CLOSE
 )
 _MALFORMED = ErrorInfo(
     400,
     "/problems/malformed-http",
     "the request is not valid HTTP/1.1: its request line or headers could not be parsed",
-)
-_HEAD_TOO_LARGE_CLOSE = ErrorInfo(
-    _HEAD_TOO_LARGE.status, _HEAD_TOO_LARGE.type, _HEAD_TOO_LARGE.detail, {"Connection": "close"}
+    _CLOSE,
 )
 CONNECTION_LIMIT_RETRY_AFTER_S = 1
 
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
 
 def _raw_problem(info: ErrorInfo, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """A whole problem+json response, closing its connection, for errors found before there is a
-    request to hand the app (and so no path: ``instance`` is empty)."""
+    """A whole problem+json response, for errors found before there is a request to hand the app (and
+    so no path: ``instance`` is empty)."""
     body = problem_body(info, "")
     head = [b"HTTP/1.1 %d %s" % (info.status, info.title.encode())]
     head += [name + b": " + value for name, value in default_headers]
-    head += [
-        b"content-type: " + PROBLEM_MEDIA_TYPE.encode(),
-        b"content-length: %d" % len(body),
-        b"connection: close",
-    ]
+    head += [f"{name.lower()}: {value}".encode() for name, value in info.headers.items()]
+    head += [b"content-type: " + PROBLEM_MEDIA_TYPE.encode(), b"content-length: %d" % len(body)]
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
@@ -74,25 +70,30 @@ def _head_bytes(scope: Scope) -> int:
     return target + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
-async def _refuse_long_head(scope: Scope, receive: Receive, send: Send) -> None:
-    await send_error(scope, send, _HEAD_TOO_LARGE_CLOSE)
+def _answering(info: ErrorInfo) -> ASGIApp:
+    """The ASGI app that answers every request with ``info``, in its route family's shape."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        await send_error(scope, send, info)
+
+    return answer
+
+
+_refuse_long_head = _answering(_HEAD_TOO_LARGE)
 
 
 @functools.lru_cache(maxsize=8)  # one per limit, not one per connection
-def over_connection_limit(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+def over_connection_limit(limit: int) -> ASGIApp:
     """The ASGI app that answers a request past ``limit`` connections or requests in progress."""
-    info = ErrorInfo(
-        503,
-        "/problems/too-many-connections",
-        f"the server has {limit} connections or requests in progress, its limit (max_connections); "
-        f"retry after {CONNECTION_LIMIT_RETRY_AFTER_S} s",
-        {"Retry-After": str(CONNECTION_LIMIT_RETRY_AFTER_S), "Connection": "close"},
+    return _answering(
+        ErrorInfo(
+            503,
+            "/problems/too-many-connections",
+            f"the server has {limit} connections or requests in progress, its limit (max_connections); "
+            f"retry after {CONNECTION_LIMIT_RETRY_AFTER_S} s",
+            {"Retry-After": str(CONNECTION_LIMIT_RETRY_AFTER_S), **_CLOSE},
+        )
     )
-
-    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
-        await send_error(scope, send, info)
-
-    return refuse
 
 
 class ServerConfig(uvicorn.Config):
